@@ -1,0 +1,197 @@
+/* wm.h - the public C ABI of the wm world-model plugin.
+ *
+ * A host sees only this header. It dlopens libwm.so, looks up the single exported symbol
+ * `wm_get_api`, asks for WM_API_VERSION and gets a table of function pointers. The table is
+ * append-only: a later plugin keeps every field at its offset and only adds fields at the end, so a
+ * host built against version N works with any plugin that answers version N.
+ *
+ *   void *so = dlopen("libwm.so", RTLD_NOW);
+ *   wm_get_api_fn get = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);
+ *   const wm_api *api = get(WM_API_VERSION);   // NULL: the plugin does not speak this version
+ *
+ * Objects:
+ *   wm_model    immutable weights and configuration; one model serves many sessions.
+ *   wm_session  one stream: prompt, action queue, KV cache, RNG position, frame index.
+ *
+ * Thread safety: wm_model functions are safe from any thread once the model is loaded (it is
+ * read-only). A wm_session must be used by one thread at a time; different sessions may run on
+ * different threads concurrently. last_error() is per thread. Callbacks run on the calling thread.
+ *
+ * Errors: every function returns a wm_status; on failure api->last_error() returns a readable
+ * message for the calling thread. Nothing in the plugin exits or aborts the host process.
+ */
+#ifndef WM_H
+#define WM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WM_API_VERSION 1u
+#define WM_GET_API_SYMBOL "wm_get_api"
+#define WM_MAX_AXES 8
+#define WM_MAX_BUTTONS 32
+
+typedef enum wm_status {
+    WM_OK = 0,
+    WM_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, bad size field, value out of range */
+    WM_ERR_IO = 2,               /* file missing or unreadable */
+    WM_ERR_FORMAT = 3,           /* malformed safetensors / JSON / state blob */
+    WM_ERR_CONFIG = 4,           /* unknown or invalid config key */
+    WM_ERR_SHAPE = 5,            /* tensor missing, extra or of the wrong shape */
+    WM_ERR_OUT_OF_MEMORY = 6,
+    WM_ERR_UNSUPPORTED = 7,      /* feature the model or build lacks (e.g. text prompt) */
+    WM_ERR_NO_DEVICE = 8,        /* the requested backend has no device */
+    WM_ERR_STATE = 9,            /* call not valid now (no prompt, cache full, ...) */
+    WM_ERR_ABORTED = 10,         /* the abort callback asked to stop */
+    WM_ERR_INTERNAL = 11
+} wm_status;
+
+typedef enum wm_backend_kind {
+    WM_BACKEND_AUTO = 0, /* CUDA when a device is present, else CPU */
+    WM_BACKEND_CPU = 1,
+    WM_BACKEND_CUDA = 2
+} wm_backend_kind;
+
+typedef enum wm_prompt_kind {
+    WM_PROMPT_EMBEDDINGS = 0, /* float [L <= text_len][text_dim] */
+    WM_PROMPT_TEXT = 1        /* UTF-8 text; the model ships its tokenizer and encoder */
+} wm_prompt_kind;
+
+typedef enum wm_log_level { WM_LOG_DEBUG = 0, WM_LOG_INFO = 1, WM_LOG_WARN = 2, WM_LOG_ERROR = 3 } wm_log_level;
+
+typedef void (*wm_log_fn)(void *user_data, wm_log_level level, const char *message);
+/* Polled during long work (loading, each forward pass). Return non-zero to stop: the call then
+ * returns WM_ERR_ABORTED and the session is left as it was before the call. */
+typedef int (*wm_abort_fn)(void *user_data);
+
+typedef struct wm_model_params {
+    size_t size;          /* sizeof(wm_model_params); set by model_params_init */
+    const char *path;     /* model directory (config.json + model.safetensors) or a config.json */
+    int random_weights;   /* 1: ignore model.safetensors, draw seeded random weights */
+    uint64_t weight_seed; /* seed for random_weights */
+    int backend;          /* wm_backend_kind */
+    int n_threads;        /* CPU threads; 0 = all cores */
+    wm_log_fn log;        /* NULL = silent */
+    void *log_user_data;
+    wm_abort_fn abort_cb; /* NULL = never abort */
+    void *abort_user_data;
+} wm_model_params;
+
+typedef struct wm_model_info {
+    size_t size;                      /* sizeof(wm_model_info) of the caller */
+    const char *name;
+    int width, height;                /* RGB frame size; 0 when the model has no decoder */
+    float fps;
+    int latent_frames_per_chunk;
+    int latent_channels, latent_height, latent_width;
+    int time_upscale;                 /* video frames per latent frame (1 without decoder) */
+    int prompt_kind;                  /* wm_prompt_kind */
+    int text_len, text_dim;
+    int n_buttons;
+    const char *const *button_names;  /* n_buttons names, bit i of wm_action.buttons */
+    int n_axes;
+    const char *const *axis_names;
+    int has_mouse;
+    int backend;                      /* wm_backend_kind in use */
+    uint32_t backends_available;      /* bit (1 << wm_backend_kind) per backend this build can run */
+    int64_t n_params;
+    int window_frames, sink_frames;   /* default cache policy (-1 = unbounded) */
+    int max_cache_frames;
+} wm_model_info;
+
+typedef struct wm_session_params {
+    size_t size;             /* sizeof(wm_session_params); set by session_params_init */
+    uint64_t seed;           /* noise seed */
+    int window_frames;       /* -2 = model default, -1 = unbounded, else window in latent frames */
+    int sink_frames;         /* -1 = model default */
+    int max_cache_frames;    /* unbounded policy capacity; 0 = model default */
+    wm_abort_fn abort_cb;
+    void *abort_user_data;
+} wm_session_params;
+
+/* One video frame's input. Buttons outside the model's n_buttons, axes outside [-1,1] and
+ * non-finite values are rejected with WM_ERR_INVALID_ARGUMENT. */
+typedef struct wm_action {
+    uint32_t buttons;
+    float axes[WM_MAX_AXES];
+    float mouse_dx, mouse_dy;
+} wm_action;
+
+typedef struct wm_stats {
+    size_t size;              /* sizeof(wm_stats) of the caller */
+    int64_t frames_generated; /* video frames produced since reset */
+    int64_t latent_frames;    /* latent frames committed since reset */
+    int64_t chunks;
+    double last_chunk_ms;     /* wall time of the last chunk, all stages */
+    double last_dit_ms;       /* denoising forwards + cache pass */
+    double last_decode_ms;
+    double last_prompt_ms;    /* text encoding + cross-attention K/V, last prompt change */
+    double total_ms;
+    int64_t cache_tokens;     /* self-attention K/V tokens held per layer */
+    int64_t cache_bytes;      /* all layers, K and V */
+    int64_t cache_capacity_bytes;
+} wm_stats;
+
+typedef struct wm_model wm_model;
+typedef struct wm_session wm_session;
+
+typedef struct wm_api {
+    uint32_t version;     /* WM_API_VERSION the table was built for */
+    uint32_t struct_size; /* sizeof(wm_api) of the plugin: fields beyond it are absent */
+
+    const char *(*status_string)(wm_status status);
+    const char *(*last_error)(void); /* message of this thread's last failure ("" if none) */
+    const char *(*build_info)(void);
+
+    void (*model_params_init)(wm_model_params *params);
+    wm_status (*model_load)(const wm_model_params *params, wm_model **out);
+    void (*model_free)(wm_model *model);
+    wm_status (*model_get_info)(const wm_model *model, wm_model_info *info);
+
+    void (*session_params_init)(wm_session_params *params);
+    wm_status (*session_new)(wm_model *model, const wm_session_params *params, wm_session **out);
+    void (*session_free)(wm_session *session);
+
+    /* The prompt can change at any time; the next chunk uses it. */
+    wm_status (*session_set_prompt_text)(wm_session *s, const char *text);
+    wm_status (*session_set_prompt_embeddings)(wm_session *s, const float *emb, int n_tokens, int dim);
+
+    /* Queue the action of the next video frame not yet generated. */
+    wm_status (*session_push_action)(wm_session *s, const wm_action *action);
+    /* Generate the next chunk now (frames become readable). *n_frames: video frames it produced. */
+    wm_status (*session_generate)(wm_session *s, int *n_frames);
+    /* Copy the next video frame (RGB8, rows of `pitch` bytes) into rgb; generates a chunk when no
+     * frame is waiting. *frame_index (may be NULL) gets the frame's index since reset. */
+    wm_status (*session_read_frame)(wm_session *s, uint8_t *rgb, size_t pitch, size_t buf_size,
+                                    int64_t *frame_index);
+    /* Latents [F][C][H][W] of the last generated chunk, fp32 (n = buffer elements). */
+    wm_status (*session_read_latents)(wm_session *s, float *dst, size_t n, int *n_frames);
+    wm_status (*session_reset)(wm_session *s); /* frame 0, empty cache; keeps prompt and seed */
+
+    /* Snapshot: the size is fixed for the session's lifetime. */
+    wm_status (*session_state_size)(const wm_session *s, size_t *size);
+    wm_status (*session_state_save)(const wm_session *s, void *dst, size_t size);
+    wm_status (*session_state_load)(wm_session *s, const void *src, size_t size);
+
+    wm_status (*session_get_stats)(const wm_session *s, wm_stats *stats);
+} wm_api;
+
+typedef const wm_api *(*wm_get_api_fn)(uint32_t version);
+
+#if defined(WM_BUILDING_PLUGIN)
+#define WM_EXPORT __attribute__((visibility("default")))
+#else
+#define WM_EXPORT
+#endif
+
+/* The one exported symbol. Returns NULL when `version` is not supported. */
+WM_EXPORT const wm_api *wm_get_api(uint32_t version);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WM_H */

@@ -1,0 +1,96 @@
+/* backend.h - the one interface between the model and the hardware.
+ *
+ * Model, sampler, decoder and session code call only these functions; they never call BLAS or
+ * CUDA. Activation pointers (`float *`) point into memory the backend allocated (host memory on the
+ * CPU backend, device memory on CUDA); the model only does pointer arithmetic on them. Weights are
+ * opaque `wm_weight` handles, so a backend may keep them in its own format (bf16 on CUDA).
+ * Row-major everywhere; "rows" are tokens. All ops are asynchronous with respect to the host on
+ * backends that can be; `sync` waits, `download` implies it. */
+#ifndef WM_BACKEND_H
+#define WM_BACKEND_H
+
+#include "wm.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wm_weight wm_weight; /* backend-owned tensor of parameters */
+
+typedef struct wm_backend wm_backend;
+struct wm_backend {
+    const char *name;
+    int kind; /* wm_backend_kind */
+    void *impl;
+
+    void (*destroy)(wm_backend *be);
+    /* memory */
+    float *(*alloc)(wm_backend *be, size_t n_floats); /* NULL on failure (message set) */
+    void (*free)(wm_backend *be, void *p);
+    void (*upload)(wm_backend *be, float *dst, const float *src, size_t n);
+    void (*download)(wm_backend *be, float *dst, const float *src, size_t n);
+    void (*copy)(wm_backend *be, float *dst, const float *src, size_t n); /* backend to backend, may overlap */
+    void (*fill)(wm_backend *be, float *dst, float value, size_t n);
+    void (*sync)(wm_backend *be);
+    size_t (*bytes_in_use)(wm_backend *be);
+
+    /* weights: fp32 host data -> backend weight of n elements */
+    wm_weight *(*weight_new)(wm_backend *be, const float *host, size_t n);
+    void (*weight_free)(wm_backend *be, wm_weight *w);
+    const float *(*weight_f32)(wm_backend *be, const wm_weight *w); /* backend pointer to fp32 copy, or NULL */
+
+    /* y[M,N] = x[M,K] @ W[N,K]^T (+ b[N]); W, b are weights; b may be NULL. */
+    void (*linear)(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b,
+                   int M, int K, int N);
+    /* elementwise, in place on n floats */
+    void (*silu)(wm_backend *be, float *x, size_t n);
+    void (*gelu_tanh)(wm_backend *be, float *x, size_t n);
+    void (*relu)(wm_backend *be, float *x, size_t n);
+    /* y = a*x + b*y over n (axpby); used by the sampler */
+    void (*axpby)(wm_backend *be, float *y, float a, const float *x, float b, size_t n);
+    /* y += x */
+    void (*add)(wm_backend *be, float *y, const float *x, size_t n);
+
+    /* y = LN(x) * (1 + scale[g]) + shift[g] over rows of C; row r uses group g = r / rows_per_group,
+     * scale/shift are backend arrays [groups, *] read at scale + g*stride. No affine when scale and
+     * shift are NULL. */
+    void (*layernorm_mod)(wm_backend *be, float *y, const float *x, int M, int C, float eps,
+                          const float *shift, const float *scale, int stride, int rows_per_group);
+    /* y = LN(x) * w + b (weights) */
+    void (*layernorm_affine)(wm_backend *be, float *y, const float *x, int M, int C, float eps,
+                             const wm_weight *w, const wm_weight *b);
+    /* in place: x = x / rms(x) * w over rows of C */
+    void (*rmsnorm)(wm_backend *be, float *x, int M, int C, float eps, const wm_weight *w);
+    /* in place 3-D RoPE on x[M, H, D]: token r of the chunk is (frame0 + r / (h*w), (r / w) % h, r % w)
+     * in a grid of h x w per frame. Layout of pairs: docs/MODEL.md section 3. */
+    void (*rope)(wm_backend *be, float *x, int M, int H, int D, int64_t frame0, int gh, int gw);
+    /* x[r] += y[r] * gate[g] (gate rows of C at gate + g*stride, g = r / rows_per_group) */
+    void (*gated_add)(wm_backend *be, float *x, const float *y, int M, int C, const float *gate,
+                      int stride, int rows_per_group);
+    /* out[Mq, H*D] = softmax(q k^T * scale) v per head; k, v [Mk, H*D] contiguous. */
+    void (*attention)(wm_backend *be, float *out, const float *q, const float *k, const float *v,
+                      int Mq, int Mk, int H, int D, float scale);
+    /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
+    void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
+                     int ph, int pw);
+    /* inverse of the head: tokens [F*gh*gw, ph*pw*C] ((di, dj, c) order, c fastest) -> [F, C, Hh, Ww] */
+    void (*unpatchify)(wm_backend *be, float *lat, const float *tokens, int F, int C, int Hh, int Ww,
+                       int ph, int pw);
+    /* Philox normal noise, docs/MODEL.md section 5: dst[i] = normal element i of stream */
+    void (*noise)(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream);
+
+    /* decoder ops, images [C, H, W] (one time step) */
+    /* y[Cout, H, W] = conv(x[Cin, H, W]) with k x k kernel (k = 1 or 3, pad k/2), W [Cout, Cin, k, k] */
+    void (*conv2d)(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b,
+                   int Cin, int Cout, int H, int Wd, int k);
+    void (*upsample2x)(wm_backend *be, float *y, const float *x, int C, int H, int W); /* nearest */
+    void (*tanh_clamp)(wm_backend *be, float *x, size_t n, float limit);            /* tanh(x/l)*l */
+    /* rgb8[H, W, 3] (pitch bytes per row) = round(clamp(x[3, H, W], 0, 1) * 255) on the host */
+    void (*to_rgb8)(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W);
+};
+
+/* Creates the CPU backend (always available). n_threads 0 = all cores. */
+wm_backend *wm_backend_cpu_new(int n_threads);
+/* Creates the CUDA backend; NULL with WM_ERR_NO_DEVICE / WM_ERR_UNSUPPORTED set when unavailable. */
+wm_backend *wm_backend_cuda_new(void);
+int wm_backend_cuda_compiled(void);
+
+#endif

@@ -1,0 +1,281 @@
+/* backend_cpu.c - the CPU backend: fp32 host memory, OpenBLAS sgemm, OpenMP loops.
+ * This is the readable reference every other backend is compared against, op by op. */
+#include "backend.h"
+#include "common.h"
+#include "cpu_ops.h"
+#include "rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cpu_impl {
+    size_t bytes; /* activations + weights currently allocated */
+} cpu_impl;
+
+static float *cpu_alloc(wm_backend *be, size_t n) {
+    size_t bytes = (n ? n : 1) * sizeof(float) + 64;
+    size_t *p = malloc(bytes);
+    if (!p) {
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory allocating %zu MB", bytes >> 20);
+        return NULL;
+    }
+    p[0] = bytes; /* size header so bytes_in_use stays exact */
+    ((cpu_impl *)be->impl)->bytes += bytes;
+    return (float *)(p + 8);
+}
+static void cpu_free(wm_backend *be, void *ptr) {
+    if (!ptr) return;
+    size_t *p = (size_t *)ptr - 8;
+    ((cpu_impl *)be->impl)->bytes -= p[0];
+    free(p);
+}
+static size_t cpu_bytes(wm_backend *be) { return ((cpu_impl *)be->impl)->bytes; }
+static void cpu_upload(wm_backend *be, float *d, const float *s, size_t n) { memcpy(d, s, n * sizeof(float)); }
+static void cpu_copy(wm_backend *be, float *d, const float *s, size_t n) { memmove(d, s, n * sizeof(float)); }
+static void cpu_fill(wm_backend *be, float *d, float v, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] = v;
+}
+static void cpu_sync(wm_backend *be) {}
+
+static wm_weight *cpu_weight_new(wm_backend *be, const float *host, size_t n) {
+    wm_weight *w = malloc(sizeof *w);
+    if (!w) return NULL;
+    w->data = cpu_alloc(be, n);
+    if (!w->data) { free(w); return NULL; }
+    memcpy(w->data, host, n * sizeof(float));
+    w->n = n;
+    return w;
+}
+static void cpu_weight_free(wm_backend *be, wm_weight *w) {
+    cpu_free(be, w->data);
+    free(w);
+}
+static const float *cpu_weight_f32(wm_backend *be, const wm_weight *w) { return w->data; }
+
+static void cpu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
+                       int K, int N) {
+    if (b) {
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < M; r++) memcpy(y + (size_t)r * N, b->data, (size_t)N * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W->data, K, b ? 1.0f : 0.0f, y, N);
+}
+
+static void cpu_silu(wm_backend *be, float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+static void cpu_gelu_tanh(wm_backend *be, float *x, size_t n) {
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+    }
+}
+static void cpu_relu(wm_backend *be, float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+static void cpu_axpby(wm_backend *be, float *y, float a, const float *x, float b, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b * y[i];
+}
+static void cpu_add(wm_backend *be, float *y, const float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* mean and 1/std of one row, two-pass in double-free fp32 like PyTorch's LayerNorm on fp32 */
+static void row_stats(const float *x, int C, float eps, float *mean, float *rstd) {
+    float s = 0;
+    for (int c = 0; c < C; c++) s += x[c];
+    float m = s / (float)C, v = 0;
+    for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+    *mean = m;
+    *rstd = 1.0f / sqrtf(v / (float)C + eps);
+}
+
+static void cpu_layernorm_mod(wm_backend *be, float *y, const float *x, int M, int C, float eps, const float *shift,
+                              const float *scale, int stride, int rows_per_group) {
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *xr = x + (size_t)r * C;
+        float *yr = y + (size_t)r * C;
+        float m, rs;
+        row_stats(xr, C, eps, &m, &rs);
+        if (!scale) {
+            for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs;
+            continue;
+        }
+        const float *sc = scale + (size_t)(r / rows_per_group) * stride;
+        const float *sh = shift + (size_t)(r / rows_per_group) * stride;
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs * (1.0f + sc[c]) + sh[c];
+    }
+}
+static void cpu_layernorm_affine(wm_backend *be, float *y, const float *x, int M, int C, float eps,
+                                 const wm_weight *w, const wm_weight *b) {
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *xr = x + (size_t)r * C;
+        float *yr = y + (size_t)r * C;
+        float m, rs;
+        row_stats(xr, C, eps, &m, &rs);
+        for (int c = 0; c < C; c++) yr[c] = (xr[c] - m) * rs * w->data[c] + b->data[c];
+    }
+}
+static void cpu_rmsnorm(wm_backend *be, float *x, int M, int C, float eps, const wm_weight *w) {
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        float *xr = x + (size_t)r * C;
+        float s = 0;
+        for (int c = 0; c < C; c++) s += xr[c] * xr[c];
+        float rs = 1.0f / sqrtf(s / (float)C + eps);
+        for (int c = 0; c < C; c++) xr[c] = xr[c] * rs * w->data[c];
+    }
+}
+
+/* 3-D RoPE: angles in float64 (like the reference tables), rotation in fp32. */
+static void cpu_rope(wm_backend *be, float *x, int M, int H, int D, int64_t frame0, int gh, int gw) {
+    const int dt = D - 4 * (D / 6), dh = 2 * (D / 6);
+    const int pt = dt / 2, ph = dh / 2, np = D / 2;
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        int64_t pos[3] = {frame0 + r / (gh * gw), (r / gw) % gh, r % gw};
+        float cs[64], sn[64];
+        float *cbuf = cs, *sbuf = sn, *heap = NULL;
+        if (np > 64) {
+            heap = malloc(2 * (size_t)np * sizeof(float));
+            if (!heap) continue;
+            cbuf = heap;
+            sbuf = heap + np;
+        }
+        for (int p = 0; p < np; p++) {
+            int axis = p < pt ? 0 : (p < pt + ph ? 1 : 2);
+            int j = axis == 0 ? p : (axis == 1 ? p - pt : p - pt - ph);
+            int adim = axis == 0 ? dt : dh;
+            double ang = (double)pos[axis] * pow(10000.0, -(double)(2 * j) / (double)adim);
+            cbuf[p] = (float)cos(ang);
+            sbuf[p] = (float)sin(ang);
+        }
+        for (int h = 0; h < H; h++) {
+            float *xh = x + (size_t)r * H * D + (size_t)h * D;
+            for (int p = 0; p < np; p++) {
+                float a = xh[2 * p], b = xh[2 * p + 1];
+                xh[2 * p] = a * cbuf[p] - b * sbuf[p];
+                xh[2 * p + 1] = a * sbuf[p] + b * cbuf[p];
+            }
+        }
+        free(heap);
+    }
+}
+
+static void cpu_gated_add(wm_backend *be, float *x, const float *y, int M, int C, const float *gate, int stride,
+                          int rows_per_group) {
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *g = gate + (size_t)(r / rows_per_group) * stride;
+        float *xr = x + (size_t)r * C;
+        const float *yr = y + (size_t)r * C;
+        for (int c = 0; c < C; c++) xr[c] += yr[c] * g[c];
+    }
+}
+
+static void cpu_patchify(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww, int ph,
+                         int pw) {
+    const int gh = Hh / ph, gw = Ww / pw, K = C * ph * pw;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < F * gh * gw; t++) {
+        int f = t / (gh * gw), i = (t / gw) % gh, j = t % gw;
+        float *dst = patches + (size_t)t * K;
+        for (int c = 0; c < C; c++)
+            for (int di = 0; di < ph; di++)
+                for (int dj = 0; dj < pw; dj++)
+                    dst[(c * ph + di) * pw + dj] =
+                        lat[(((size_t)f * C + c) * Hh + (size_t)(i * ph + di)) * Ww + (size_t)(j * pw + dj)];
+    }
+}
+static void cpu_unpatchify(wm_backend *be, float *lat, const float *tokens, int F, int C, int Hh, int Ww, int ph,
+                           int pw) {
+    const int gh = Hh / ph, gw = Ww / pw, K = C * ph * pw;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < F * gh * gw; t++) {
+        int f = t / (gh * gw), i = (t / gw) % gh, j = t % gw;
+        const float *src = tokens + (size_t)t * K;
+        for (int di = 0; di < ph; di++)
+            for (int dj = 0; dj < pw; dj++)
+                for (int c = 0; c < C; c++)
+                    lat[(((size_t)f * C + c) * Hh + (size_t)(i * ph + di)) * Ww + (size_t)(j * pw + dj)] =
+                        src[(di * pw + dj) * C + c];
+    }
+}
+
+static void cpu_noise(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream) {
+    wm_normal_fill(dst, n, seed, stream, 0);
+}
+
+static void cpu_destroy(wm_backend *be) {
+    free(be->impl);
+    free(be);
+}
+
+wm_backend *wm_backend_cpu_new(int n_threads) {
+    wm_backend *be = calloc(1, sizeof *be);
+    cpu_impl *impl = calloc(1, sizeof *impl);
+    if (!be || !impl) {
+        free(be);
+        free(impl);
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory creating the CPU backend");
+        return NULL;
+    }
+    if (n_threads > 0) {
+        omp_set_num_threads(n_threads);
+        openblas_set_num_threads(n_threads);
+    }
+    be->name = "cpu";
+    be->kind = WM_BACKEND_CPU;
+    be->impl = impl;
+    be->destroy = cpu_destroy;
+    be->alloc = cpu_alloc;
+    be->free = cpu_free;
+    be->upload = cpu_upload;
+    be->download = cpu_upload;
+    be->copy = cpu_copy;
+    be->fill = cpu_fill;
+    be->sync = cpu_sync;
+    be->bytes_in_use = cpu_bytes;
+    be->weight_new = cpu_weight_new;
+    be->weight_free = cpu_weight_free;
+    be->weight_f32 = cpu_weight_f32;
+    be->linear = cpu_linear;
+    be->silu = cpu_silu;
+    be->gelu_tanh = cpu_gelu_tanh;
+    be->relu = cpu_relu;
+    be->axpby = cpu_axpby;
+    be->add = cpu_add;
+    be->layernorm_mod = cpu_layernorm_mod;
+    be->layernorm_affine = cpu_layernorm_affine;
+    be->rmsnorm = cpu_rmsnorm;
+    be->rope = cpu_rope;
+    be->gated_add = cpu_gated_add;
+    be->attention = wm_cpu_attention;
+    be->patchify = cpu_patchify;
+    be->unpatchify = cpu_unpatchify;
+    be->noise = cpu_noise;
+    be->conv2d = wm_cpu_conv2d;
+    be->upsample2x = wm_cpu_upsample2x;
+    be->tanh_clamp = wm_cpu_tanh_clamp;
+    be->to_rgb8 = wm_cpu_to_rgb8;
+    return be;
+}
+
+#ifndef WM_HAVE_CUDA
+wm_backend *wm_backend_cuda_new(void) {
+    wm_set_error(WM_ERR_UNSUPPORTED, "this build of wm has no CUDA backend (built without a CUDA compiler)");
+    return NULL;
+}
+int wm_backend_cuda_compiled(void) { return 0; }
+#endif

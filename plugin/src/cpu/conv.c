@@ -1,0 +1,105 @@
+/* conv.c - the CPU backend's decoder ops on images [C, H, W] fp32: 2-D convolution (im2col +
+ * OpenBLAS sgemm), nearest 2x upsampling, tanh clamp, and conversion to interleaved RGB8. */
+#include "common.h"
+#include "cpu_ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* im2col of output rows [r0, r1): col[(c*k + ky)*k + kx][(r - r0)*W + x] = x[c][r+ky-p][x+kx-p], zero
+ * outside the image (PyTorch's zero padding). */
+static void im2col_rows(float *col, const float *x, int Cin, int H, int W, int k, int r0, int r1) {
+    const int p = k / 2, kk = k * k, nr = r1 - r0;
+    const size_t ncol = (size_t)nr * W;
+    #pragma omp parallel for schedule(static)
+    for (int row = 0; row < Cin * kk; row++) {
+        const int c = row / kk, ky = (row / k) % k, kx = row % k;
+        const float *xc = x + (size_t)c * H * W;
+        float *dst = col + (size_t)row * ncol;
+        /* columns of this tap that read inside the image: x in [x0, x1) */
+        const int x0 = kx - p < 0 ? p - kx : 0;
+        const int x1 = W - (kx - p > 0 ? kx - p : 0);
+        for (int r = r0; r < r1; r++) {
+            float *d = dst + (size_t)(r - r0) * W;
+            const int sr = r + ky - p;
+            if (sr < 0 || sr >= H || x1 <= x0) {
+                memset(d, 0, (size_t)W * sizeof(float));
+                continue;
+            }
+            for (int xx = 0; xx < x0; xx++) d[xx] = 0;
+            memcpy(d + x0, xc + (size_t)sr * W + (x0 + kx - p), (size_t)(x1 - x0) * sizeof(float));
+            for (int xx = x1; xx < W; xx++) d[xx] = 0;
+        }
+    }
+}
+
+/* The im2col buffer is bounded (bands of output rows) so a 480x832 image does not need a
+ * Cin*9*H*W scratch (~1 GB at Cin = 64). */
+#define CONV_COL_FLOATS ((size_t)4 << 20)
+
+void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt, const wm_weight *b,
+                   int Cin, int Cout, int H, int Wd, int k) {
+    const size_t HW = (size_t)H * Wd;
+    const int K = Cin * k * k;
+    if (b) {
+        #pragma omp parallel for schedule(static)
+        for (int co = 0; co < Cout; co++) {
+            float *yc = y + (size_t)co * HW, v = b->data[co];
+            for (size_t i = 0; i < HW; i++) yc[i] = v;
+        }
+    }
+    const float beta = b ? 1.0f : 0.0f;
+    if (k == 1) { /* y[Cout, HW] = W[Cout, Cin] @ x[Cin, HW] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)HW, Cin, 1.0f, Wt->data, Cin, x, (int)HW,
+                    beta, y, (int)HW);
+        return;
+    }
+    const size_t row_floats = (size_t)K * Wd;
+    int band = (int)(CONV_COL_FLOATS / row_floats);
+    if (band < 1) band = 1;
+    if (band > H) band = H;
+    float *col = wm_malloc((size_t)band * row_floats * sizeof(float), "conv2d im2col");
+    if (!col) return; /* message set; the output is left undefined */
+    for (int r0 = 0; r0 < H; r0 += band) {
+        const int r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
+        im2col_rows(col, x, Cin, H, Wd, k, r0, r1);
+        /* y[:, r0*W : r1*W] (row stride HW) = W[Cout, K] @ col[K, n] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, n, K, 1.0f, Wt->data, K, col, n, beta,
+                    y + (size_t)r0 * Wd, (int)HW);
+    }
+    free(col);
+}
+
+void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, int W) {
+    #pragma omp parallel for schedule(static)
+    for (int cr = 0; cr < C * H; cr++) {
+        const float *src = x + (size_t)cr * W;
+        float *d0 = y + (size_t)cr * 2 * (2 * (size_t)W); /* output rows 2r and 2r+1 of channel c */
+        for (int j = 0; j < W; j++) d0[2 * j] = d0[2 * j + 1] = src[j];
+        memcpy(d0 + 2 * (size_t)W, d0, 2 * (size_t)W * sizeof(float));
+    }
+}
+
+void wm_cpu_tanh_clamp(wm_backend *be, float *x, size_t n, float limit) {
+    /* x / l (not x * (1/l)) like TAEHV's Clamp: torch.tanh(x / 3) * 3 */
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / limit) * limit;
+}
+
+void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W) {
+    const size_t HW = (size_t)H * W;
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < H; r++) {
+        uint8_t *dst = rgb + (size_t)r * pitch;
+        for (int j = 0; j < W; j++)
+            for (int c = 0; c < 3; c++) {
+                float v = x[c * HW + (size_t)r * W + j];
+                if (!(v > 0.0f)) v = 0.0f; /* also maps NaN to 0 */
+                if (v > 1.0f) v = 1.0f;
+                /* nearbyintf rounds half to even, like torch.round */
+                dst[3 * j + c] = (uint8_t)nearbyintf(v * 255.0f);
+            }
+    }
+}

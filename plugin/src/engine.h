@@ -1,0 +1,96 @@
+/* engine.h - the plugin's two objects: wm_model (immutable: config, backend, weights) and
+ * wm_session (one stream: prompt, actions, KV cache, decoder state, frames waiting to be read). */
+#ifndef WM_ENGINE_H
+#define WM_ENGINE_H
+
+#include "backend.h"
+#include "common.h"
+#include "config.h"
+#include "decoder.h"
+#include "dit.h"
+#include "weights.h"
+
+#define WM_ACTION_QUEUE 1024
+
+struct wm_model {
+    wm_config cfg;
+    wm_backend *be;
+    wm_weights weights;
+    wm_dit dit;
+    const wm_weight *tok_emb, *pos_emb; /* text encoder, NULL for embedding prompts */
+    wm_logger log;
+    wm_abort_fn abort_cb;
+    void *abort_user_data;
+    const char *button_ptrs[WM_MAX_BUTTONS];
+    const char *axis_ptrs[WM_MAX_AXES];
+};
+
+struct wm_session {
+    wm_model *m;
+    uint64_t seed;
+    wm_abort_fn abort_cb;
+    void *abort_user_data;
+    /* cache policy */
+    int window;      /* latent frames, -1 unbounded */
+    int sinks;
+    int cap_frames;  /* rows of the cache buffers, in frames */
+    int tpf;         /* tokens per latent frame */
+    wm_kv_layer *kv; /* [num_layers] */
+    int64_t n_valid_frames; /* committed frames held in the cache */
+    /* position */
+    int64_t next_latent;    /* absolute index of the next latent frame */
+    int64_t chunks;
+    int64_t video_frames;   /* video frames produced since reset */
+    /* prompt */
+    int has_prompt;
+    float *prompt_host; /* [text_len, text_dim], zero-padded */
+    float *prompt_dev;
+    float **ctx_k, **ctx_v; /* per layer [text_len, dim] */
+    /* sampler buffers (backend) [F, C, H, W] */
+    wm_dit_work work;
+    float *x, *v, *x0, *eps;
+    float *latents_host; /* last chunk's x0 */
+    int latents_frames;
+    /* decoder and frames waiting to be read (host RGB8, tightly packed) */
+    wm_decoder *dec;
+    float *dec_out; /* [time_upscale, 3, Hp, Wp] backend */
+    int width, height, upscale;
+    uint8_t *frames; /* ring of max_pending frames */
+    int max_pending, n_pending, first_pending;
+    int64_t first_pending_index;
+    /* actions for video frames next_video .. */
+    wm_action queue[WM_ACTION_QUEUE];
+    int q_len;
+    wm_action last_action;
+    wm_stats stats;
+};
+
+wm_status wm_model_load_impl(const wm_model_params *p, wm_model **out);
+void wm_model_free_impl(wm_model *m);
+void wm_model_info_fill(const wm_model *m, wm_model_info *info);
+
+wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_session **out);
+void wm_session_free_impl(wm_session *s);
+wm_status wm_session_set_prompt_text_impl(wm_session *s, const char *text);
+wm_status wm_session_set_prompt_emb_impl(wm_session *s, const float *emb, int n_tokens, int dim);
+wm_status wm_session_push_action_impl(wm_session *s, const wm_action *a);
+wm_status wm_session_generate_impl(wm_session *s, int *n_frames);
+wm_status wm_session_read_frame_impl(wm_session *s, uint8_t *rgb, size_t pitch, size_t size, int64_t *index);
+wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int *n_frames);
+wm_status wm_session_reset_impl(wm_session *s);
+size_t wm_session_state_size_impl(const wm_session *s);
+wm_status wm_session_state_save_impl(const wm_session *s, void *dst, size_t size);
+wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size);
+void wm_session_stats_impl(const wm_session *s, wm_stats *out);
+
+/* sampler.c */
+/* The chunk's timesteps t_0 > .. > t_{n-1} after warping (docs/MODEL.md section 2). */
+int wm_sampler_timesteps(const wm_config *c, float *t);
+/* Denoises the next chunk and commits its K/V. x0 of the chunk ends in s->x0. */
+wm_status wm_sampler_chunk(wm_session *s);
+
+/* text.c */
+/* Tokenizes `text` (docs/MODEL.md section 6). Writes at most max ids, returns the count. */
+int wm_tokenize(const wm_config *c, const char *text, int *ids, int max);
+
+#endif

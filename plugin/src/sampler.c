@@ -1,0 +1,141 @@
+/* sampler.c - the Self-Forcing streaming loop for one chunk (docs/MODEL.md section 2): few-step
+ * flow denoising with re-noising between steps, then a clean pass that commits the chunk's K/V. */
+#include "engine.h"
+
+#include "rng.h"
+
+#include <math.h>
+#include <string.h>
+
+int wm_sampler_timesteps(const wm_config *c, float *t) {
+    for (int k = 0; k < c->n_steps; k++) {
+        float step = c->denoising_step_list[k];
+        if (!c->warp_denoising_step) {
+            t[k] = step;
+            continue;
+        }
+        /* FlowMatchScheduler(shift, sigma_min=0, extra_one_step): sigmas = linspace(1, 0, 1001)[:-1],
+         * warped s' = shift*s/(1+(shift-1)*s), timesteps = 1000*s'; step t maps to index 1000 - t. */
+        int idx = 1000 - (int)lrintf(step);
+        float s = (float)(1.0 - (double)idx / 1000.0);
+        float sh = c->timestep_shift;
+        float w = sh * s / (1.0f + (sh - 1.0f) * s);
+        t[k] = w * 1000.0f;
+    }
+    return c->n_steps;
+}
+
+static int aborted(const wm_session *s) { return s->abort_cb && s->abort_cb(s->abort_user_data); }
+
+/* Video frames [first, last] produced by absolute latent frame f (u = time upscale). */
+static void video_range(int64_t f, int u, int64_t *first, int64_t *count) {
+    if (f == 0) {
+        *first = 0;
+        *count = 1;
+    } else {
+        *first = (int64_t)u * (f - 1) + 1;
+        *count = u;
+    }
+}
+
+static void action_vector(const wm_config *c, const wm_action *a, float *v) {
+    int n = 0;
+    for (int b = 0; b < c->n_buttons; b++) v[n++] = (a->buttons >> b) & 1u ? 1.0f : 0.0f;
+    for (int x = 0; x < c->n_axes; x++) v[n++] = a->axes[x];
+    if (c->action_mouse) {
+        v[n++] = a->mouse_dx;
+        v[n++] = a->mouse_dy;
+    }
+}
+
+/* Per-latent-frame action vectors: the mean over each latent frame's video frames of the queued
+ * actions (the last submitted action when the queue runs out). Does not consume the queue. */
+static void chunk_actions(const wm_session *s, float *out, int F) {
+    const wm_config *c = &s->m->cfg;
+    const int A = wm_config_action_dim(c);
+    float tmp[WM_MAX_BUTTONS + WM_MAX_AXES + 2];
+    for (int f = 0; f < F; f++) {
+        int64_t first, count;
+        video_range(s->next_latent + f, s->upscale, &first, &count);
+        float *o = out + (size_t)f * A;
+        memset(o, 0, (size_t)A * sizeof(float));
+        for (int64_t j = 0; j < count; j++) {
+            int64_t qi = first + j - s->video_frames;
+            const wm_action *a = qi < s->q_len ? &s->queue[qi] : &s->last_action;
+            action_vector(c, a, tmp);
+            for (int e = 0; e < A; e++) o[e] += tmp[e];
+        }
+        for (int e = 0; e < A; e++) o[e] /= (float)count;
+    }
+}
+
+wm_status wm_sampler_chunk(wm_session *s) {
+    wm_model *m = s->m;
+    const wm_config *c = &m->cfg;
+    wm_backend *be = m->be;
+    const int F = c->num_frame_per_block;
+    const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
+    const int64_t frame0 = s->next_latent;
+    const uint64_t stream = 256ull * (uint64_t)s->chunks;
+
+    if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
+    if (s->window < 0 && s->n_valid_frames + F > s->cap_frames)
+        return wm_set_error(WM_ERR_STATE,
+                            "KV cache full: %lld latent frames cached, capacity %d (unbounded policy); "
+                            "raise max_cache_frames or use a window",
+                            (long long)s->n_valid_frames, s->cap_frames);
+
+    float t[WM_MAX_STEPS], tf[64];
+    float acts[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)];
+    const int nsteps = wm_sampler_timesteps(c, t);
+    const float *actions = NULL;
+    if (wm_config_action_dim(c) > 0) {
+        chunk_actions(s, acts, F);
+        actions = acts;
+    }
+    const int64_t nv = s->n_valid_frames * s->tpf;
+
+    be->noise(be, s->x, n, s->seed, stream);
+    for (int k = 0; k < nsteps; k++) {
+        if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
+        for (int f = 0; f < F; f++) tf[f] = t[k];
+        wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx_k, s->ctx_v);
+        const float sigma = t[k] / 1000.0f;
+        be->copy(be, s->x0, s->x, n);
+        be->axpby(be, s->x0, -sigma, s->v, 1.0f, n); /* x0 = x - sigma * v */
+        if (k + 1 < nsteps) {
+            const float sn = t[k + 1] / 1000.0f;
+            be->noise(be, s->eps, n, s->seed, stream + (uint64_t)k + 1);
+            be->copy(be, s->x, s->x0, n);
+            be->axpby(be, s->x, sn, s->eps, 1.0f - sn, n); /* x = (1-s')x0 + s' eps */
+        }
+    }
+    if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
+    /* the clean pass: x0 (re-noised to context_noise when set) at that timestep; its K/V stay */
+    be->copy(be, s->x, s->x0, n);
+    if (c->context_noise > 0) {
+        const float sc = c->context_noise / 1000.0f;
+        be->noise(be, s->eps, n, s->seed, stream + 255);
+        be->axpby(be, s->x, sc, s->eps, 1.0f - sc, n);
+    }
+    for (int f = 0; f < F; f++) tf[f] = c->context_noise;
+    wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx_k, s->ctx_v);
+
+    /* commit: the rows just written become cache; then evict down to the window for the next chunk */
+    s->n_valid_frames += F;
+    s->next_latent += F;
+    s->chunks++;
+    if (s->window > 0 && s->n_valid_frames > s->window - F) {
+        const int64_t keep = s->window - F; /* frames to keep, sinks included */
+        const int64_t drop = s->n_valid_frames - keep;
+        const int64_t sinks = s->sinks < keep ? s->sinks : keep;
+        const size_t row = (size_t)c->dim * (size_t)s->tpf; /* floats per frame */
+        const size_t moved = (size_t)(keep - sinks) * row;
+        for (int l = 0; l < c->num_layers; l++) {
+            be->copy(be, s->kv[l].k + sinks * row, s->kv[l].k + (sinks + drop) * row, moved);
+            be->copy(be, s->kv[l].v + sinks * row, s->kv[l].v + (sinks + drop) * row, moved);
+        }
+        s->n_valid_frames = keep;
+    }
+    return WM_OK;
+}

@@ -1,0 +1,315 @@
+/* session.c - one stream of frames: prompt, action queue, KV cache, decoder, frames waiting to be
+ * read, and snapshots of all of it. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t latent_floats(const wm_config *c) {
+    return (size_t)c->num_frame_per_block * c->in_dim * c->latent_height * c->latent_width;
+}
+static size_t frame_bytes(const wm_session *s) { return (size_t)s->width * s->height * 3; }
+
+wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_session **out) {
+    if (!m || !p || !out) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: NULL argument");
+    *out = NULL;
+    if (p->size < sizeof(wm_session_params))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: params.size is %zu, expected %zu (call session_params_init)",
+                            p->size, sizeof(wm_session_params));
+    const wm_config *c = &m->cfg;
+    const int F = c->num_frame_per_block;
+    if (F > 64) return wm_set_error(WM_ERR_UNSUPPORTED, "num_frame_per_block %d > 64 is not supported", F);
+    int window = p->window_frames == -2 ? c->local_attn_size : p->window_frames;
+    int sinks = p->sink_frames == -1 ? c->sink_size : p->sink_frames;
+    int cap = p->max_cache_frames > 0 ? p->max_cache_frames : c->max_cache_frames;
+    if (window < -1 || window == 0)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: window_frames %d (use -2 default, -1 unbounded, or > 0)", window);
+    if (sinks < 0) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: sink_frames %d < 0", sinks);
+    if (window > 0 && window < sinks + F)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT,
+                            "session_new: window %d frames must hold the sinks (%d) and one chunk (%d)", window, sinks, F);
+    if (window < 0 && sinks > 0)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: sink frames need a window (unbounded cache keeps everything)");
+    if (window < 0 && cap < F)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: max_cache_frames %d < frames per chunk %d", cap, F);
+
+    wm_session *s = calloc(1, sizeof *s);
+    if (!s) return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session");
+    wm_backend *be = m->be;
+    s->m = m;
+    s->seed = p->seed;
+    s->abort_cb = p->abort_cb;
+    s->abort_user_data = p->abort_user_data;
+    s->window = window;
+    s->sinks = window > 0 ? sinks : 0;
+    s->cap_frames = window > 0 ? window : cap;
+    s->tpf = wm_config_tokens_per_frame(c);
+    s->upscale = wm_config_time_upscale(c);
+    wm_status st = WM_OK;
+    const size_t rows = (size_t)s->cap_frames * s->tpf, D = (size_t)c->dim;
+    s->kv = calloc((size_t)c->num_layers, sizeof *s->kv);
+    s->ctx_k = calloc((size_t)c->num_layers, sizeof *s->ctx_k);
+    s->ctx_v = calloc((size_t)c->num_layers, sizeof *s->ctx_v);
+    s->prompt_host = calloc((size_t)c->text_len * c->text_dim, sizeof(float));
+    s->latents_host = calloc(latent_floats(c), sizeof(float));
+    if (!s->kv || !s->ctx_k || !s->ctx_v || !s->prompt_host || !s->latents_host) {
+        st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session tables");
+        goto fail;
+    }
+    for (int l = 0; l < c->num_layers; l++) {
+        if (!(s->kv[l].k = be->alloc(be, rows * D)) || !(s->kv[l].v = be->alloc(be, rows * D)) ||
+            !(s->ctx_k[l] = be->alloc(be, (size_t)c->text_len * D)) || !(s->ctx_v[l] = be->alloc(be, (size_t)c->text_len * D))) {
+            st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the KV cache (%d frames x %d tokens x %d layers)",
+                              s->cap_frames, s->tpf, c->num_layers);
+            goto fail;
+        }
+    }
+    const size_t nl = latent_floats(c);
+    if (!(s->x = be->alloc(be, nl)) || !(s->v = be->alloc(be, nl)) || !(s->x0 = be->alloc(be, nl)) ||
+        !(s->eps = be->alloc(be, nl)) || !(s->prompt_dev = be->alloc(be, (size_t)c->text_len * c->text_dim))) {
+        st = WM_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    if ((st = wm_dit_work_new(&s->work, &m->dit)) != WM_OK) goto fail;
+    if (c->decoder.present) {
+        const int su = wm_config_space_upscale(c);
+        s->width = c->latent_width * su;
+        s->height = c->latent_height * su;
+        if ((st = wm_decoder_new(&s->dec, c, be, &m->weights)) != WM_OK) goto fail;
+        if (!(s->dec_out = be->alloc(be, (size_t)s->upscale * c->decoder.image_channels * s->width * s->height))) {
+            st = WM_ERR_OUT_OF_MEMORY;
+            goto fail;
+        }
+        s->max_pending = 2 * F * s->upscale;
+        s->frames = calloc((size_t)s->max_pending, frame_bytes(s));
+        if (!s->frames) {
+            st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the frame queue");
+            goto fail;
+        }
+    }
+    wm_session_reset_impl(s);
+    *out = s;
+    return WM_OK;
+fail:
+    wm_session_free_impl(s);
+    return st;
+}
+
+void wm_session_free_impl(wm_session *s) {
+    if (!s) return;
+    wm_backend *be = s->m->be;
+    const wm_config *c = &s->m->cfg;
+    for (int l = 0; s->kv && l < c->num_layers; l++) {
+        be->free(be, s->kv[l].k);
+        be->free(be, s->kv[l].v);
+    }
+    for (int l = 0; s->ctx_k && l < c->num_layers; l++) be->free(be, s->ctx_k[l]);
+    for (int l = 0; s->ctx_v && l < c->num_layers; l++) be->free(be, s->ctx_v[l]);
+    free(s->kv);
+    free(s->ctx_k);
+    free(s->ctx_v);
+    float *bufs[] = {s->x, s->v, s->x0, s->eps, s->prompt_dev, s->dec_out};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
+    wm_dit_work_free(&s->work, be);
+    if (s->dec) wm_decoder_free(s->dec);
+    free(s->prompt_host);
+    free(s->latents_host);
+    free(s->frames);
+    free(s);
+}
+
+/* Uploads prompt_host and computes every layer's cross-attention K/V. */
+static void apply_prompt(wm_session *s) {
+    const wm_config *c = &s->m->cfg;
+    double t0 = wm_now_ms();
+    s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)c->text_len * c->text_dim);
+    wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx_k, s->ctx_v);
+    s->has_prompt = 1;
+    s->stats.last_prompt_ms = wm_now_ms() - t0;
+}
+
+wm_status wm_session_set_prompt_emb_impl(wm_session *s, const float *emb, int n_tokens, int dim) {
+    if (!s || (!emb && n_tokens > 0)) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "set_prompt_embeddings: NULL argument");
+    const wm_config *c = &s->m->cfg;
+    if (dim != c->text_dim)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "set_prompt_embeddings: dim %d, the model expects %d", dim, c->text_dim);
+    if (n_tokens < 0 || n_tokens > c->text_len)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "set_prompt_embeddings: %d tokens, the model takes 0..%d", n_tokens,
+                            c->text_len);
+    for (size_t i = 0; i < (size_t)n_tokens * dim; i++)
+        if (!isfinite(emb[i])) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "set_prompt_embeddings: element %zu is not finite", i);
+    /* zero padding to text_len, as umT5 pipelines do; the padded rows are still attended */
+    memset(s->prompt_host, 0, (size_t)c->text_len * c->text_dim * sizeof(float));
+    if (n_tokens) memcpy(s->prompt_host, emb, (size_t)n_tokens * dim * sizeof(float));
+    apply_prompt(s);
+    return WM_OK;
+}
+
+wm_status wm_session_set_prompt_text_impl(wm_session *s, const char *text) {
+    if (!s || !text) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "set_prompt_text: NULL argument");
+    wm_model *m = s->m;
+    const wm_config *c = &m->cfg;
+    if (!c->has_text_encoder)
+        return wm_set_error(WM_ERR_UNSUPPORTED, "model '%s' takes prompt embeddings [<= %d x %d], not text", c->name,
+                            c->text_len, c->text_dim);
+    int ids[4096];
+    int n = wm_tokenize(c, text, ids, c->max_tokens < 4096 ? c->max_tokens : 4096);
+    /* compose on the backend: row i = token_embedding[id_i] + pos_embedding[i], rows >= n zero */
+    wm_backend *be = m->be;
+    const float *tok = be->weight_f32(be, m->tok_emb), *pos = be->weight_f32(be, m->pos_emb);
+    be->fill(be, s->prompt_dev, 0.0f, (size_t)c->text_len * c->text_dim);
+    for (int i = 0; i < n; i++) {
+        float *row = s->prompt_dev + (size_t)i * c->text_dim;
+        be->copy(be, row, tok + (size_t)ids[i] * c->text_dim, (size_t)c->text_dim);
+        be->add(be, row, pos + (size_t)i * c->text_dim, (size_t)c->text_dim);
+    }
+    be->download(be, s->prompt_host, s->prompt_dev, (size_t)c->text_len * c->text_dim);
+    apply_prompt(s);
+    return WM_OK;
+}
+
+wm_status wm_session_push_action_impl(wm_session *s, const wm_action *a) {
+    if (!s || !a) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: NULL argument");
+    const wm_config *c = &s->m->cfg;
+    if (c->n_buttons < 32 && (a->buttons >> c->n_buttons))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: buttons 0x%x set bits beyond the model's %d buttons",
+                            a->buttons, c->n_buttons);
+    for (int i = 0; i < WM_MAX_AXES; i++) {
+        float v = a->axes[i];
+        if (!isfinite(v) || v < -1.0f || v > 1.0f)
+            return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: axis %d = %g is outside [-1, 1]", i, v);
+        if (i >= c->n_axes && v != 0.0f)
+            return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: axis %d set, the model has %d axes", i, c->n_axes);
+    }
+    if (!isfinite(a->mouse_dx) || !isfinite(a->mouse_dy))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: mouse delta is not finite");
+    if (!c->action_mouse && (a->mouse_dx != 0.0f || a->mouse_dy != 0.0f))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "push_action: model '%s' takes no mouse input", c->name);
+    if (s->q_len == WM_ACTION_QUEUE)
+        return wm_set_error(WM_ERR_STATE, "push_action: %d actions already queued; generate frames first", WM_ACTION_QUEUE);
+    s->queue[s->q_len++] = *a;
+    s->last_action = *a;
+    return WM_OK;
+}
+
+/* Moves the chunk's x0 through the decoder into the frame ring (dropping the oldest unread frames
+ * if the host has not kept up). */
+static int decode_chunk(wm_session *s) {
+    const wm_config *c = &s->m->cfg;
+    wm_backend *be = s->m->be;
+    const size_t per = (size_t)c->in_dim * c->latent_height * c->latent_width;
+    const size_t img = (size_t)c->decoder.image_channels * s->width * s->height, fb = frame_bytes(s);
+    int produced = 0;
+    for (int f = 0; f < c->num_frame_per_block; f++) {
+        int k = wm_decoder_push(s->dec, s->x0 + f * per, s->dec_out);
+        if (k < 0) return k;
+        for (int j = 0; j < k; j++) {
+            if (s->n_pending == s->max_pending) { /* drop the oldest */
+                s->first_pending = (s->first_pending + 1) % s->max_pending;
+                s->first_pending_index++;
+                s->n_pending--;
+            }
+            int slot = (s->first_pending + s->n_pending) % s->max_pending;
+            be->to_rgb8(be, s->frames + (size_t)slot * fb, (size_t)s->width * 3, s->dec_out + j * img, s->height, s->width);
+            s->n_pending++;
+            produced++;
+        }
+    }
+    return produced;
+}
+
+wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
+    if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "generate: NULL session");
+    const wm_config *c = &s->m->cfg;
+    wm_backend *be = s->m->be;
+    double t0 = wm_now_ms();
+    const int64_t frame0 = s->next_latent;
+    wm_status st = wm_sampler_chunk(s);
+    if (st != WM_OK) return st;
+    be->download(be, s->latents_host, s->x0, latent_floats(c));
+    s->latents_frames = c->num_frame_per_block;
+    double t1 = wm_now_ms();
+    /* video frames this chunk covers; consume their queued actions */
+    int64_t vf = 0;
+    for (int f = 0; f < c->num_frame_per_block; f++) vf += (frame0 + f == 0) ? 1 : s->upscale;
+    int used = vf < s->q_len ? (int)vf : s->q_len;
+    memmove(s->queue, s->queue + used, (size_t)(s->q_len - used) * sizeof(wm_action));
+    s->q_len -= used;
+    s->video_frames += vf;
+    if (s->dec) {
+        int k = decode_chunk(s);
+        if (k < 0) return (wm_status)(-k);
+    }
+    double t2 = wm_now_ms();
+    s->stats.last_dit_ms = t1 - t0;
+    s->stats.last_decode_ms = t2 - t1;
+    s->stats.last_chunk_ms = t2 - t0;
+    s->stats.total_ms += t2 - t0;
+    s->stats.chunks++;
+    s->stats.latent_frames += c->num_frame_per_block;
+    s->stats.frames_generated += vf;
+    if (n_frames) *n_frames = (int)vf;
+    return WM_OK;
+}
+
+wm_status wm_session_read_frame_impl(wm_session *s, uint8_t *rgb, size_t pitch, size_t size, int64_t *index) {
+    if (!s || !rgb) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "read_frame: NULL argument");
+    if (!s->dec) return wm_set_error(WM_ERR_UNSUPPORTED, "model '%s' has no decoder: read latents instead", s->m->cfg.name);
+    const size_t row = (size_t)s->width * 3;
+    if (pitch < row) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "read_frame: pitch %zu < %zu", pitch, row);
+    if (size < pitch * (size_t)(s->height - 1) + row)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "read_frame: buffer of %zu bytes is too small for %dx%d RGB8 with pitch %zu",
+                            size, s->width, s->height, pitch);
+    if (s->n_pending == 0) {
+        wm_status st = wm_session_generate_impl(s, NULL);
+        if (st != WM_OK) return st;
+    }
+    const uint8_t *src = s->frames + (size_t)s->first_pending * frame_bytes(s);
+    for (int y = 0; y < s->height; y++) memcpy(rgb + (size_t)y * pitch, src + (size_t)y * row, row);
+    if (index) *index = s->first_pending_index;
+    s->first_pending = (s->first_pending + 1) % s->max_pending;
+    s->first_pending_index++;
+    s->n_pending--;
+    return WM_OK;
+}
+
+wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int *n_frames) {
+    if (!s || !dst) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "read_latents: NULL argument");
+    const size_t need = (size_t)s->latents_frames * s->m->cfg.in_dim * s->m->cfg.latent_height * s->m->cfg.latent_width;
+    if (s->latents_frames == 0) return wm_set_error(WM_ERR_STATE, "read_latents: no chunk generated yet");
+    if (n < need) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "read_latents: buffer holds %zu floats, need %zu", n, need);
+    memcpy(dst, s->latents_host, need * sizeof(float));
+    if (n_frames) *n_frames = s->latents_frames;
+    return WM_OK;
+}
+
+wm_status wm_session_reset_impl(wm_session *s) {
+    if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "reset: NULL session");
+    s->n_valid_frames = 0;
+    s->next_latent = 0;
+    s->chunks = 0;
+    s->video_frames = 0;
+    s->latents_frames = 0;
+    s->n_pending = 0;
+    s->first_pending = 0;
+    s->first_pending_index = 0;
+    s->q_len = 0;
+    memset(&s->last_action, 0, sizeof s->last_action);
+    double prompt_ms = s->stats.last_prompt_ms;
+    memset(&s->stats, 0, sizeof s->stats);
+    s->stats.last_prompt_ms = prompt_ms;
+    if (s->dec) wm_decoder_reset(s->dec);
+    return WM_OK;
+}
+
+void wm_session_stats_impl(const wm_session *s, wm_stats *out) {
+    const wm_config *c = &s->m->cfg;
+    wm_stats st = s->stats;
+    st.cache_tokens = s->n_valid_frames * s->tpf;
+    st.cache_bytes = st.cache_tokens * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
+    st.cache_capacity_bytes = (int64_t)s->cap_frames * s->tpf * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
+    size_t caller = out->size;
+    st.size = caller;
+    memcpy(out, &st, caller < sizeof st ? caller : sizeof st);
+}

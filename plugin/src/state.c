@@ -1,0 +1,141 @@
+/* state.c - session snapshots. The blob has a fixed size per session (the KV cache is stored at its
+ * full capacity), so a host can allocate save slots once. Layout: a header that identifies the
+ * model shape and policy, then every field of the stream in a fixed order. The prompt's
+ * cross-attention K/V are recomputed on load from the stored prompt embedding (deterministic). */
+#include "engine.h"
+
+#include <string.h>
+
+#define STATE_MAGIC "WMSTATE1"
+
+typedef struct cursor {
+    uint8_t *w;       /* writing, or NULL */
+    const uint8_t *r; /* reading, or NULL */
+    size_t off;
+} cursor;
+
+static void io(cursor *c, void *p, size_t n) {
+    if (c->w) memcpy(c->w + c->off, p, n);
+    else if (c->r) memcpy(p, c->r + c->off, n);
+    c->off += n;
+}
+#define IO(c, v) io(c, &(v), sizeof(v))
+
+/* Backend buffers go through a host bounce buffer. */
+static void io_dev(cursor *c, wm_backend *be, float *dev, size_t n) {
+    if (c->w) be->download(be, (float *)(c->w + c->off), dev, n);
+    else if (c->r) {
+        /* the blob may be unaligned: upload from an aligned copy in chunks */
+        float tmp[4096];
+        for (size_t i = 0; i < n; i += 4096) {
+            size_t k = n - i < 4096 ? n - i : 4096;
+            memcpy(tmp, c->r + c->off + i * sizeof(float), k * sizeof(float));
+            be->upload(be, dev + i, tmp, k);
+        }
+    }
+    c->off += n * sizeof(float);
+}
+
+typedef struct state_header {
+    char magic[8];
+    uint64_t size;
+    int32_t dim, layers, tpf, cap_frames, window, sinks, frames_per_chunk, upscale, text_len, text_dim;
+    int32_t width, height, in_dim, latent_h, latent_w, dec_state_size;
+} state_header;
+
+static void make_header(const wm_session *s, state_header *h, size_t size) {
+    const wm_config *c = &s->m->cfg;
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, STATE_MAGIC, 8);
+    h->size = size;
+    h->dim = c->dim, h->layers = c->num_layers, h->tpf = s->tpf, h->cap_frames = s->cap_frames;
+    h->window = s->window, h->sinks = s->sinks, h->frames_per_chunk = c->num_frame_per_block;
+    h->upscale = s->upscale, h->text_len = c->text_len, h->text_dim = c->text_dim;
+    h->width = s->width, h->height = s->height, h->in_dim = c->in_dim;
+    h->latent_h = c->latent_height, h->latent_w = c->latent_width;
+    h->dec_state_size = s->dec ? (int32_t)wm_decoder_state_size(s->dec) : 0;
+}
+
+/* One walk over every field, used for size, save and load alike so they cannot disagree. */
+static void walk(wm_session *s, cursor *c) {
+    const wm_config *cf = &s->m->cfg;
+    wm_backend *be = s->m->be;
+    IO(c, s->seed);
+    IO(c, s->n_valid_frames);
+    IO(c, s->next_latent);
+    IO(c, s->chunks);
+    IO(c, s->video_frames);
+    IO(c, s->has_prompt);
+    io(c, s->prompt_host, (size_t)cf->text_len * cf->text_dim * sizeof(float));
+    const size_t rows = (size_t)s->cap_frames * s->tpf * (size_t)cf->dim;
+    for (int l = 0; l < cf->num_layers; l++) {
+        io_dev(c, be, s->kv[l].k, rows);
+        io_dev(c, be, s->kv[l].v, rows);
+    }
+    io(c, s->latents_host, (size_t)cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float));
+    IO(c, s->latents_frames);
+    if (s->dec) {
+        size_t n = wm_decoder_state_size(s->dec);
+        if (c->w) wm_decoder_state_save(s->dec, c->w + c->off);
+        else if (c->r) wm_decoder_state_load(s->dec, c->r + c->off);
+        c->off += n;
+        io(c, s->frames, (size_t)s->max_pending * s->width * s->height * 3);
+        IO(c, s->n_pending);
+        IO(c, s->first_pending);
+        IO(c, s->first_pending_index);
+    }
+    io(c, s->queue, sizeof s->queue);
+    IO(c, s->q_len);
+    IO(c, s->last_action);
+    IO(c, s->stats.frames_generated);
+    IO(c, s->stats.latent_frames);
+    IO(c, s->stats.chunks);
+}
+
+size_t wm_session_state_size_impl(const wm_session *s) {
+    cursor c = {NULL, NULL, sizeof(state_header)};
+    walk((wm_session *)s, &c);
+    return c.off;
+}
+
+wm_status wm_session_state_save_impl(const wm_session *s, void *dst, size_t size) {
+    if (!s || !dst) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "state_save: NULL argument");
+    size_t need = wm_session_state_size_impl(s);
+    if (size < need) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "state_save: buffer of %zu bytes, need %zu", size, need);
+    state_header h;
+    make_header(s, &h, need);
+    memcpy(dst, &h, sizeof h);
+    cursor c = {(uint8_t *)dst, NULL, sizeof h};
+    walk((wm_session *)s, &c);
+    return WM_OK;
+}
+
+wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size) {
+    if (!s || !src) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "state_load: NULL argument");
+    size_t need = wm_session_state_size_impl(s);
+    if (size < sizeof(state_header)) return wm_set_error(WM_ERR_FORMAT, "state_load: %zu bytes is not a wm state", size);
+    state_header h, want;
+    memcpy(&h, src, sizeof h);
+    make_header(s, &want, need);
+    if (memcmp(h.magic, STATE_MAGIC, 8) != 0) return wm_set_error(WM_ERR_FORMAT, "state_load: not a wm state (bad magic)");
+    if (size != need || h.size != need)
+        return wm_set_error(WM_ERR_FORMAT, "state_load: state of %zu bytes, this session's states are %zu bytes", size, need);
+    if (memcmp(&h, &want, sizeof h) != 0)
+        return wm_set_error(WM_ERR_FORMAT, "state_load: the state was saved by a session of another model shape or cache policy");
+    /* validate the scalars before touching the session, so a corrupt blob changes nothing */
+    cursor c = {NULL, (const uint8_t *)src, sizeof h};
+    int64_t nv, q_len_off;
+    memcpy(&nv, (const uint8_t *)src + sizeof h + sizeof(uint64_t), sizeof nv);
+    if (nv < 0 || nv > s->cap_frames) return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (cache frames %lld)", (long long)nv);
+    q_len_off = (int64_t)need - (int64_t)(sizeof(int) + sizeof(wm_action) + 3 * sizeof(int64_t));
+    int q_len;
+    memcpy(&q_len, (const uint8_t *)src + q_len_off, sizeof q_len);
+    if (q_len < 0 || q_len > WM_ACTION_QUEUE) return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (action queue %d)", q_len);
+    walk(s, &c);
+    if (s->has_prompt) {
+        const wm_config *cf = &s->m->cfg;
+        s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)cf->text_len * cf->text_dim);
+        wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx_k, s->ctx_v);
+    }
+    return WM_OK;
+}

@@ -1,0 +1,59 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int wm_test_failures = 0;
+
+float wm_test_max_abs(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+int wm_test_compare(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol) {
+    double max_diff = 0;
+    size_t worst = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (!(d <= atol + rtol * fabs(ref[i]))) bad++;
+        if (d > max_diff || isnan(d)) { max_diff = isnan(d) ? INFINITY : d; worst = i; }
+    }
+    printf("%-28s n=%-8zu max|diff|=%.3g (at %zu) atol=%.3g: %s", what, n, max_diff, worst, atol, bad ? "MISMATCH" : "ok");
+    printf("  [");
+    for (size_t i = 0; i < n && i < 3; i++) printf(" %.5f/%.5f", got[i], ref[i]);
+    printf(" ]\n");
+    if (bad) wm_test_failures++;
+    return bad == 0;
+}
+
+int wm_test_finish(const char *name) {
+    if (wm_test_failures) {
+        printf("FAIL %s: %d check(s) failed\n", name, wm_test_failures);
+        return 1;
+    }
+    printf("PASS %s\n", name);
+    return 0;
+}
+
+char *wm_test_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(f);
+    if (buf) { buf[n] = 0; if (size) *size = (size_t)n; }
+    return buf;
+}
+
+int wm_test_write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, size, f) == size;
+    fclose(f);
+    return ok;
+}

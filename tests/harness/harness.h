@@ -1,0 +1,41 @@
+/* harness.h - tiny test helpers: checks that count failures, array comparison in the llm.c style
+ * (first elements printed, max abs diff, tolerance atol + rtol*|ref|), skip with exit 77. */
+#ifndef WM_HARNESS_H
+#define WM_HARNESS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+extern int wm_test_failures;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            wm_test_failures++;                                                       \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_STATUS(expr, expected)                                                           \
+    do {                                                                                       \
+        int st_ = (int)(expr);                                                                 \
+        if (st_ != (int)(expected)) {                                                          \
+            fprintf(stderr, "%s:%d: %s returned %d, expected %d (%s)\n", __FILE__, __LINE__, \
+                    #expr, st_, (int)(expected), wm_get_error());                              \
+            wm_test_failures++;                                                                \
+        }                                                                                      \
+    } while (0)
+
+/* Compares n floats; returns 1 when all |a-b| <= atol + rtol*|ref|. Prints a summary line. */
+int wm_test_compare(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol);
+/* max |x| over n floats */
+float wm_test_max_abs(const float *x, size_t n);
+/* Exit code for main: prints PASS/FAIL. */
+int wm_test_finish(const char *name);
+/* Reads a whole file; NULL on failure. */
+char *wm_test_read_file(const char *path, size_t *size);
+int wm_test_write_file(const char *path, const void *data, size_t size);
+
+const char *wm_get_error(void);
+
+#endif
