@@ -290,7 +290,7 @@ static const char *const KEY_NAMES[K_COUNT] = {
 static wm_status parse_key(wm_config *cfg, int k, const cJSON *v, const char *label) {
     const char *key = KEY_NAMES[k];
     wm_status st = WM_OK;
-    int flag, n;
+    int flag = 0, n = 0;
     switch (k) {
     case K_NAME: {
         if (!cJSON_IsString(v))
