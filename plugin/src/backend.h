@@ -14,6 +14,9 @@
 #include <stdint.h>
 
 typedef struct wm_weight wm_weight; /* backend-owned tensor of parameters */
+/* Key/value rows of one attention layer (self-attention cache, or a prompt's cross-attention K/V),
+ * kept in the backend's storage format (fp32 on the CPU, bf16 on CUDA). Rows are `dim` wide. */
+typedef struct wm_kv wm_kv;
 
 typedef struct wm_backend wm_backend;
 struct wm_backend {
@@ -65,9 +68,17 @@ struct wm_backend {
     /* x[r] += y[r] * gate[g] (gate rows of C at gate + g*stride, g = r / rows_per_group) */
     void (*gated_add)(wm_backend *be, float *x, const float *y, int M, int C, const float *gate,
                       int stride, int rows_per_group);
-    /* out[Mq, H*D] = softmax(q k^T * scale) v per head; k, v [Mk, H*D] contiguous. */
-    void (*attention)(wm_backend *be, float *out, const float *q, const float *k, const float *v,
-                      int Mq, int Mk, int H, int D, float scale);
+    /* K/V storage. kv_write stores n rows (fp32 k, v [n, dim]) at `row`; kv_move moves n rows from
+     * src to dst (overlap allowed; eviction); kv_read/kv_load copy rows to/from host fp32 (snapshots). */
+    wm_kv *(*kv_new)(wm_backend *be, int64_t rows, int dim);
+    void (*kv_free)(wm_backend *be, wm_kv *kv);
+    void (*kv_write)(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n);
+    void (*kv_move)(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int64_t n);
+    void (*kv_read)(wm_backend *be, const wm_kv *kv, float *k_host, float *v_host, int64_t row, int64_t n);
+    void (*kv_load)(wm_backend *be, wm_kv *kv, const float *k_host, const float *v_host, int64_t row, int64_t n);
+    /* out[Mq, H*D] = softmax(q K^T * scale) V per head over rows [0, n_rows) of kv. */
+    void (*attention)(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
+                      int H, int D, float scale);
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
     void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
                      int ph, int pw);

@@ -126,7 +126,7 @@ wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d) {
     size_t act = (size_t)wm_config_action_dim(c);
     size_t pin = (size_t)c->in_dim * P > (size_t)c->text_dim ? (size_t)c->in_dim * P : (size_t)c->text_dim;
     struct { float **p; size_t n; } bufs[] = {
-        {&w->x, N * D}, {&w->y, N * D}, {&w->q, N * D}, {&w->attn, N * D}, {&w->proj, N * D},
+        {&w->x, N * D}, {&w->y, N * D}, {&w->q, N * D}, {&w->k, N * D}, {&w->v, N * D}, {&w->attn, N * D}, {&w->proj, N * D},
         {&w->hidden, N * (size_t)c->ffn_dim}, {&w->patches, N * pin}, {&w->out, N * P * (size_t)c->out_dim},
         {&w->tsin, F * (size_t)c->freq_dim}, {&w->e, F * D}, {&w->e_act, F * D}, {&w->e0, F * 6 * D},
         {&w->mod, F * 6 * D}, {&w->head_mod, F * 2 * D}, {&w->act, F * (act ? act : 1)},
@@ -142,7 +142,7 @@ wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d) {
 }
 
 void wm_dit_work_free(wm_dit_work *w, wm_backend *be) {
-    float **all[] = {&w->x, &w->y, &w->q, &w->attn, &w->proj, &w->hidden, &w->patches, &w->out,
+    float **all[] = {&w->x, &w->y, &w->q, &w->k, &w->v, &w->attn, &w->proj, &w->hidden, &w->patches, &w->out,
                      &w->tsin, &w->e, &w->e_act, &w->e0, &w->mod, &w->head_mod, &w->act};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i]) be->free(be, *all[i]);
@@ -150,7 +150,7 @@ void wm_dit_work_free(wm_dit_work *w, wm_backend *be) {
     }
 }
 
-void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, float **ctx_k, float **ctx_v) {
+void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
     const int L = c->text_len, D = c->dim;
@@ -159,9 +159,10 @@ void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, float **c
     be->linear(be, w->y, w->x, d->text2_w, d->text2_b, L, D, D); /* y = context [L, dim] */
     for (int l = 0; l < c->num_layers; l++) {
         const wm_dit_block *k = &d->blocks[l];
-        be->linear(be, ctx_k[l], w->y, k->ca_k_w, k->ca_k_b, L, D, D);
-        be->rmsnorm(be, ctx_k[l], L, D, c->eps, k->ca_norm_k);
-        be->linear(be, ctx_v[l], w->y, k->ca_v_w, k->ca_v_b, L, D, D);
+        be->linear(be, w->k, w->y, k->ca_k_w, k->ca_k_b, L, D, D);
+        be->rmsnorm(be, w->k, L, D, c->eps, k->ca_norm_k);
+        be->linear(be, w->v, w->y, k->ca_v_w, k->ca_v_b, L, D, D);
+        be->kv_write(be, ctx[l], 0, w->k, w->v, L);
     }
 }
 
@@ -177,8 +178,7 @@ static void timestep_sinusoid(float *dst, const float *t, int F, int freq_dim) {
 }
 
 void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
-                    const float *actions, int F, int64_t frame0, wm_kv_layer *kv, int64_t n_valid,
-                    float *const *ctx_k, float *const *ctx_v) {
+                    const float *actions, int F, int64_t frame0, wm_kv **kv, int64_t n_valid, wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
     const int D = c->dim, H = c->num_heads, HD = D / H, ph = c->patch_size[1], pw = c->patch_size[2];
@@ -223,15 +223,15 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
 
         /* self-attention over [cache rows 0..n_valid ; this call's rows] */
         be->layernorm_mod(be, w->y, w->x, N, D, c->eps, m0, m1, st, tpf);
-        float *kc = kv[l].k + (size_t)n_valid * D, *vc = kv[l].v + (size_t)n_valid * D;
         be->linear(be, w->q, w->y, k->sa_q_w, k->sa_q_b, N, D, D);
         be->rmsnorm(be, w->q, N, D, c->eps, k->sa_norm_q);
-        be->linear(be, kc, w->y, k->sa_k_w, k->sa_k_b, N, D, D);
-        be->rmsnorm(be, kc, N, D, c->eps, k->sa_norm_k);
-        be->linear(be, vc, w->y, k->sa_v_w, k->sa_v_b, N, D, D);
+        be->linear(be, w->k, w->y, k->sa_k_w, k->sa_k_b, N, D, D);
+        be->rmsnorm(be, w->k, N, D, c->eps, k->sa_norm_k);
+        be->linear(be, w->v, w->y, k->sa_v_w, k->sa_v_b, N, D, D);
         be->rope(be, w->q, N, H, HD, frame0, gh, gw);
-        be->rope(be, kc, N, H, HD, frame0, gh, gw);
-        be->attention(be, w->attn, w->q, kv[l].k, kv[l].v, N, (int)(n_valid + N), H, HD, scale);
+        be->rope(be, w->k, N, H, HD, frame0, gh, gw);
+        be->kv_write(be, kv[l], n_valid, w->k, w->v, N);
+        be->attention(be, w->attn, w->q, kv[l], n_valid + N, N, H, HD, scale);
         be->linear(be, w->proj, w->attn, k->sa_o_w, k->sa_o_b, N, D, D);
         be->gated_add(be, w->x, w->proj, N, D, m2, st, tpf);
 
@@ -239,7 +239,7 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
         be->layernorm_affine(be, w->y, w->x, N, D, c->eps, k->norm3_w, k->norm3_b);
         be->linear(be, w->q, w->y, k->ca_q_w, k->ca_q_b, N, D, D);
         be->rmsnorm(be, w->q, N, D, c->eps, k->ca_norm_q);
-        be->attention(be, w->attn, w->q, ctx_k[l], ctx_v[l], N, c->text_len, H, HD, scale);
+        be->attention(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale);
         be->linear(be, w->proj, w->attn, k->ca_o_w, k->ca_o_b, N, D, D);
         be->add(be, w->x, w->proj, (size_t)N * D);
 

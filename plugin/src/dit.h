@@ -20,7 +20,7 @@ typedef struct wm_dit_block {
  * sessions on different threads never share buffers. */
 typedef struct wm_dit_work {
     int max_frames, max_tokens;
-    float *x, *y, *q, *attn, *proj, *hidden;    /* [N, dim] / [N, ffn_dim] */
+    float *x, *y, *q, *k, *v, *attn, *proj, *hidden; /* [N, dim] / [N, ffn_dim] */
     float *patches, *out;                                /* [N, C*4] */
     float *tsin, *e, *e_act, *e0, *mod, *head_mod, *act; /* per-frame vectors */
 } wm_dit_work;
@@ -36,11 +36,6 @@ typedef struct wm_dit {
     wm_dit_block *blocks;
 } wm_dit;
 
-/* One layer's self-attention cache: K (after RoPE) and V rows of `dim` floats. The forward writes
- * this call's K/V at row n_valid and attends over rows [0, n_valid + N). */
-typedef struct wm_kv_layer {
-    float *k, *v;
-} wm_kv_layer;
 
 void wm_dit_manifest(const wm_config *cfg, wm_weights *ws);
 wm_status wm_dit_bind(wm_dit *dit, const wm_config *cfg, wm_backend *be, const wm_weights *ws);
@@ -50,14 +45,15 @@ wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *dit);
 void wm_dit_work_free(wm_dit_work *w, wm_backend *be);
 
 /* Cross-attention K/V of a prompt: emb [text_len, text_dim] (zero-padded, backend memory) ->
- * ctx_k[l], ctx_v[l] [text_len, dim] for every layer l. */
-void wm_dit_context(const wm_dit *dit, wm_dit_work *w, const float *emb, float **ctx_k, float **ctx_v);
+ * ctx[l] rows [0, text_len) for every layer l. */
+void wm_dit_context(const wm_dit *dit, wm_dit_work *w, const float *emb, wm_kv **ctx);
 
 /* v[F,C,H,W] = DiT(x[F,C,H,W], per-frame timesteps t[F] (host), per-frame action vectors
  * actions[F][action_dim] (host; NULL when the model has none)), frames starting at frame0.
- * kv[l] with n_valid cached rows before this call. */
+ * kv[l]: layer l's self-attention cache holding n_valid rows (K after RoPE); this call's K/V are
+ * written at row n_valid and attention runs over rows [0, n_valid + N). The caller decides whether
+ * those rows are kept (the clean pass) or overwritten by the next call (denoising passes). */
 void wm_dit_forward(const wm_dit *dit, wm_dit_work *w, float *v, const float *x, const float *t,
-                    const float *actions, int F, int64_t frame0, wm_kv_layer *kv, int64_t n_valid,
-                    float *const *ctx_k, float *const *ctx_v);
+                    const float *actions, int F, int64_t frame0, wm_kv **kv, int64_t n_valid, wm_kv **ctx);
 
 #endif

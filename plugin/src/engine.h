@@ -35,7 +35,7 @@ struct wm_session {
     int sinks;
     int cap_frames;  /* rows of the cache buffers, in frames */
     int tpf;         /* tokens per latent frame */
-    wm_kv_layer *kv; /* [num_layers] */
+    wm_kv **kv;      /* [num_layers] self-attention caches */
     int64_t n_valid_frames; /* committed frames held in the cache */
     /* position */
     int64_t next_latent;    /* absolute index of the next latent frame */
@@ -45,7 +45,7 @@ struct wm_session {
     int has_prompt;
     float *prompt_host; /* [text_len, text_dim], zero-padded */
     float *prompt_dev;
-    float **ctx_k, **ctx_v; /* per layer [text_len, dim] */
+    wm_kv **ctx;        /* [num_layers] cross-attention K/V of the prompt */
     /* sampler buffers (backend) [F, C, H, W] */
     wm_dit_work work;
     float *x, *v, *x0, *eps;
@@ -86,6 +86,8 @@ void wm_session_stats_impl(const wm_session *s, wm_stats *out);
 /* sampler.c */
 /* The chunk's timesteps t_0 > .. > t_{n-1} after warping (docs/MODEL.md section 2). */
 int wm_sampler_timesteps(const wm_config *c, float *t);
+/* sigma of a timestep: the nearest entry of the shifted flow table (docs/MODEL.md section 2). */
+float wm_sampler_sigma(const wm_config *c, float t);
 /* Denoises the next chunk and commits its K/V. x0 of the chunk ends in s->x0. */
 wm_status wm_sampler_chunk(wm_session *s);
 

@@ -7,22 +7,30 @@
 #include <math.h>
 #include <string.h>
 
+/* The scheduler's table entry i: sigma_i = shift*s/(1+(shift-1)*s), s = 1 - i/1000, in float64. */
+static double table_sigma(double shift, int i) {
+    double s = 1.0 - (double)i / 1000.0;
+    return shift * s / (1.0 + (shift - 1.0) * s);
+}
+
 int wm_sampler_timesteps(const wm_config *c, float *t) {
     for (int k = 0; k < c->n_steps; k++) {
         float step = c->denoising_step_list[k];
-        if (!c->warp_denoising_step) {
-            t[k] = step;
-            continue;
-        }
-        /* FlowMatchScheduler(shift, sigma_min=0, extra_one_step): sigmas = linspace(1, 0, 1001)[:-1],
-         * warped s' = shift*s/(1+(shift-1)*s), timesteps = 1000*s'; step t maps to index 1000 - t. */
-        int idx = 1000 - (int)lrintf(step);
-        float s = (float)(1.0 - (double)idx / 1000.0);
-        float sh = c->timestep_shift;
-        float w = sh * s / (1.0f + (sh - 1.0f) * s);
-        t[k] = w * 1000.0f;
+        /* with warping, step t -> T[1000 - t] of FlowMatchScheduler(shift, sigma_min=0, extra_one_step) */
+        t[k] = c->warp_denoising_step ? (float)(1000.0 * table_sigma(c->timestep_shift, 1000 - (int)lrintf(step))) : step;
     }
     return c->n_steps;
+}
+
+float wm_sampler_sigma(const wm_config *c, float t) {
+    /* the public code's lookup: the sigma of the table entry whose (fp32) timestep is nearest to t */
+    int best = 0;
+    double best_d = INFINITY;
+    for (int i = 0; i < 1000; i++) {
+        double d = fabs((double)(float)(1000.0 * table_sigma(c->timestep_shift, i)) - (double)t);
+        if (d < best_d) best_d = d, best = i;
+    }
+    return (float)table_sigma(c->timestep_shift, best);
 }
 
 static int aborted(const wm_session *s) { return s->abort_cb && s->abort_cb(s->abort_user_data); }
@@ -99,27 +107,22 @@ wm_status wm_sampler_chunk(wm_session *s) {
     for (int k = 0; k < nsteps; k++) {
         if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
         for (int f = 0; f < F; f++) tf[f] = t[k];
-        wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx_k, s->ctx_v);
-        const float sigma = t[k] / 1000.0f;
+        wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
+        const float sigma = wm_sampler_sigma(c, t[k]);
         be->copy(be, s->x0, s->x, n);
         be->axpby(be, s->x0, -sigma, s->v, 1.0f, n); /* x0 = x - sigma * v */
         if (k + 1 < nsteps) {
-            const float sn = t[k + 1] / 1000.0f;
+            const float sn = wm_sampler_sigma(c, t[k + 1]);
             be->noise(be, s->eps, n, s->seed, stream + (uint64_t)k + 1);
             be->copy(be, s->x, s->x0, n);
             be->axpby(be, s->x, sn, s->eps, 1.0f - sn, n); /* x = (1-s')x0 + s' eps */
         }
     }
     if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
-    /* the clean pass: x0 (re-noised to context_noise when set) at that timestep; its K/V stay */
+    /* the cache pass: the clean x0 at timestep context_noise (Self-Forcing's inference pipeline); its K/V stay */
     be->copy(be, s->x, s->x0, n);
-    if (c->context_noise > 0) {
-        const float sc = c->context_noise / 1000.0f;
-        be->noise(be, s->eps, n, s->seed, stream + 255);
-        be->axpby(be, s->x, sc, s->eps, 1.0f - sc, n);
-    }
     for (int f = 0; f < F; f++) tf[f] = c->context_noise;
-    wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx_k, s->ctx_v);
+    wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
 
     /* commit: the rows just written become cache; then evict down to the window for the next chunk */
     s->n_valid_frames += F;
@@ -129,12 +132,9 @@ wm_status wm_sampler_chunk(wm_session *s) {
         const int64_t keep = s->window - F; /* frames to keep, sinks included */
         const int64_t drop = s->n_valid_frames - keep;
         const int64_t sinks = s->sinks < keep ? s->sinks : keep;
-        const size_t row = (size_t)c->dim * (size_t)s->tpf; /* floats per frame */
-        const size_t moved = (size_t)(keep - sinks) * row;
-        for (int l = 0; l < c->num_layers; l++) {
-            be->copy(be, s->kv[l].k + sinks * row, s->kv[l].k + (sinks + drop) * row, moved);
-            be->copy(be, s->kv[l].v + sinks * row, s->kv[l].v + (sinks + drop) * row, moved);
-        }
+        const int64_t tpf = s->tpf;
+        for (int l = 0; l < c->num_layers; l++)
+            be->kv_move(be, s->kv[l], sinks * tpf, (sinks + drop) * tpf, (keep - sinks) * tpf);
         s->n_valid_frames = keep;
     }
     return WM_OK;

@@ -48,18 +48,17 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     s->upscale = wm_config_time_upscale(c);
     wm_status st = WM_OK;
     const size_t rows = (size_t)s->cap_frames * s->tpf, D = (size_t)c->dim;
+    /* one chunk of rows beyond the policy: a chunk's K/V are written before its frames are committed */
     s->kv = calloc((size_t)c->num_layers, sizeof *s->kv);
-    s->ctx_k = calloc((size_t)c->num_layers, sizeof *s->ctx_k);
-    s->ctx_v = calloc((size_t)c->num_layers, sizeof *s->ctx_v);
+    s->ctx = calloc((size_t)c->num_layers, sizeof *s->ctx);
     s->prompt_host = calloc((size_t)c->text_len * c->text_dim, sizeof(float));
     s->latents_host = calloc(latent_floats(c), sizeof(float));
-    if (!s->kv || !s->ctx_k || !s->ctx_v || !s->prompt_host || !s->latents_host) {
+    if (!s->kv || !s->ctx || !s->prompt_host || !s->latents_host) {
         st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session tables");
         goto fail;
     }
     for (int l = 0; l < c->num_layers; l++) {
-        if (!(s->kv[l].k = be->alloc(be, rows * D)) || !(s->kv[l].v = be->alloc(be, rows * D)) ||
-            !(s->ctx_k[l] = be->alloc(be, (size_t)c->text_len * D)) || !(s->ctx_v[l] = be->alloc(be, (size_t)c->text_len * D))) {
+        if (!(s->kv[l] = be->kv_new(be, (int64_t)rows, (int)D)) || !(s->ctx[l] = be->kv_new(be, c->text_len, (int)D))) {
             st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the KV cache (%d frames x %d tokens x %d layers)",
                               s->cap_frames, s->tpf, c->num_layers);
             goto fail;
@@ -100,15 +99,10 @@ void wm_session_free_impl(wm_session *s) {
     if (!s) return;
     wm_backend *be = s->m->be;
     const wm_config *c = &s->m->cfg;
-    for (int l = 0; s->kv && l < c->num_layers; l++) {
-        be->free(be, s->kv[l].k);
-        be->free(be, s->kv[l].v);
-    }
-    for (int l = 0; s->ctx_k && l < c->num_layers; l++) be->free(be, s->ctx_k[l]);
-    for (int l = 0; s->ctx_v && l < c->num_layers; l++) be->free(be, s->ctx_v[l]);
+    for (int l = 0; s->kv && l < c->num_layers; l++) be->kv_free(be, s->kv[l]);
+    for (int l = 0; s->ctx && l < c->num_layers; l++) be->kv_free(be, s->ctx[l]);
     free(s->kv);
-    free(s->ctx_k);
-    free(s->ctx_v);
+    free(s->ctx);
     float *bufs[] = {s->x, s->v, s->x0, s->eps, s->prompt_dev, s->dec_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
     wm_dit_work_free(&s->work, be);
@@ -124,7 +118,7 @@ static void apply_prompt(wm_session *s) {
     const wm_config *c = &s->m->cfg;
     double t0 = wm_now_ms();
     s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)c->text_len * c->text_dim);
-    wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx_k, s->ctx_v);
+    wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx);
     s->has_prompt = 1;
     s->stats.last_prompt_ms = wm_now_ms() - t0;
 }

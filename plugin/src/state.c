@@ -4,6 +4,7 @@
  * cross-attention K/V are recomputed on load from the stored prompt embedding (deterministic). */
 #include "engine.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define STATE_MAGIC "WMSTATE1"
@@ -21,19 +22,22 @@ static void io(cursor *c, void *p, size_t n) {
 }
 #define IO(c, v) io(c, &(v), sizeof(v))
 
-/* Backend buffers go through a host bounce buffer. */
-static void io_dev(cursor *c, wm_backend *be, float *dev, size_t n) {
-    if (c->w) be->download(be, (float *)(c->w + c->off), dev, n);
+/* K/V rows travel as host fp32 whatever the backend stores, so snapshots are portable. */
+static void io_kv(cursor *c, wm_backend *be, wm_kv *kv, int64_t rows, int dim) {
+    const size_t bytes = (size_t)rows * dim * sizeof(float);
+    if (c->w) be->kv_read(be, kv, (float *)(c->w + c->off), (float *)(c->w + c->off + bytes), 0, rows);
     else if (c->r) {
-        /* the blob may be unaligned: upload from an aligned copy in chunks */
-        float tmp[4096];
-        for (size_t i = 0; i < n; i += 4096) {
-            size_t k = n - i < 4096 ? n - i : 4096;
-            memcpy(tmp, c->r + c->off + i * sizeof(float), k * sizeof(float));
-            be->upload(be, dev + i, tmp, k);
+        /* the blob may be unaligned for floats: bounce through aligned host memory */
+        float *k = malloc(bytes ? bytes : 1), *v = malloc(bytes ? bytes : 1);
+        if (k && v) {
+            memcpy(k, c->r + c->off, bytes);
+            memcpy(v, c->r + c->off + bytes, bytes);
+            be->kv_load(be, kv, k, v, 0, rows);
         }
+        free(k);
+        free(v);
     }
-    c->off += n * sizeof(float);
+    c->off += 2 * bytes;
 }
 
 typedef struct state_header {
@@ -67,11 +71,8 @@ static void walk(wm_session *s, cursor *c) {
     IO(c, s->video_frames);
     IO(c, s->has_prompt);
     io(c, s->prompt_host, (size_t)cf->text_len * cf->text_dim * sizeof(float));
-    const size_t rows = (size_t)s->cap_frames * s->tpf * (size_t)cf->dim;
-    for (int l = 0; l < cf->num_layers; l++) {
-        io_dev(c, be, s->kv[l].k, rows);
-        io_dev(c, be, s->kv[l].v, rows);
-    }
+    /* only the committed rows carry information; the rest of the capacity is stored as is */
+    for (int l = 0; l < cf->num_layers; l++) io_kv(c, be, s->kv[l], (int64_t)s->cap_frames * s->tpf, cf->dim);
     io(c, s->latents_host, (size_t)cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float));
     IO(c, s->latents_frames);
     if (s->dec) {
@@ -135,7 +136,7 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
     if (s->has_prompt) {
         const wm_config *cf = &s->m->cfg;
         s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)cf->text_len * cf->text_dim);
-        wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx_k, s->ctx_v);
+        wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx);
     }
     return WM_OK;
 }

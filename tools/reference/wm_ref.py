@@ -151,9 +151,20 @@ def denoising_timesteps(cfg):
     return out
 
 
-def sigma_of(t):
-    """sigma = t / 1000 (t an fp32 timestep), divided in float64, rounded to fp32."""
-    return np.float32(float(t) / 1000.0)
+def shifted_table(shift):
+    """The scheduler's 1000 (timestep, sigma) pairs: s_i = 1 - i/1000, sigma_i = shift*s/(1+(shift-1)*s),
+    T_i = 1000*sigma_i, float64 rounded once to fp32."""
+    s = 1.0 - np.arange(1000, dtype=np.float64) / 1000.0
+    sig = shift * s / (1.0 + (shift - 1.0) * s)
+    return (1000.0 * sig).astype(np.float32), sig.astype(np.float32)
+
+
+def sigma_of(t, shift):
+    """Self-Forcing's convert_flow_pred_to_x0 / add_noise: the sigma of the table entry whose timestep
+    is nearest to t (first on ties). Equals t/1000 for warped steps; differs for unwarped ones."""
+    T, sig = shifted_table(float(shift))
+    i = int(np.argmin(np.abs(T.astype(np.float64) - float(t))))
+    return sig[i]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,10 +562,8 @@ class StreamingDecoder:
             frames += self._run(latents[t:t + 1], 0)
         drop = min(self.to_trim, len(frames))
         self.to_trim -= drop
-        frames = frames[drop:]
-        if not frames:
-            return latents.new_zeros(0, 3, 0, 0)
-        return torch.cat(frames).clamp(0, 1)
+        # every latent frame yields u >= to_trim + 1 outputs, so frames is never empty here
+        return torch.cat(frames[drop:]).clamp(0, 1)
 
 
 def decode_parallel(decoder, latents):
@@ -687,15 +696,13 @@ class Rollout:
             v = self._dit(x, t, start, commit=False)
             if c == 0 and k == 0:
                 self.debug["v0"] = v.clone()
-            x0 = x - fp32(sigma_of(t)) * v
+            x0 = x - fp32(sigma_of(t, cfg.timestep_shift)) * v
             if k < len(ts) - 1:
-                s = fp32(sigma_of(ts[k + 1]))
+                s = fp32(sigma_of(ts[k + 1], cfg.timestep_shift))
                 x = (1 - s) * x0 + s * noise(self.seed, 256 * c + k + 1, shape)
-        if cfg.context_noise == 0:
-            xc = x0
-        else:
-            s = fp32(sigma_of(cfg.context_noise))
-            xc = (1 - s) * x0 + s * noise(self.seed, 256 * c + 255, shape)
+        # Self-Forcing's inference pipeline (causal_inference.py) feeds the clean x0 with the
+        # timestep context_noise to the cache pass; it does not re-noise it.
+        xc = x0
         self._dit(xc, np.float32(cfg.context_noise), start, commit=True)
         self.chunk += 1
         out = {"latents": x0}

@@ -9,8 +9,10 @@
 
 #define Q_BLOCK 256
 
-void wm_cpu_attention(wm_backend *be, float *out, const float *q, const float *k, const float *v,
-                      int Mq, int Mk, int H, int D, float scale) {
+void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
+                      int H, int D, float scale) {
+    const float *k = kv->k, *v = kv->v;
+    const int Mk = (int)n_rows;
     const int ld = H * D;
     int qb = Mq < Q_BLOCK ? Mq : Q_BLOCK;
     float *S = malloc((size_t)qb * (size_t)Mk * sizeof(float));

@@ -217,6 +217,42 @@ static void cpu_noise(wm_backend *be, float *dst, size_t n, uint64_t seed, uint6
     wm_normal_fill(dst, n, seed, stream, 0);
 }
 
+static wm_kv *cpu_kv_new(wm_backend *be, int64_t rows, int dim) {
+    wm_kv *kv = calloc(1, sizeof *kv);
+    if (!kv) return NULL;
+    kv->rows = rows;
+    kv->dim = dim;
+    kv->k = cpu_alloc(be, (size_t)rows * dim);
+    kv->v = kv->k ? cpu_alloc(be, (size_t)rows * dim) : NULL;
+    if (!kv->v) {
+        cpu_free(be, kv->k);
+        free(kv);
+        return NULL;
+    }
+    return kv;
+}
+static void cpu_kv_free(wm_backend *be, wm_kv *kv) {
+    if (!kv) return;
+    cpu_free(be, kv->k);
+    cpu_free(be, kv->v);
+    free(kv);
+}
+static void cpu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n) {
+    memcpy(kv->k + row * kv->dim, k, (size_t)(n * kv->dim) * sizeof(float));
+    memcpy(kv->v + row * kv->dim, v, (size_t)(n * kv->dim) * sizeof(float));
+}
+static void cpu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int64_t n) {
+    memmove(kv->k + dst * kv->dim, kv->k + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
+    memmove(kv->v + dst * kv->dim, kv->v + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
+}
+static void cpu_kv_read(wm_backend *be, const wm_kv *kv, float *k, float *v, int64_t row, int64_t n) {
+    memcpy(k, kv->k + row * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
+    memcpy(v, kv->v + row * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
+}
+static void cpu_kv_load(wm_backend *be, wm_kv *kv, const float *k, const float *v, int64_t row, int64_t n) {
+    cpu_kv_write(be, kv, row, k, v, n);
+}
+
 static void cpu_destroy(wm_backend *be) {
     free(be->impl);
     free(be);
@@ -261,6 +297,12 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->rmsnorm = cpu_rmsnorm;
     be->rope = cpu_rope;
     be->gated_add = cpu_gated_add;
+    be->kv_new = cpu_kv_new;
+    be->kv_free = cpu_kv_free;
+    be->kv_write = cpu_kv_write;
+    be->kv_move = cpu_kv_move;
+    be->kv_read = cpu_kv_read;
+    be->kv_load = cpu_kv_load;
     be->attention = wm_cpu_attention;
     be->patchify = cpu_patchify;
     be->unpatchify = cpu_unpatchify;

@@ -19,8 +19,15 @@ void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, i
 void wm_cpu_tanh_clamp(wm_backend *be, float *x, size_t n, float limit);
 void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W);
 
+/* A CPU K/V store: two fp32 arrays of rows x dim. */
+struct wm_kv {
+    float *k, *v;
+    int64_t rows;
+    int dim;
+};
+
 /* attention.c */
-void wm_cpu_attention(wm_backend *be, float *out, const float *q, const float *k, const float *v,
-                      int Mq, int Mk, int H, int D, float scale);
+void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
+                      int H, int D, float scale);
 
 #endif
