@@ -1,0 +1,45 @@
+/* flash_attn.cuh - our flash-attention kernel (online softmax, bf16 tensor-core mma, fp32
+ * accumulation). Includable from C: the CUDA backend (plugin/src/cuda/) calls it.
+ *
+ * out[i, h*D:(h+1)*D] = sum_j softmax_j(scale * q_i.k_j + bias[h][j]) v_j over the keys j of head h
+ * that the (optional) block-sparse list allows. Row-major, heads interleaved in the row
+ * ([tokens, H*D]) like the model's projections, so no transposes are needed.
+ *
+ * - q: bf16 [Mq, ldq], k, v: bf16 [Mk, ldkv]; out: fp32 [Mq, ldo] (fp32 so the model's residual
+ *   path stays fp32).
+ * - key_bias (nullable): fp32, element [h * bias_head_stride + j]; bias_head_stride 0 shares one
+ *   row across heads. TempCache's log(group size) goes here.
+ * - block-sparse (nullable): a CSR list per (head, query block of WM_FA_BLOCK_Q rows):
+ *   kb_offsets[h * n_qblocks + qb] .. kb_offsets[h * n_qblocks + qb + 1] index kb_indices, the key
+ *   blocks (of WM_FA_BLOCK_K rows) that query block attends to. NULL = dense.
+ * - D: 64 or 128. Returns 0, or -1 for an unsupported shape (message in wm_flash_attn_error()). */
+#ifndef WM_FLASH_ATTN_CUH
+#define WM_FLASH_ATTN_CUH
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WM_FA_BLOCK_Q 128
+#define WM_FA_BLOCK_K 64
+
+typedef struct wm_fa_args {
+    const uint16_t *q; int64_t ldq;   /* bf16 bits */
+    const uint16_t *k; const uint16_t *v; int64_t ldkv;
+    float *out; int64_t ldo;
+    int Mq, Mk, H, D;
+    float scale;
+    const float *key_bias; int64_t bias_head_stride;
+    const int *kb_offsets; const int *kb_indices; /* block-sparse, or NULL */
+} wm_fa_args;
+
+int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream);
+const char *wm_flash_attn_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
