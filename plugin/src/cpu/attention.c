@@ -22,7 +22,7 @@ void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *k
             int nq = Mq - q0 < Q_BLOCK ? Mq - q0 : Q_BLOCK;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Mk, D, scale, q + (size_t)q0 * ld + h * D, ld,
                         k + h * D, ld, 0.0f, S, Mk);
-            #pragma omp parallel for schedule(static)
+            #pragma omp parallel for schedule(static) if ((size_t)nq * Mk >= 65536)
             for (int i = 0; i < nq; i++) {
                 float *row = S + (size_t)i * Mk;
                 float m = -INFINITY;

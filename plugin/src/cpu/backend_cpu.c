@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Loops smaller than this (in elements touched) stay on the calling thread: waking OpenMP workers
+ * costs more than it saves, and idle workers spin against OpenBLAS's own threads. */
+#define PAR_MIN 65536
+#define PAR(work) if ((size_t)(work) >= PAR_MIN)
+
 typedef struct cpu_impl {
     size_t bytes; /* activations + weights currently allocated */
 } cpu_impl;
@@ -58,34 +63,34 @@ static const float *cpu_weight_f32(wm_backend *be, const wm_weight *w) { return 
 static void cpu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
                        int K, int N) {
     if (b) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) PAR((size_t)M * N)
         for (int r = 0; r < M; r++) memcpy(y + (size_t)r * N, b->data, (size_t)N * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W->data, K, b ? 1.0f : 0.0f, y, N);
 }
 
 static void cpu_silu(wm_backend *be, float *x, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
 static void cpu_gelu_tanh(wm_backend *be, float *x, size_t n) {
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
     }
 }
 static void cpu_relu(wm_backend *be, float *x, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
 }
 static void cpu_axpby(wm_backend *be, float *y, float a, const float *x, float b, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) y[i] = a * x[i] + b * y[i];
 }
 static void cpu_add(wm_backend *be, float *y, const float *x, size_t n) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -101,7 +106,7 @@ static void row_stats(const float *x, int C, float eps, float *mean, float *rstd
 
 static void cpu_layernorm_mod(wm_backend *be, float *y, const float *x, int M, int C, float eps, const float *shift,
                               const float *scale, int stride, int rows_per_group) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)M * C)
     for (int r = 0; r < M; r++) {
         const float *xr = x + (size_t)r * C;
         float *yr = y + (size_t)r * C;
@@ -118,7 +123,7 @@ static void cpu_layernorm_mod(wm_backend *be, float *y, const float *x, int M, i
 }
 static void cpu_layernorm_affine(wm_backend *be, float *y, const float *x, int M, int C, float eps,
                                  const wm_weight *w, const wm_weight *b) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)M * C)
     for (int r = 0; r < M; r++) {
         const float *xr = x + (size_t)r * C;
         float *yr = y + (size_t)r * C;
@@ -128,7 +133,7 @@ static void cpu_layernorm_affine(wm_backend *be, float *y, const float *x, int M
     }
 }
 static void cpu_rmsnorm(wm_backend *be, float *x, int M, int C, float eps, const wm_weight *w) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)M * C)
     for (int r = 0; r < M; r++) {
         float *xr = x + (size_t)r * C;
         float s = 0;
@@ -142,7 +147,7 @@ static void cpu_rmsnorm(wm_backend *be, float *x, int M, int C, float eps, const
 static void cpu_rope(wm_backend *be, float *x, int M, int H, int D, int64_t frame0, int gh, int gw) {
     const int dt = D - 4 * (D / 6), dh = 2 * (D / 6);
     const int pt = dt / 2, ph = dh / 2, np = D / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)M * H * D)
     for (int r = 0; r < M; r++) {
         int64_t pos[3] = {frame0 + r / (gh * gw), (r / gw) % gh, r % gw};
         float cs[64], sn[64];
@@ -175,7 +180,7 @@ static void cpu_rope(wm_backend *be, float *x, int M, int H, int D, int64_t fram
 
 static void cpu_gated_add(wm_backend *be, float *x, const float *y, int M, int C, const float *gate, int stride,
                           int rows_per_group) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)M * C)
     for (int r = 0; r < M; r++) {
         const float *g = gate + (size_t)(r / rows_per_group) * stride;
         float *xr = x + (size_t)r * C;
@@ -187,7 +192,7 @@ static void cpu_gated_add(wm_backend *be, float *x, const float *y, int M, int C
 static void cpu_patchify(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww, int ph,
                          int pw) {
     const int gh = Hh / ph, gw = Ww / pw, K = C * ph * pw;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)F * Hh * Ww * C)
     for (int t = 0; t < F * gh * gw; t++) {
         int f = t / (gh * gw), i = (t / gw) % gh, j = t % gw;
         float *dst = patches + (size_t)t * K;
@@ -201,7 +206,7 @@ static void cpu_patchify(wm_backend *be, float *patches, const float *lat, int F
 static void cpu_unpatchify(wm_backend *be, float *lat, const float *tokens, int F, int C, int Hh, int Ww, int ph,
                            int pw) {
     const int gh = Hh / ph, gw = Ww / pw, K = C * ph * pw;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)F * Hh * Ww * C)
     for (int t = 0; t < F * gh * gw; t++) {
         int f = t / (gh * gw), i = (t / gw) % gh, j = t % gw;
         const float *src = tokens + (size_t)t * K;
