@@ -94,6 +94,7 @@ struct wm_backend {
                    int Cin, int Cout, int H, int Wd, int k);
     void (*upsample2x)(wm_backend *be, float *y, const float *x, int C, int H, int W); /* nearest */
     void (*tanh_clamp)(wm_backend *be, float *x, size_t n, float limit);            /* tanh(x/l)*l */
+    void (*clamp)(wm_backend *be, float *x, size_t n, float lo, float hi);          /* in place */
     /* rgb8[H, W, 3] (pitch bytes per row) = round(clamp(x[3, H, W], 0, 1) * 255) on the host */
     void (*to_rgb8)(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W);
 };

@@ -61,7 +61,6 @@ struct wm_decoder {
      * its own `grow`) exists, so the next stage may reuse them. */
     float *arena;
     size_t arena_floats;
-    float *ones; /* [n_img, H3, W3] of 1.0, for clamp(x, 0, 1) = 1 - relu(1 - relu(x)) */
     size_t state_floats;
     /* during a push */
     float *out;
@@ -197,12 +196,10 @@ wm_status wm_decoder_new(wm_decoder **out, const wm_config *cfg, wm_backend *be,
         d->state_floats += DEC_MEMBLOCKS * (size_t)s->n * P;
     }
     d->arena = dec_alloc(d, arena, &st);
-    d->ones = dec_alloc(d, (size_t)d->n_img * P3, &st);
     if (st != WM_OK) {
         wm_decoder_free(d);
         return st;
     }
-    be->fill(be, d->ones, 1.0f, (size_t)d->n_img * P3);
     wm_decoder_reset(d);
     *out = d;
     return WM_OK;
@@ -216,7 +213,6 @@ void wm_decoder_free(wm_decoder *d) {
         be->free(be, d->st[i].grow);
     }
     be->free(be, d->arena);
-    be->free(be, d->ones);
     free(d);
 }
 
@@ -261,12 +257,7 @@ static void head(wm_decoder *d, const float *g) {
     be->conv2d(be, Y, g, d->w20, NULL, d->st[2].n, d->n3, H, W, 3);
     be->relu(be, Y, (size_t)d->n3 * P);
     be->conv2d(be, o, Y, d->w22, d->b22, d->n3, d->n_img, H, W, 3);
-    /* clamp(o, 0, 1) from backend ops: exact for o <= 0, o >= 1 and o in [0.5, 1); within 2^-24 of
-     * o for o in (0, 0.5) */
-    be->relu(be, o, n);
-    be->axpby(be, o, 1.0f, d->ones, -1.0f, n);
-    be->relu(be, o, n);
-    be->axpby(be, o, 1.0f, d->ones, -1.0f, n);
+    be->clamp(be, o, n, 0.0f, 1.0f);
     d->n_out++;
 }
 

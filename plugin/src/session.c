@@ -12,6 +12,7 @@ static size_t latent_floats(const wm_config *c) {
 static size_t frame_bytes(const wm_session *s) { return (size_t)s->width * s->height * 3; }
 
 wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_session **out) {
+    if (out) *out = NULL;
     if (!m || !p || !out) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: NULL argument");
     *out = NULL;
     if (p->size < sizeof(wm_session_params))

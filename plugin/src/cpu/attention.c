@@ -14,15 +14,19 @@ void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *k
     const float *k = kv->k, *v = kv->v;
     const int Mk = (int)n_rows;
     const int ld = H * D;
-    int qb = Mq < Q_BLOCK ? Mq : Q_BLOCK;
-    float *S = malloc((size_t)qb * (size_t)Mk * sizeof(float));
-    if (!S) return; /* the session pre-checks memory; this only guards a failing malloc */
-    for (int h = 0; h < H; h++) {
-        for (int q0 = 0; q0 < Mq; q0 += Q_BLOCK) {
-            int nq = Mq - q0 < Q_BLOCK ? Mq - q0 : Q_BLOCK;
+    const int n_qb = (Mq + Q_BLOCK - 1) / Q_BLOCK;
+    const int work = H * n_qb;
+    /* (head, query block) pairs across threads; each thread owns a score buffer */
+    #pragma omp parallel if ((size_t)Mq * Mk * D >= (1u << 20))
+    {
+        float *S = malloc((size_t)Q_BLOCK * (size_t)Mk * sizeof(float));
+        #pragma omp for schedule(dynamic)
+        for (int w = 0; w < work; w++) {
+            if (!S) continue; /* the session pre-checks memory; this only guards a failing malloc */
+            const int h = w / n_qb, q0 = (w % n_qb) * Q_BLOCK;
+            const int nq = Mq - q0 < Q_BLOCK ? Mq - q0 : Q_BLOCK;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Mk, D, scale, q + (size_t)q0 * ld + h * D, ld,
                         k + h * D, ld, 0.0f, S, Mk);
-            #pragma omp parallel for schedule(static) if ((size_t)nq * Mk >= 65536)
             for (int i = 0; i < nq; i++) {
                 float *row = S + (size_t)i * Mk;
                 float m = -INFINITY;
@@ -38,6 +42,6 @@ void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *k
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, Mk, 1.0f, S, Mk, v + h * D, ld, 0.0f,
                         out + (size_t)q0 * ld + h * D, ld);
         }
+        free(S);
     }
-    free(S);
 }

@@ -60,13 +60,21 @@ static void cpu_weight_free(wm_backend *be, wm_weight *w) {
 }
 static const float *cpu_weight_f32(wm_backend *be, const wm_weight *w) { return w->data; }
 
+/* y = x W^T + b. OpenBLAS runs single-threaded (see wm_backend_cpu_new); rows are split across
+ * OpenMP threads, each thread one sgemm on its slice. */
 static void cpu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
                        int K, int N) {
-    if (b) {
-        #pragma omp parallel for schedule(static) PAR((size_t)M * N)
-        for (int r = 0; r < M; r++) memcpy(y + (size_t)r * N, b->data, (size_t)N * sizeof(float));
+    const int nt = omp_get_max_threads();
+    const int parts = ((size_t)M * K * N >= 4u << 20 && M >= 2 * nt) ? nt : 1;
+    #pragma omp parallel for schedule(static) if (parts > 1)
+    for (int p = 0; p < parts; p++) {
+        int r0 = (int)((int64_t)M * p / parts), r1 = (int)((int64_t)M * (p + 1) / parts);
+        if (r1 <= r0) continue;
+        if (b)
+            for (int r = r0; r < r1; r++) memcpy(y + (size_t)r * N, b->data, (size_t)N * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, N, K, 1.0f, x + (size_t)r0 * K, K, W->data, K,
+                    b ? 1.0f : 0.0f, y + (size_t)r0 * N, N);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W->data, K, b ? 1.0f : 0.0f, y, N);
 }
 
 static void cpu_silu(wm_backend *be, float *x, size_t n) {
@@ -84,6 +92,10 @@ static void cpu_gelu_tanh(wm_backend *be, float *x, size_t n) {
 static void cpu_relu(wm_backend *be, float *x, size_t n) {
     #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+static void cpu_clamp(wm_backend *be, float *x, size_t n, float lo, float hi) {
+    #pragma omp parallel for schedule(static) PAR(n)
+    for (size_t i = 0; i < n; i++) x[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
 }
 static void cpu_axpby(wm_backend *be, float *y, float a, const float *x, float b, size_t n) {
     #pragma omp parallel for schedule(static) PAR(n)
@@ -272,10 +284,10 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
         wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory creating the CPU backend");
         return NULL;
     }
-    if (n_threads > 0) {
-        omp_set_num_threads(n_threads);
-        openblas_set_num_threads(n_threads);
-    }
+    /* One thread pool: OpenMP splits the work and OpenBLAS runs inside each thread single-threaded.
+     * Debian's default OpenBLAS is the pthreads build, whose spinning workers fight OpenMP's. */
+    if (n_threads > 0) omp_set_num_threads(n_threads);
+    openblas_set_num_threads(1);
     be->name = "cpu";
     be->kind = WM_BACKEND_CPU;
     be->impl = impl;
@@ -315,6 +327,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->conv2d = wm_cpu_conv2d;
     be->upsample2x = wm_cpu_upsample2x;
     be->tanh_clamp = wm_cpu_tanh_clamp;
+    be->clamp = cpu_clamp;
     be->to_rgb8 = wm_cpu_to_rgb8;
     return be;
 }

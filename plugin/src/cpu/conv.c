@@ -5,15 +5,20 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* OpenMP only where the work pays for waking the threads (as in backend_cpu.c) */
+#define CONV_PAR_MIN 65536
+#define PAR(work) if ((size_t)(work) >= CONV_PAR_MIN)
 
 /* im2col of output rows [r0, r1): col[(c*k + ky)*k + kx][(r - r0)*W + x] = x[c][r+ky-p][x+kx-p], zero
  * outside the image (PyTorch's zero padding). */
 static void im2col_rows(float *col, const float *x, int Cin, int H, int W, int k, int r0, int r1) {
     const int p = k / 2, kk = k * k, nr = r1 - r0;
     const size_t ncol = (size_t)nr * W;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(ncol * Cin * kk)
     for (int row = 0; row < Cin * kk; row++) {
         const int c = row / kk, ky = (row / k) % k, kx = row % k;
         const float *xc = x + (size_t)c * H * W;
@@ -44,36 +49,51 @@ void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt
     const size_t HW = (size_t)H * Wd;
     const int K = Cin * k * k;
     if (b) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) PAR(HW * Cout)
         for (int co = 0; co < Cout; co++) {
             float *yc = y + (size_t)co * HW, v = b->data[co];
             for (size_t i = 0; i < HW; i++) yc[i] = v;
         }
     }
     const float beta = b ? 1.0f : 0.0f;
-    if (k == 1) { /* y[Cout, HW] = W[Cout, Cin] @ x[Cin, HW] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)HW, Cin, 1.0f, Wt->data, Cin, x, (int)HW,
-                    beta, y, (int)HW);
+    /* OpenBLAS runs single-threaded (backend_cpu.c); threads take column slices / row bands. */
+    const int nt = omp_get_max_threads();
+    const int big = (size_t)Cout * HW * K >= ((size_t)4 << 20);
+    if (k == 1) { /* y[Cout, HW] = W[Cout, Cin] @ x[Cin, HW], columns split across threads */
+        const int parts = big ? nt : 1;
+        #pragma omp parallel for schedule(static) if (parts > 1)
+        for (int p = 0; p < parts; p++) {
+            size_t c0 = HW * p / parts, c1 = HW * (p + 1) / parts;
+            if (c1 > c0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)(c1 - c0), Cin, 1.0f, Wt->data, Cin,
+                            x + c0, (int)HW, beta, y + c0, (int)HW);
+        }
         return;
     }
     const size_t row_floats = (size_t)K * Wd;
     int band = (int)(CONV_COL_FLOATS / row_floats);
     if (band < 1) band = 1;
+    if (big && band > (H + nt - 1) / nt) band = (H + nt - 1) / nt; /* at least one band per thread */
     if (band > H) band = H;
-    float *col = wm_malloc((size_t)band * row_floats * sizeof(float), "conv2d im2col");
-    if (!col) return; /* message set; the output is left undefined */
-    for (int r0 = 0; r0 < H; r0 += band) {
-        const int r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
-        im2col_rows(col, x, Cin, H, Wd, k, r0, r1);
-        /* y[:, r0*W : r1*W] (row stride HW) = W[Cout, K] @ col[K, n] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, n, K, 1.0f, Wt->data, K, col, n, beta,
-                    y + (size_t)r0 * Wd, (int)HW);
+    const int n_bands = (H + band - 1) / band;
+    #pragma omp parallel if (big && n_bands > 1)
+    {
+        float *col = wm_malloc((size_t)band * row_floats * sizeof(float), "conv2d im2col");
+        #pragma omp for schedule(dynamic)
+        for (int bi = 0; bi < n_bands; bi++) {
+            if (!col) continue; /* message set; the output is left undefined */
+            const int r0 = bi * band, r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
+            im2col_rows(col, x, Cin, H, Wd, k, r0, r1);
+            /* y[:, r0*W : r1*W] (row stride HW) = W[Cout, K] @ col[K, n] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, n, K, 1.0f, Wt->data, K, col, n, beta,
+                        y + (size_t)r0 * Wd, (int)HW);
+        }
+        free(col);
     }
-    free(col);
 }
 
 void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, int W) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR((size_t)4 * C * H * W)
     for (int cr = 0; cr < C * H; cr++) {
         const float *src = x + (size_t)cr * W;
         float *d0 = y + (size_t)cr * 2 * (2 * (size_t)W); /* output rows 2r and 2r+1 of channel c */
@@ -84,13 +104,13 @@ void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, i
 
 void wm_cpu_tanh_clamp(wm_backend *be, float *x, size_t n, float limit) {
     /* x / l (not x * (1/l)) like TAEHV's Clamp: torch.tanh(x / 3) * 3 */
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / limit) * limit;
 }
 
 void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W) {
     const size_t HW = (size_t)H * W;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) PAR(3 * HW)
     for (int r = 0; r < H; r++) {
         uint8_t *dst = rgb + (size_t)r * pitch;
         for (int j = 0; j < W; j++)

@@ -1,0 +1,688 @@
+/* wm-run.c - the headless runner: loads libwm.so through wm.h (dlopen only), streams a rollout with
+ * scripted actions and writes the frames to a video file, with a progress bar and a timing summary.
+ *
+ * Exit codes: 0 ok, 1 runtime error (the plugin's message is printed), 2 usage error. */
+#include "actions.h"
+#include "st_reader.h"
+#include "video_writer.h"
+#include "wm.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef WM_DEFAULT_PLUGIN
+#define WM_DEFAULT_PLUGIN "libwm.so"
+#endif
+#ifndef WM_ASSETS_DIR
+#define WM_ASSETS_DIR "assets"
+#endif
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef struct options {
+    const char *plugin;
+    const char *model;
+    int random_weights;
+    uint64_t weight_seed;
+    long long frames;
+    const char *prompt;
+    const char *prompt_embedding;
+    uint64_t seed;
+    const char *out;
+    const char *encoder;
+    const char *actions;
+    int backend;
+    int threads;
+    int window, sinks;
+    const char *latents;
+    int quiet, verbose, info_only;
+} options;
+
+static const char *g_prog = "wm-run";
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: %s [options]\n"
+        "Runs a world model through the wm plugin and writes the video.\n"
+        "\n"
+        "  --model DIR             model directory (config.json + model.safetensors) or a config.json;\n"
+        "                          default: the model shipped in assets/\n"
+        "  --random-weights [SEED] seeded random weights: runs any config without model.safetensors\n"
+        "                          (no --model: the demo config assets/demo/config.json)\n"
+        "  --frames N              video frames to generate (default 48)\n"
+        "  --prompt TEXT           prompt of a text model (default: empty)\n"
+        "  --prompt-embedding F    safetensors file with tensor \"prompt\" [L, text_dim]\n"
+        "                          (default: one zero token)\n"
+        "  --seed N                noise seed (default 0)\n"
+        "  --actions FILE          action script, one line per frame: BUTTONS AXES... [MOUSE_DX MOUSE_DY]\n"
+        "                          BUTTONS = names joined by '+', or '-' for none; '#' starts a comment;\n"
+        "                          the last line is held after the end of the file\n"
+        "  --out FILE              .mp4 .mkv .mov .avi (FFmpeg: H.264, else MPEG-4), .y4m, .rgb (raw);\n"
+        "                          default: frames are generated but not written\n"
+        "  --encoder NAME          FFmpeg encoder instead of libx264/mpeg4\n"
+        "  --latents FILE          raw fp32 dump of every chunk's latents [F][C][H][W], chunks appended\n"
+        "  --backend cpu|cuda|auto compute backend (default auto: CUDA when a device is present)\n"
+        "  --threads N             CPU threads (default 0 = all cores)\n"
+        "  --window W              attention window in latent frames (-1 = unbounded; default: the model's)\n"
+        "  --sinks S               sink frames kept at the start of the window (default: the model's)\n"
+        "  --plugin PATH           libwm.so to load (default: $WM_PLUGIN, else the one of the build tree)\n"
+        "  --info                  print the model's description and exit\n"
+        "  --quiet                 no progress bar, no summary; errors only\n"
+        "  --verbose               also the plugin's debug log\n"
+        "  --help                  this text\n"
+        "\n"
+        "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n"
+        "This build writes %s.\n",
+        g_prog,
+        video_writer_have_ffmpeg() ? ".mp4 .mkv .mov .avi (FFmpeg), .y4m and .rgb"
+                                   : ".y4m and .rgb (no FFmpeg)");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(try %s --help)\n", g_prog);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int runtime_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_RUNTIME;
+}
+
+static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (end == s || *end || errno || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') return 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (end == s || *end || errno) return 0;
+    *out = v;
+    return 1;
+}
+
+/* Returns 0 on success, else the exit code. */
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    o->frames = 48;
+    o->backend = WM_BACKEND_AUTO;
+    o->window = -2;
+    o->sinks = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        long long v;
+/* consumes the option's value */
+#define NEED_VALUE()                                                                                         \
+    do {                                                                                                     \
+        if (!val) return usage_error("%s needs a value", a);                                                 \
+        i++;                                                                                                 \
+    } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--plugin")) {
+            NEED_VALUE();
+            o->plugin = val;
+        } else if (!strcmp(a, "--model")) {
+            NEED_VALUE();
+            o->model = val;
+        } else if (!strcmp(a, "--random-weights")) {
+            o->random_weights = 1;
+            if (i + 1 < argc && parse_u64(argv[i + 1], &o->weight_seed)) i++; /* optional SEED */
+        } else if (!strcmp(a, "--frames")) {
+            NEED_VALUE();
+            if (!parse_ll(val, 1, (long long)1 << 40, &v))
+                return usage_error("--frames: '%s' is not a positive integer", val);
+            o->frames = v;
+        } else if (!strcmp(a, "--prompt")) {
+            NEED_VALUE();
+            o->prompt = val;
+        } else if (!strcmp(a, "--prompt-embedding")) {
+            NEED_VALUE();
+            o->prompt_embedding = val;
+        } else if (!strcmp(a, "--seed")) {
+            NEED_VALUE();
+            if (!parse_u64(val, &o->seed))
+                return usage_error("--seed: '%s' is not a non-negative integer", val);
+        } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+            NEED_VALUE();
+            o->out = val;
+        } else if (!strcmp(a, "--encoder")) {
+            NEED_VALUE();
+            o->encoder = val;
+        } else if (!strcmp(a, "--actions")) {
+            NEED_VALUE();
+            o->actions = val;
+        } else if (!strcmp(a, "--latents")) {
+            NEED_VALUE();
+            o->latents = val;
+        } else if (!strcmp(a, "--backend")) {
+            NEED_VALUE();
+            if (!strcmp(val, "cpu"))
+                o->backend = WM_BACKEND_CPU;
+            else if (!strcmp(val, "cuda"))
+                o->backend = WM_BACKEND_CUDA;
+            else if (!strcmp(val, "auto"))
+                o->backend = WM_BACKEND_AUTO;
+            else
+                return usage_error("--backend: '%s' is not one of cpu, cuda, auto", val);
+        } else if (!strcmp(a, "--threads")) {
+            NEED_VALUE();
+            if (!parse_ll(val, 0, 4096, &v))
+                return usage_error("--threads: '%s' is not an integer in [0, 4096]", val);
+            o->threads = (int)v;
+        } else if (!strcmp(a, "--window")) {
+            NEED_VALUE();
+            if (!parse_ll(val, -1, INT_MAX, &v))
+                return usage_error("--window: '%s' is not -1 or a frame count", val);
+            o->window = (int)v;
+        } else if (!strcmp(a, "--sinks")) {
+            NEED_VALUE();
+            if (!parse_ll(val, 0, INT_MAX, &v)) return usage_error("--sinks: '%s' is not a frame count", val);
+            o->sinks = (int)v;
+        } else if (!strcmp(a, "--info")) {
+            o->info_only = 1;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o->quiet = 1;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            o->verbose = 1;
+        } else {
+            return usage_error("unknown argument '%s'", a);
+        }
+#undef NEED_VALUE
+    }
+    if (o->prompt && o->prompt_embedding)
+        return usage_error("--prompt and --prompt-embedding exclude each other");
+    return 0;
+}
+
+/* ---- locating the plugin and the model ---- */
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Directory of this executable, "" when unknown. */
+static void exe_dir(char *buf, size_t size) {
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+    if (n <= 0) {
+        buf[0] = 0;
+        return;
+    }
+    buf[n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (slash) *slash = 0;
+}
+
+/* --plugin, else $WM_PLUGIN, else the build tree's ../plugin/libwm.so beside this executable's
+ * directory, else libwm.so beside it, else the path baked in at build time, else the loader's search. */
+static const char *find_plugin(const options *o, char *buf, size_t size) {
+    if (o->plugin) return o->plugin;
+    const char *env = getenv("WM_PLUGIN");
+    if (env && *env) return env;
+    static const char *const beside[] = {"/../../plugin/libwm.so", /* build/host/wm-run/wm-run */
+                                         "/../plugin/libwm.so", "/libwm.so"};
+    char dir[PATH_MAX];
+    exe_dir(dir, sizeof dir);
+    for (int i = 0; dir[0] && i < 3; i++)
+        if ((size_t)snprintf(buf, size, "%s%s", dir, beside[i]) < size && file_exists(buf)) return buf;
+    if (file_exists(WM_DEFAULT_PLUGIN)) return WM_DEFAULT_PLUGIN;
+    return "libwm.so";
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The shipped model: the first directory under assets/ (by name) holding config.json and
+ * model.safetensors. */
+static int find_shipped_model(char *buf, size_t size) {
+    DIR *d = opendir(WM_ASSETS_DIR);
+    if (!d) return 0;
+    char *names[256];
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < 256;)
+        if (e->d_name[0] != '.') names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    int found = 0;
+    for (int i = 0; i < n; i++) {
+        char cfg[PATH_MAX], st[PATH_MAX];
+        snprintf(cfg, sizeof cfg, "%s/%s/config.json", WM_ASSETS_DIR, names[i]);
+        snprintf(st, sizeof st, "%s/%s/model.safetensors", WM_ASSETS_DIR, names[i]);
+        if (!found && file_exists(cfg) && file_exists(st)) {
+            snprintf(buf, size, "%s/%s", WM_ASSETS_DIR, names[i]);
+            found = 1;
+        }
+        free(names[i]);
+    }
+    return found;
+}
+
+/* ---- plugin callbacks ---- */
+
+static void on_log(void *user_data, wm_log_level level, const char *message) {
+    const options *o = user_data;
+    if (level == WM_LOG_DEBUG && !o->verbose) return;
+    if (level < WM_LOG_WARN && o->quiet) return;
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "wm: %s: %s\n", names[level >= 0 && level <= 3 ? level : 1], message);
+}
+
+static int on_abort(void *user_data) {
+    (void)user_data;
+    return g_interrupted != 0;
+}
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+/* ---- timing ---- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[n]. */
+static double percentile(const double *v, int n, double p) {
+    int k = (int)ceil(p / 100.0 * n) - 1;
+    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+static void progress(const options *o, long long done, long long total, double chunk_ms, double elapsed,
+                     int final) {
+    if (o->quiet) return;
+    const int tty = isatty(2);
+    static int last_decile = -1;
+    const int decile = (int)(10 * done / total);
+    if (!tty && !final && decile == last_decile) return;
+    last_decile = decile;
+    const double fps = elapsed > 0 ? done / elapsed : 0;
+    const double eta = fps > 0 ? (total - done) / fps : 0;
+    char bar[31];
+    const int fill = (int)(30 * done / total);
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "%s[%s] %lld/%lld frames  chunk %.0f ms  %.2f fps  ETA %.0fs%s", tty ? "\r" : "", bar,
+            done, total, chunk_ms, fps, eta, tty ? "\033[K" : "\n");
+    if (tty && final) fputc('\n', stderr);
+}
+
+static const char *backend_name(int b) {
+    return b == WM_BACKEND_CPU ? "cpu" : b == WM_BACKEND_CUDA ? "cuda" : "auto";
+}
+
+static void print_info(const wm_model_info *info, const char *path, int random_weights) {
+    printf("model      %s (%s%s)\n", info->name, path, random_weights ? ", random weights" : "");
+    printf("parameters %.2f M\n", info->n_params / 1e6);
+    if (info->width > 0)
+        printf("video      %dx%d RGB at %g fps\n", info->width, info->height, info->fps);
+    else
+        printf("video      none (no decoder: latents only)\n");
+    printf("latents    %d channels x %dx%d, %d latent frames per chunk, %d video frames per latent frame\n",
+           info->latent_channels, info->latent_height, info->latent_width, info->latent_frames_per_chunk,
+           info->time_upscale);
+    printf("prompt     %s (text_len %d, text_dim %d)\n",
+           info->prompt_kind == WM_PROMPT_TEXT ? "text" : "embeddings", info->text_len, info->text_dim);
+    printf("buttons   ");
+    for (int i = 0; i < info->n_buttons; i++) printf(" %s", info->button_names[i]);
+    printf("%s\naxes      ", info->n_buttons ? "" : " none");
+    for (int i = 0; i < info->n_axes; i++) printf(" %s", info->axis_names[i]);
+    printf("%s\nmouse      %s\n", info->n_axes ? "" : " none", info->has_mouse ? "yes" : "no");
+    printf("cache      window %d, sinks %d, capacity %d latent frames (-1 = unbounded)\n",
+           info->window_frames, info->sink_frames, info->max_cache_frames);
+    printf("backend    %s (available:%s%s)\n", backend_name(info->backend),
+           info->backends_available & (1u << WM_BACKEND_CPU) ? " cpu" : "",
+           info->backends_available & (1u << WM_BACKEND_CUDA) ? " cuda" : "");
+}
+
+/* Video frames produced once chunk c (0-based) is done: latent frame f yields video frames
+ * u*(f-1)+1 .. u*f (f = 0 yields frame 0), docs/MODEL.md section 8. */
+static long long frames_after_chunk(const wm_model_info *info, long long c) {
+    const long long last_latent = (c + 1) * info->latent_frames_per_chunk - 1;
+    return (long long)info->time_upscale * last_latent + 1;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
+
+    /* model path: --model; else the shipped model; with --random-weights the demo config first */
+    char model_buf[PATH_MAX];
+    const char *model_path = o.model;
+    if (!model_path && o.random_weights && file_exists(WM_ASSETS_DIR "/demo/config.json"))
+        model_path = WM_ASSETS_DIR "/demo/config.json";
+    if (!model_path && find_shipped_model(model_buf, sizeof model_buf)) model_path = model_buf;
+    if (!model_path)
+        return usage_error(
+            "no model: pass --model DIR (no model is shipped in %s; --random-weights runs a config "
+            "without weights)",
+            WM_ASSETS_DIR);
+
+    /* plugin */
+    char plugin_buf[PATH_MAX];
+    const char *plugin_path = find_plugin(&o, plugin_buf, sizeof plugin_buf);
+    void *so = dlopen(plugin_path, RTLD_NOW | RTLD_LOCAL);
+    if (!so) return runtime_error("cannot load the plugin: %s", dlerror());
+    wm_get_api_fn get_api = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);
+    if (!get_api) return runtime_error("%s: no symbol %s: not a wm plugin", plugin_path, WM_GET_API_SYMBOL);
+    const wm_api *api = get_api(WM_API_VERSION);
+    if (!api) return runtime_error("%s does not speak wm API version %u", plugin_path, WM_API_VERSION);
+    if (api->struct_size < sizeof(wm_api))
+        return runtime_error("%s: API table of %u bytes, this host needs %zu", plugin_path, api->struct_size,
+                             sizeof(wm_api));
+    if (o.verbose) fprintf(stderr, "wm-run: plugin %s: %s\n", plugin_path, api->build_info());
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    /* model */
+    wm_model_params mp;
+    api->model_params_init(&mp);
+    mp.path = model_path;
+    mp.random_weights = o.random_weights;
+    mp.weight_seed = o.weight_seed;
+    mp.backend = o.backend;
+    mp.n_threads = o.threads;
+    mp.log = on_log;
+    mp.log_user_data = &o;
+    mp.abort_cb = on_abort;
+    wm_model *model = NULL;
+    wm_status st = api->model_load(&mp, &model);
+    if (st != WM_OK)
+        return runtime_error("cannot load model %s: %s: %s", model_path, api->status_string(st),
+                             api->last_error());
+    wm_model_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    st = api->model_get_info(model, &info);
+    if (st != WM_OK) return runtime_error("model info: %s: %s", api->status_string(st), api->last_error());
+    if (o.info_only) {
+        print_info(&info, model_path, o.random_weights);
+        api->model_free(model);
+        return 0;
+    }
+    if (!o.quiet)
+        fprintf(stderr, "wm-run: %s%s: %dx%d at %g fps, %.1f M parameters, %s backend\n", info.name,
+                o.random_weights ? " (random weights)" : "", info.width, info.height, info.fps,
+                info.n_params / 1e6, backend_name(info.backend));
+
+    int ret = 0;
+    wm_session *session = NULL;
+    video_writer *writer = NULL;
+    FILE *latf = NULL;
+    float *emb = NULL, *lat = NULL;
+    uint8_t *rgb = NULL;
+    double *chunk_ms = NULL, *dit_ms = NULL, *dec_ms = NULL;
+    action_script script = {0};
+    char err[2048];
+
+    if (o.out && info.width <= 0) {
+        ret = usage_error("model %s has no decoder (latents only): use --latents FILE instead of --out",
+                          info.name);
+        goto done;
+    }
+    if (o.actions) {
+        const int ok = action_script_load(o.actions, &info, &script, err, sizeof err);
+        if (ok != 1) {
+            ret = ok == 0 ? usage_error("%s", err) : runtime_error("%s", err);
+            goto done;
+        }
+    }
+    if (o.prompt && info.prompt_kind != WM_PROMPT_TEXT) {
+        ret = usage_error("model %s takes a prompt embedding, not text: use --prompt-embedding FILE",
+                          info.name);
+        goto done;
+    }
+
+    /* session */
+    wm_session_params sp;
+    api->session_params_init(&sp);
+    sp.seed = o.seed;
+    sp.window_frames = o.window;
+    sp.sink_frames = o.sinks;
+    sp.abort_cb = on_abort;
+    st = api->session_new(model, &sp, &session);
+    if (st != WM_OK) {
+        ret = runtime_error("cannot start a session: %s: %s", api->status_string(st), api->last_error());
+        goto done;
+    }
+
+    /* prompt */
+    if (o.prompt_embedding) {
+        int64_t shape[ST_MAX_DIMS];
+        int ndim = 0;
+        emb = st_read_f32(o.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
+        if (!emb) {
+            ret = runtime_error("%s", err);
+            goto done;
+        }
+        if (ndim == 3 && shape[0] == 1) { /* [1, L, D]: a batch of one */
+            shape[0] = shape[1], shape[1] = shape[2];
+            ndim = 2;
+        }
+        if (ndim != 2 || shape[0] > INT_MAX || shape[1] > INT_MAX) {
+            ret = usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.prompt_embedding);
+            goto done;
+        }
+        st = api->session_set_prompt_embeddings(session, emb, (int)shape[0], (int)shape[1]);
+    } else if (info.prompt_kind == WM_PROMPT_TEXT) {
+        if (!o.prompt && !o.quiet) fprintf(stderr, "wm-run: no --prompt: using the empty prompt\n");
+        st = api->session_set_prompt_text(session, o.prompt ? o.prompt : "");
+    } else {
+        if (!o.quiet)
+            fprintf(stderr, "wm-run: no --prompt-embedding: using one zero token of width %d\n",
+                    info.text_dim);
+        emb = calloc((size_t)info.text_dim, sizeof *emb);
+        st = emb ? api->session_set_prompt_embeddings(session, emb, 1, info.text_dim) : WM_ERR_OUT_OF_MEMORY;
+    }
+    if (st != WM_OK) {
+        ret = runtime_error("cannot set the prompt: %s: %s", api->status_string(st), api->last_error());
+        goto done;
+    }
+
+    /* outputs */
+    const size_t pitch = (size_t)info.width * 3;
+    if (info.width > 0) {
+        rgb = malloc(pitch * (size_t)info.height);
+        if (!rgb) {
+            ret = runtime_error("out of memory");
+            goto done;
+        }
+    }
+    if (o.out) {
+        writer = video_writer_open(o.out, info.width, info.height, info.fps, o.encoder, err, sizeof err);
+        if (!writer) {
+            ret = runtime_error("%s", err);
+            goto done;
+        }
+    } else if (!o.quiet) {
+        fprintf(stderr, "wm-run: no --out: frames are generated but not written\n");
+    }
+    const size_t lat_n =
+        (size_t)info.latent_frames_per_chunk * info.latent_channels * info.latent_height * info.latent_width;
+    if (o.latents) {
+        latf = fopen(o.latents, "wb");
+        lat = malloc(lat_n * sizeof *lat);
+        if (!latf || !lat) {
+            ret = runtime_error("%s: cannot open for writing", o.latents);
+            goto done;
+        }
+    }
+
+    /* the rollout */
+    const long long max_chunks = o.frames + 1; /* every chunk yields at least one frame */
+    chunk_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
+    dit_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
+    dec_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
+    if (!chunk_ms || !dit_ms || !dec_ms) {
+        ret = runtime_error("out of memory");
+        goto done;
+    }
+    long long done_frames = 0, pushed = 0, n_chunks = 0, n_timed = 0;
+    wm_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.size = sizeof stats;
+    int64_t peak_cache = 0;
+    const double t0 = now_s();
+    progress(&o, 0, o.frames, 0, 0, 0);
+    while (done_frames < o.frames) {
+        /* actions of every frame the next chunk produces */
+        const long long target = frames_after_chunk(&info, n_chunks);
+        for (; pushed < target; pushed++) {
+            wm_action a = action_script_get(&script, pushed);
+            st = api->session_push_action(session, &a);
+            if (st != WM_OK) {
+                ret = runtime_error("action of frame %lld: %s: %s", pushed, api->status_string(st),
+                                    api->last_error());
+                goto done;
+            }
+        }
+        int n = 0;
+        st = api->session_generate(session, &n);
+        if (st == WM_ERR_ABORTED && g_interrupted) {
+            if (!o.quiet) fputc('\n', stderr);
+            ret = runtime_error("interrupted after %lld frames", done_frames);
+            goto done;
+        }
+        if (st != WM_OK) {
+            ret = runtime_error("chunk %lld: %s: %s", n_chunks, api->status_string(st), api->last_error());
+            goto done;
+        }
+        n_chunks++;
+        if (api->session_get_stats(session, &stats) == WM_OK && n_timed < (1 << 20)) {
+            chunk_ms[n_timed] = stats.last_chunk_ms;
+            dit_ms[n_timed] = stats.last_dit_ms;
+            dec_ms[n_timed] = stats.last_decode_ms;
+            n_timed++;
+            if (stats.cache_bytes > peak_cache) peak_cache = stats.cache_bytes;
+        }
+        if (latf) {
+            int lf = 0;
+            st = api->session_read_latents(session, lat, lat_n, &lf);
+            if (st != WM_OK) {
+                ret = runtime_error("latents: %s: %s", api->status_string(st), api->last_error());
+                goto done;
+            }
+            const size_t count = lat_n / (size_t)info.latent_frames_per_chunk * (size_t)lf;
+            if (fwrite(lat, sizeof *lat, count, latf) != count) {
+                ret = runtime_error("%s: write failed", o.latents);
+                goto done;
+            }
+        }
+        if (info.width > 0) {
+            /* read every frame of the chunk, so that none is left waiting; keep those asked for */
+            for (int k = 0; k < n; k++) {
+                int64_t index = -1;
+                st = api->session_read_frame(session, rgb, pitch, pitch * (size_t)info.height, &index);
+                if (st != WM_OK) {
+                    ret = runtime_error("frame %lld: %s: %s", done_frames, api->status_string(st),
+                                        api->last_error());
+                    goto done;
+                }
+                if (done_frames < o.frames) {
+                    if (writer && !video_writer_write(writer, rgb, pitch, err, sizeof err)) {
+                        ret = runtime_error("%s: %s", o.out, err);
+                        goto done;
+                    }
+                    done_frames++;
+                }
+            }
+        } else {
+            done_frames += n < o.frames - done_frames ? n : o.frames - done_frames;
+        }
+        if (n <= 0) {
+            ret = runtime_error("chunk %lld produced no frame", n_chunks - 1);
+            goto done;
+        }
+        progress(&o, done_frames, o.frames, n_timed ? chunk_ms[n_timed - 1] : 0, now_s() - t0,
+                 done_frames >= o.frames);
+    }
+    const double wall = now_s() - t0;
+
+    if (!o.quiet && n_timed > 0) {
+        double mean = 0, mean_dit = 0, mean_dec = 0;
+        for (long long i = 0; i < n_timed; i++)
+            mean += chunk_ms[i], mean_dit += dit_ms[i], mean_dec += dec_ms[i];
+        mean /= n_timed, mean_dit /= n_timed, mean_dec /= n_timed;
+        const double first = chunk_ms[0];
+        qsort(chunk_ms, (size_t)n_timed, sizeof *chunk_ms, cmp_double);
+        fprintf(stderr, "wm-run: %lld frames in %lld chunks, %.2f s, %.2f fps (%s backend)\n", done_frames,
+                n_chunks, wall, done_frames / wall, backend_name(info.backend));
+        fprintf(stderr,
+                "wm-run: chunk ms: mean %.1f  p50 %.1f  p99 %.1f  max %.1f  first %.1f  (DiT %.1f + decode "
+                "%.1f mean)\n",
+                mean, percentile(chunk_ms, (int)n_timed, 50), percentile(chunk_ms, (int)n_timed, 99),
+                chunk_ms[n_timed - 1], first, mean_dit, mean_dec);
+        fprintf(stderr, "wm-run: KV cache: %lld tokens per layer, %.2f MiB now, %.2f MiB peak\n",
+                (long long)stats.cache_tokens, stats.cache_bytes / 1048576.0, peak_cache / 1048576.0);
+    }
+
+done:
+    if (writer) {
+        const char *desc = video_writer_describe(writer);
+        char what[256];
+        snprintf(what, sizeof what, "%s", desc);
+        if (!video_writer_close(writer, err, sizeof err)) {
+            if (!ret) ret = runtime_error("%s: %s", o.out, err);
+        } else if (!o.quiet) {
+            fprintf(stderr, "wm-run: wrote %s: %s\n", o.out, what);
+        }
+    }
+    if (latf && fclose(latf) != 0 && !ret) ret = runtime_error("%s: write failed", o.latents);
+    free(chunk_ms);
+    free(dit_ms);
+    free(dec_ms);
+    free(rgb);
+    free(lat);
+    free(emb);
+    action_script_free(&script);
+    if (session) api->session_free(session);
+    api->model_free(model);
+    /* The plugin stays loaded until exit: unloading a module that started threads (OpenMP, CUDA)
+     * is not worth the risk at the end of a process. */
+    return ret;
+}
