@@ -1,0 +1,27 @@
+/* norm.cuh - row norms over fp32 [M, C] device arrays, fp32 statistics: LayerNorm with the DiT's
+ * per-group modulation, LayerNorm with an affine weight/bias, and RMSNorm (in place). */
+#ifndef WM_NORM_CUH
+#define WM_NORM_CUH
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y = LN(x) * (1 + scale[g]) + shift[g], g = r / rows_per_group, rows of scale/shift at g * stride.
+ * scale == NULL: no affine (shift ignored). y may equal x. */
+cudaError_t wm_cuda_layernorm_mod(float *y, const float *x, int M, int C, float eps, const float *shift,
+                                  const float *scale, int stride, int rows_per_group, cudaStream_t stream);
+/* y = LN(x) * w + b; w or b NULL means 1 or 0 */
+cudaError_t wm_cuda_layernorm_affine(float *y, const float *x, int M, int C, float eps, const float *w,
+                                     const float *b, cudaStream_t stream);
+/* x = x / sqrt(mean(x^2) + eps) * w, in place */
+cudaError_t wm_cuda_rmsnorm(float *x, int M, int C, float eps, const float *w, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
