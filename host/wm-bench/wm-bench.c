@@ -4,6 +4,7 @@
  *   wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N] [--backend cpu|cuda|auto]
  *            [--threads N] [--window W] [--sinks S] [--max-cache N] [--seed N] [--json FILE] [--label TEXT]
  *
+ * The commit is taken from $WM_COMMIT (tools/bench/*.sh set it).
  * Seconds per DiT forward = DiT time of a chunk / (denoising steps + 1 clean pass); the JSON gives
  * both. Compare numbers only within one run on one machine. */
 #define _GNU_SOURCE
@@ -102,7 +103,7 @@ int main(int argc, char **argv) {
 
     int total = warmup + chunks;
     double *chunk_ms = calloc((size_t)total, sizeof(double)), *dit_ms = calloc((size_t)total, sizeof(double));
-    double *dec_ms = calloc((size_t)total, sizeof(double));
+    double *dec_ms = calloc((size_t)total, sizeof(double)), *mem_mb = calloc((size_t)total, sizeof(double));
     int64_t video_frames = 0;
     for (int c = 0; c < total; c++) {
         int nf = 0;
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
         chunk_ms[c] = stats.last_chunk_ms;
         dit_ms[c] = stats.last_dit_ms;
         dec_ms[c] = stats.last_decode_ms;
+        mem_mb[c] = stats.backend_bytes / 1048576.0;
         if (c >= warmup) video_frames += nf;
         fprintf(stderr, "chunk %3d: %9.1f ms (DiT %9.1f, decode %7.1f) cache %lld tokens\n", c, chunk_ms[c], dit_ms[c],
                 dec_ms[c], (long long)stats.cache_tokens);
@@ -140,21 +142,27 @@ int main(int argc, char **argv) {
     FILE *out = json_path ? fopen(json_path, "w") : stdout;
     if (!out) { fprintf(stderr, "wm-bench: cannot write %s\n", json_path); return 1; }
     fprintf(out,
-            "{\n  \"label\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
+            "{\n  \"label\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
             "  \"model\": \"%s\", \"random_weights\": %d, \"n_params\": %lld,\n"
             "  \"latent\": [%d, %d, %d], \"frames_per_chunk\": %d, \"time_upscale\": %d, \"width\": %d, \"height\": %d,\n"
             "  \"chunks\": %d, \"warmup\": %d,\n"
             "  \"chunk_ms\": {\"mean\": %.3f, \"p50\": %.3f, \"p99\": %.3f, \"min\": %.3f, \"max\": %.3f},\n"
             "  \"dit_ms_per_chunk\": %.3f, \"decode_ms_per_chunk\": %.3f,\n"
             "  \"video_fps\": %.4f, \"latent_fps\": %.4f,\n"
-            "  \"cache_tokens_end\": %lld, \"cache_capacity_bytes\": %lld, \"peak_rss_mb\": %.1f,\n  \"chunk_ms_all\": [",
-            label, date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
+            "  \"cache_tokens_end\": %lld, \"cache_capacity_bytes\": %lld, \"peak_rss_mb\": %.1f,\n"
+            "  \"backend_mb\": %.1f, \"backend_peak_mb\": %.1f,\n  \"chunk_ms_all\": [",
+            label, getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
             random_weights, (long long)info.n_params, info.latent_channels, info.latent_height, info.latent_width,
             info.latent_frames_per_chunk, info.time_upscale, info.width, info.height, chunks, warmup, sum / chunks,
             pct(sorted, chunks, 0.5), pct(sorted, chunks, 0.99), sorted[0], sorted[chunks - 1], sum_dit / chunks,
             sum_dec / chunks, video_frames / (sum / 1000.0), chunks * info.latent_frames_per_chunk / (sum / 1000.0),
-            (long long)stats.cache_tokens, (long long)stats.cache_capacity_bytes, ru.ru_maxrss / 1024.0);
+            (long long)stats.cache_tokens, (long long)stats.cache_capacity_bytes, ru.ru_maxrss / 1024.0,
+            stats.backend_bytes / 1048576.0, stats.backend_peak_bytes / 1048576.0);
     for (int c = 0; c < total; c++) fprintf(out, "%s%.3f", c ? ", " : "", chunk_ms[c]);
+    fprintf(out, "],\n  \"dit_ms_all\": [");
+    for (int c = 0; c < total; c++) fprintf(out, "%s%.3f", c ? ", " : "", dit_ms[c]);
+    fprintf(out, "],\n  \"backend_mb_all\": [");
+    for (int c = 0; c < total; c++) fprintf(out, "%s%.1f", c ? ", " : "", mem_mb[c]);
     fprintf(out, "]\n}\n");
     if (json_path) fclose(out);
     api->session_free(s);

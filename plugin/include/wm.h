@@ -134,6 +134,8 @@ typedef struct wm_stats {
     int64_t cache_tokens;     /* self-attention K/V tokens held per layer */
     int64_t cache_bytes;      /* all layers, K and V */
     int64_t cache_capacity_bytes;
+    int64_t backend_bytes;      /* memory the backend holds now (device memory on CUDA), all sessions */
+    int64_t backend_peak_bytes; /* the most seen after any chunk of this session */
 } wm_stats;
 
 typedef struct wm_model wm_model;

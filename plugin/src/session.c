@@ -244,6 +244,8 @@ wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
     s->stats.chunks++;
     s->stats.latent_frames += c->num_frame_per_block;
     s->stats.frames_generated += vf;
+    s->stats.backend_bytes = (int64_t)be->bytes_in_use(be);
+    if (s->stats.backend_bytes > s->stats.backend_peak_bytes) s->stats.backend_peak_bytes = s->stats.backend_bytes;
     if (n_frames) *n_frames = (int)vf;
     return WM_OK;
 }
@@ -303,6 +305,7 @@ void wm_session_stats_impl(const wm_session *s, wm_stats *out) {
     wm_stats st = s->stats;
     st.cache_tokens = s->n_valid_frames * s->tpf;
     st.cache_bytes = st.cache_tokens * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
+    st.backend_bytes = (int64_t)s->m->be->bytes_in_use(s->m->be);
     st.cache_capacity_bytes = (int64_t)s->cap_frames * s->tpf * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
     size_t caller = out->size;
     st.size = caller;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (the device tool): builds with CUDA from scratch, runs the gpu-labelled
+# tests and the GPU benchmarks at Wan2.1-1.3B shapes. Logs and JSON go to $OUT (default out/gpu).
+#   scripts/gpu-check.sh [tests|bench|all]
+set -uo pipefail
+what=${1:-all}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-$root/out/gpu}
+mkdir -p "$OUT"
+if [[ -f .deps/env.sh ]]; then
+    # shellcheck disable=SC1091
+    source .deps/env.sh
+    # Debian's libcjson.pc has no prefix= line: point its absolute paths at the unpacked debs
+    sed -i 's#=/usr/#=/opt/deps/usr/#' /opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc 2>/dev/null || true
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+build=build-gpu
+rm -rf "$build"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+ninja -C "$build" -j16 >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
+rc=0
+if [[ $what == tests || $what == all ]]; then
+    ctest --test-dir "$build" -L gpu --output-on-failure >"$OUT/ctest_gpu.log" 2>&1 || rc=1
+    grep -E "Test +#|tests passed|FAIL|max\|diff\||PSNR|worst" "$OUT/ctest_gpu.log" | head -80
+fi
+if [[ $what == bench || $what == all ]]; then
+    export WM_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    cfg=assets/configs/wan2.1-t2v-1.3b.json
+    b=$build/host/wm-bench/wm-bench
+    # Self-Forcing default: cache grows to 21 latent frames (7 chunks)
+    $b --model $cfg --random-weights --backend cuda --chunks 6 --warmup 1 --label "wan1.3b cache to 21 frames" \
+        --json "$OUT/wan_grow21.json" 2>"$OUT/wan_grow21.log" || rc=1
+    # rolling window of 21 latent frames, steady state
+    $b --model $cfg --random-weights --backend cuda --window 21 --sinks 0 --chunks 10 --warmup 7 \
+        --label "wan1.3b rolling window 21" --json "$OUT/wan_window21.json" 2>"$OUT/wan_window21.log" || rc=1
+    tail -3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log"
+    grep -h '"chunk_ms"\|dit_ms_per\|video_fps\|backend_peak' "$OUT"/wan_*.json
+fi
+exit $rc
