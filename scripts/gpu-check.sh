@@ -18,14 +18,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 build=build-gpu
 rm -rf "$build"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-ninja -C "$build" -j16 >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
+# the engine, its gpu tests and the benchmarks (other hosts need SDL/FFmpeg, absent on the GPU machine)
+targets="wm test_golden gpu_ops gpu_rollout wm-bench"
+[[ -f tests/gpu_attention.c ]] && targets="$targets gpu_attention"
+[[ -f host/attn-bench/CMakeLists.txt ]] && targets="$targets attn-bench"
+ninja -C "$build" -j16 $targets >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
 rc=0
 if [[ $what == tests || $what == all ]]; then
     ctest --test-dir "$build" -L gpu --output-on-failure >"$OUT/ctest_gpu.log" 2>&1 || rc=1
     grep -E "Test +#|tests passed|FAIL|max\|diff\||PSNR|worst" "$OUT/ctest_gpu.log" | head -80
 fi
 if [[ $what == bench || $what == all ]]; then
-    export WM_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    # the device copy of the tree has no .git: pass WM_COMMIT=$(git rev-parse --short HEAD) from outside
+    export WM_COMMIT=${WM_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
     cfg=assets/configs/wan2.1-t2v-1.3b.json
     b=$build/host/wm-bench/wm-bench
     # Self-Forcing default: cache grows to 21 latent frames (7 chunks)
@@ -34,7 +39,7 @@ if [[ $what == bench || $what == all ]]; then
     # rolling window of 21 latent frames, steady state
     $b --model $cfg --random-weights --backend cuda --window 21 --sinks 0 --chunks 10 --warmup 7 \
         --label "wan1.3b rolling window 21" --json "$OUT/wan_window21.json" 2>"$OUT/wan_window21.log" || rc=1
-    tail -3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log"
+    tail -n 3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log"
     grep -h '"chunk_ms"\|dit_ms_per\|video_fps\|backend_peak' "$OUT"/wan_*.json
 fi
 exit $rc

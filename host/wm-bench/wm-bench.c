@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     FILE *out = json_path ? fopen(json_path, "w") : stdout;
     if (!out) { fprintf(stderr, "wm-bench: cannot write %s\n", json_path); return 1; }
     fprintf(out,
-            "{\n  \"label\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
+            "{\n  \"label\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
             "  \"model\": \"%s\", \"random_weights\": %d, \"n_params\": %lld,\n"
             "  \"latent\": [%d, %d, %d], \"frames_per_chunk\": %d, \"time_upscale\": %d, \"width\": %d, \"height\": %d,\n"
             "  \"chunks\": %d, \"warmup\": %d,\n"
@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
             "  \"video_fps\": %.4f, \"latent_fps\": %.4f,\n"
             "  \"cache_tokens_end\": %lld, \"cache_capacity_bytes\": %lld, \"peak_rss_mb\": %.1f,\n"
             "  \"backend_mb\": %.1f, \"backend_peak_mb\": %.1f,\n  \"chunk_ms_all\": [",
-            label, getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
+            label, info.device_name ? info.device_name : "", getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
             random_weights, (long long)info.n_params, info.latent_channels, info.latent_height, info.latent_width,
             info.latent_frames_per_chunk, info.time_upscale, info.width, info.height, chunks, warmup, sum / chunks,
             pct(sorted, chunks, 0.5), pct(sorted, chunks, 0.99), sorted[0], sorted[chunks - 1], sum_dit / chunks,

@@ -101,6 +101,7 @@ typedef struct wm_model_info {
     int64_t n_params;
     int window_frames, sink_frames;   /* default cache policy (-1 = unbounded) */
     int max_cache_frames;
+    const char *device_name;          /* the backend's device, e.g. "NVIDIA H100 80GB HBM3" */
 } wm_model_info;
 
 typedef struct wm_session_params {

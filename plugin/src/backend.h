@@ -21,7 +21,8 @@ typedef struct wm_kv wm_kv;
 typedef struct wm_backend wm_backend;
 struct wm_backend {
     const char *name;
-    int kind; /* wm_backend_kind */
+    int kind;             /* wm_backend_kind */
+    char device_name[96]; /* e.g. "NVIDIA H100 80GB HBM3", or the CPU's model name */
     void *impl;
 
     void (*destroy)(wm_backend *be);

@@ -132,6 +132,7 @@ void wm_model_info_fill(const wm_model *m, wm_model_info *info) {
     i.window_frames = c->local_attn_size;
     i.sink_frames = c->sink_size;
     i.max_cache_frames = c->max_cache_frames;
+    i.device_name = m->be->device_name;
     /* copy only what the caller's struct has room for (older hosts have smaller structs) */
     memcpy(info, &i, caller < sizeof i ? caller : sizeof i);
 }

@@ -10,7 +10,13 @@ the plot/summary of both.
       [1, H, tokens, D]) and, at k=32760, also with contiguous [1, H, tokens, D] tensors.
       One JSON object per line (same keys as attn-bench's).
 
-  python3 tools/bench/attn_sdpa.py plot --ours ours.jsonl --sdpa sdpa.jsonl --commit HASH [--outdir docs/bench]
+  python3 tools/bench/attn_sdpa.py pair --lib libwmfa.so [--quick] [--rounds N] [--out paired.jsonl]
+      Head to head on the same tensors in one process: our kernel (a shared build of
+      kernels/flash_attn.cu, called through ctypes on PyTorch's stream) and SDPA's cuDNN backend,
+      timed in alternating rounds (median of the rounds' medians), so drifting clocks hit both; also
+      reports max |ours - cuDNN| on the outputs.
+
+  python3 tools/bench/attn_sdpa.py plot --ours ours.jsonl --sdpa sdpa.jsonl [--paired paired.jsonl] --commit HASH [--outdir docs/bench]
       Writes attention.json (all rows + GPU, date, commit), attention.png (TFLOP/s against k) and
       attention_table.md (the table for attention.md).
 """
@@ -106,6 +112,110 @@ def cmd_time(args):
         out.close()
 
 
+def cmd_pair(args):
+    import ctypes
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    class FaArgs(ctypes.Structure):  # wm_fa_args in kernels/flash_attn.cuh
+        _fields_ = [("q", ctypes.c_void_p), ("ldq", ctypes.c_int64), ("k", ctypes.c_void_p),
+                    ("v", ctypes.c_void_p), ("ldkv", ctypes.c_int64), ("out", ctypes.c_void_p),
+                    ("ldo", ctypes.c_int64), ("Mq", ctypes.c_int), ("Mk", ctypes.c_int), ("H", ctypes.c_int),
+                    ("D", ctypes.c_int), ("scale", ctypes.c_float), ("key_bias", ctypes.c_void_p),
+                    ("bias_head_stride", ctypes.c_int64), ("kb_offsets", ctypes.c_void_p),
+                    ("kb_indices", ctypes.c_void_p)]
+
+    lib = ctypes.CDLL(args.lib)
+    lib.wm_flash_attn.argtypes = [ctypes.POINTER(FaArgs), ctypes.c_void_p]
+    lib.wm_flash_attn.restype = ctypes.c_int
+    lib.wm_flash_attn_error.restype = ctypes.c_char_p
+    lib.wm_flash_attn_last_impl.restype = ctypes.c_char_p
+    dev = torch.device("cuda")
+    gpu = torch.cuda.get_device_name(0)
+    ks = KS_QUICK if args.quick else KS_FULL
+    kmax = max(ks)
+    out = open(args.out, "w") if args.out else None
+    g = torch.Generator(device=dev)
+    g.manual_seed(1)
+
+    def timed(fn, reps):
+        evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for s_, e_ in evs:
+            s_.record()
+            fn()
+            e_.record()
+        torch.cuda.synchronize()
+        ts = sorted(s_.elapsed_time(e_) for s_, e_ in evs)
+        return ts[len(ts) // 2]
+
+    for D in (128, 64):
+        hd = H * D
+        q = (torch.rand(MQ, hd, device=dev, generator=g) * 4 - 2).to(torch.bfloat16)
+        kbuf = (torch.rand(kmax, hd, device=dev, generator=g) * 4 - 2).to(torch.bfloat16)
+        vbuf = (torch.rand(kmax, hd, device=dev, generator=g) * 2 - 1).to(torch.bfloat16)
+        # bf16-exact bias values so that both sides add the same numbers
+        bias16 = torch.log1p(torch.randint(0, 5, (H, kmax), device=dev, generator=g).float()).to(torch.bfloat16)
+        bias32 = bias16.float().contiguous()
+        o = torch.empty(MQ, hd, device=dev, dtype=torch.float32)
+        for Mk in ks:
+            if D == 64 and Mk != 32760:
+                continue
+            qq = q.view(1, MQ, H, D).transpose(1, 2)
+            kk = kbuf[:Mk].view(1, Mk, H, D).transpose(1, 2)
+            vv = vbuf[:Mk].view(1, Mk, H, D).transpose(1, 2)
+            for bias in (0, 1):
+                a = FaArgs(q=q.data_ptr(), ldq=hd, k=kbuf.data_ptr(), v=vbuf.data_ptr(), ldkv=hd, out=o.data_ptr(),
+                           ldo=hd, Mq=MQ, Mk=Mk, H=H, D=D, scale=1.0 / D ** 0.5,
+                           key_bias=bias32.data_ptr() if bias else None, bias_head_stride=kmax if bias else 0,
+                           kb_offsets=None, kb_indices=None)
+                stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+                mask = bias16[None, :, None, :Mk].expand(1, H, MQ, Mk) if bias else None
+                flops = 4.0 * MQ * Mk * H * D
+
+                def ours():
+                    if lib.wm_flash_attn(ctypes.byref(a), stream) != 0:
+                        raise RuntimeError(lib.wm_flash_attn_error().decode())
+
+                def cudnn():
+                    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                        return F.scaled_dot_product_attention(qq, kk, vv, attn_mask=mask)
+
+                try:
+                    ref = cudnn()
+                    ours()
+                    torch.cuda.synchronize()
+                    diff = (o - ref.transpose(1, 2).reshape(MQ, hd).float()).abs().max().item()
+                    reps = 4 if flops > 2e12 else 10
+                    for _ in range(2):
+                        ours()
+                        cudnn()
+                    t_o, t_c = [], []
+                    for _ in range(args.rounds):
+                        t_o.append(timed(ours, reps))
+                        t_c.append(timed(cudnn, reps))
+                    t_o.sort()
+                    t_c.sort()
+                    mo, mc = t_o[len(t_o) // 2], t_c[len(t_c) // 2]
+                    spread = (t_o[-1] - t_o[0]) / mo
+                    for name, med, mn in (("wm-wgmma", mo, t_o[0]), ("sdpa-cudnn", mc, t_c[0])):
+                        row = {"bench": "attention", "impl": name, "kernel": lib.wm_flash_attn_last_impl().decode()
+                               if name == "wm-wgmma" else name, "variant": "paired", "gpu": gpu, "q": MQ, "k": Mk,
+                               "h": H, "d": D, "bias": bias, "density": 1.0, "rounds": args.rounds, "reps": reps,
+                               "ms_median": round(med, 4), "ms_min": round(mn, 4),
+                               "tflops": round(flops / (med * 1e-3) / 1e12, 1), "max_abs_diff_vs_cudnn": diff,
+                               "ours_round_spread": round(spread, 4), "torch": torch.__version__}
+                        line = json.dumps(row)
+                        print(line, flush=True)
+                        if out:
+                            out.write(line + "\n")
+                            out.flush()
+                except Exception as ex:
+                    print(json.dumps({"impl": "pair", "k": Mk, "d": D, "bias": bias, "error": str(ex)[:200]}), flush=True)
+    if out:
+        out.close()
+
+
 def load(path):
     rows = []
     with open(path) as f:
@@ -117,7 +227,7 @@ def load(path):
 
 
 def cmd_plot(args):
-    rows = load(args.ours) + load(args.sdpa)
+    rows = load(args.ours) + load(args.sdpa) + (load(args.paired) if args.paired else [])
     gpu = next((r["gpu"] for r in rows if r.get("gpu")), "?")
     os.makedirs(args.outdir, exist_ok=True)
     meta = {"gpu": gpu, "date": args.date or datetime.date.today().isoformat(), "commit": args.commit,
@@ -177,7 +287,21 @@ def cmd_plot(args):
                 r = vals.get(k)
                 cells.append("-" if r is None else (f"{r['tflops']:.0f}" if "tflops" in r else "n/a"))
             lines.append(f"| {impl} | " + " | ".join(cells) + " |")
-    other = [r for r in rows if "tflops" in r and (r["d"] != 128 or r.get("variant") != "dense")]
+    paired = [r for r in rows if r.get("variant") == "paired" and r["impl"] == "wm-wgmma"]
+    if paired:
+        lines.append("\nHead to head, same tensors, one process, alternating rounds (TFLOP/s):\n")
+        lines.append("| d | bias | k | ours | cuDNN | ours / cuDNN | max abs diff |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for r in sorted(paired, key=lambda r: (-r["d"], r["bias"], r["k"])):
+            c = [x for x in rows if x.get("variant") == "paired" and x["impl"] == "sdpa-cudnn"
+                 and (x["k"], x["d"], x["bias"]) == (r["k"], r["d"], r["bias"])]
+            if not c:
+                continue
+            c = c[0]
+            lines.append(f"| {r['d']} | {r['bias']} | {r['k']} | {r['tflops']:.0f} | {c['tflops']:.0f} | "
+                         f"{r['tflops'] / c['tflops']:.2f} | {r['max_abs_diff_vs_cudnn']:.1e} |")
+    other = [r for r in rows if "tflops" in r and r.get("variant") != "paired"
+             and (r["d"] != 128 or r.get("variant") != "dense")]
     if other:
         lines.append("\nOther rows (TFLOP/s):\n")
         lines.append("| impl | variant | k | d | bias | density | TFLOP/s | ms |")
@@ -200,11 +324,17 @@ def main():
     p = sub.add_parser("plot")
     p.add_argument("--ours", required=True)
     p.add_argument("--sdpa", required=True)
+    p.add_argument("--paired")
     p.add_argument("--commit", required=True)
     p.add_argument("--date")
     p.add_argument("--outdir", default="docs/bench")
+    q = sub.add_parser("pair")
+    q.add_argument("--lib", required=True)
+    q.add_argument("--quick", action="store_true")
+    q.add_argument("--rounds", type=int, default=5)
+    q.add_argument("--out")
     args = ap.parse_args()
-    cmd_time(args) if args.cmd == "time" else cmd_plot(args)
+    {"time": cmd_time, "plot": cmd_plot, "pair": cmd_pair}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,6 +276,24 @@ static void cpu_destroy(wm_backend *be) {
     free(be);
 }
 
+/* "model name" of /proc/cpuinfo, for benchmark records */
+static void cpu_model_name(char *dst, size_t n) {
+    snprintf(dst, n, "CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *c = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && c) {
+            c += 2;
+            c[strcspn(c, "\n")] = 0;
+            snprintf(dst, n, "%s", c);
+            break;
+        }
+    }
+    fclose(f);
+}
+
 wm_backend *wm_backend_cpu_new(int n_threads) {
     wm_backend *be = calloc(1, sizeof *be);
     cpu_impl *impl = calloc(1, sizeof *impl);
@@ -290,6 +309,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     openblas_set_num_threads(1);
     be->name = "cpu";
     be->kind = WM_BACKEND_CPU;
+    cpu_model_name(be->device_name, sizeof be->device_name);
     be->impl = impl;
     be->destroy = cpu_destroy;
     be->alloc = cpu_alloc;

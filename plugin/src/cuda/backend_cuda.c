@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The flash kernel is another file of kernels/; until it exists, attention uses the naive kernel.
@@ -498,6 +499,12 @@ wm_backend *wm_backend_cuda_new(void) {
     }
     be->name = "cuda";
     be->kind = WM_BACKEND_CUDA;
+    {
+        struct cudaDeviceProp prop;
+        memset(&prop, 0, sizeof prop);
+        if (cudaGetDeviceProperties(&prop, c->device) == cudaSuccess)
+            snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);
+    }
     be->impl = c;
     be->destroy = cu_destroy;
     be->alloc = cu_alloc;
