@@ -44,7 +44,10 @@ struct FaParams {
     int64_t bias_stride;
     const int *kb_off, *kb_idx;
     int n_qblocks, n_kblocks;
-    int pingpong;
+    int pingpong; /* Hopper kernel: the two consumer warpgroups take turns at the tensor cores */
+    int n_full;   /* Hopper kernel: CTAs [0, n_full) take one (query block, head) unit each; the
+                   * units after them run as two CTAs of 64 rows each ("split" CTAs, whose two
+                   * consumer warpgroups share the keys), to even out the last wave */
 };
 
 /* ------------------------------------------------------------------------------------------- */
@@ -73,21 +76,20 @@ __device__ __forceinline__ int fa_block_keys(const FaParams &p, int kb) {
 /* Online softmax over one tile of NB n8-blocks (NB*8 keys) for the two rows a thread holds.
  * s[4j+e]: e=0,1 -> row r0, keys 8j+2t+e; e=2,3 -> row r1 (the mma.sync C and wgmma D layouts).
  * On return s holds p = exp2(x - m) (fp32), m/l are updated and alpha is the factor the running
- * output must be multiplied by. BIAS: bias_s (shared memory, already * log2e, -inf for keys to
- * drop) is added to the scaled logit; else keys >= nvalid are masked. */
+ * output must be multiplied by. BIAS: bv[2j+e] (the bias of key 8j+2t+e, already * log2e, -inf for
+ * keys to drop) is added to the scaled logit; else keys >= nvalid are masked. */
 template <int NB, bool BIAS>
 __device__ __forceinline__ void fa_softmax_tile(float *s, float &m0, float &m1, float &l0, float &l1,
-                                                float &alpha0, float &alpha1, const float *bias_s,
+                                                float &alpha0, float &alpha1, const float *bv,
                                                 int nvalid, float scale_log2, int t) {
     const float cc = BIAS ? 1.f : scale_log2;
     if (BIAS) {
 #pragma unroll
         for (int j = 0; j < NB; j++) {
-            const float2 b = *reinterpret_cast<const float2 *>(bias_s + 8 * j + 2 * t);
-            s[4 * j + 0] = fmaf(s[4 * j + 0], scale_log2, b.x);
-            s[4 * j + 1] = fmaf(s[4 * j + 1], scale_log2, b.y);
-            s[4 * j + 2] = fmaf(s[4 * j + 2], scale_log2, b.x);
-            s[4 * j + 3] = fmaf(s[4 * j + 3], scale_log2, b.y);
+            s[4 * j + 0] = fmaf(s[4 * j + 0], scale_log2, bv[2 * j]);
+            s[4 * j + 1] = fmaf(s[4 * j + 1], scale_log2, bv[2 * j + 1]);
+            s[4 * j + 2] = fmaf(s[4 * j + 2], scale_log2, bv[2 * j]);
+            s[4 * j + 3] = fmaf(s[4 * j + 3], scale_log2, bv[2 * j + 1]);
         }
     } else if (nvalid < NB * 8) {
 #pragma unroll
@@ -277,7 +279,16 @@ static __global__ void __launch_bounds__(256, 1) fa_mma_kernel(const FaParams p)
             }
         }
         float a0, a1;
-        fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, sB + st * FA_BK, nv, p.scale_log2, t);
+        float bv[BIAS ? FA_BK / 4 : 1];
+        if (BIAS) {
+#pragma unroll
+            for (int j = 0; j < FA_BK / 8; j++) {
+                const float2 b = *reinterpret_cast<const float2 *>(sB + st * FA_BK + 8 * j + 2 * t);
+                bv[2 * j] = b.x;
+                bv[2 * j + 1] = b.y;
+            }
+        }
+        fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, bv, nv, p.scale_log2, t);
 #pragma unroll
         for (int j = 0; j < D / 8; j++) {
             o[4 * j + 0] *= a0;
@@ -310,13 +321,12 @@ static __global__ void __launch_bounds__(256, 1) fa_mma_kernel(const FaParams p)
 /* ------------------------------------------------------------------------------------------- */
 /* Hopper kernel: TMA + mbarrier producer, wgmma consumers                                       */
 /* ------------------------------------------------------------------------------------------- */
-#define FA_WG_STAGES 2
 #define FA_WG_THREADS 384
 
-template <int D>
+template <int D, int ST>
 static constexpr int fa_wg_smem_bytes() {
-    /* Q tile, STAGES x (K tile + V tile), STAGES x bias row, + 1024 for the manual alignment */
-    return FA_BQ * D * 2 + FA_WG_STAGES * 2 * FA_BK * D * 2 + FA_WG_STAGES * FA_BK * 4 + 1024;
+    /* Q tile, ST x (K tile + V tile), ST x bias row, + 1024 for the manual alignment */
+    return FA_BQ * D * 2 + ST * 2 * FA_BK * D * 2 + ST * FA_BK * 4 + 1024;
 }
 
 #if defined(WM_FA_SM90A)
@@ -430,6 +440,20 @@ __device__ __forceinline__ void wg_pv(float *o, const uint32_t *pf, uint32_t aV)
             wgmma_m64n64k16_rs(o, pf + 4 * kk, dv);
     }
 }
+/* the staged bias (times log2 e, -inf past the valid keys) of this thread's 32 keys, from shared
+ * memory into registers; issued while the QK^T product runs. (Reading it straight from global
+ * memory here instead ran at 40% of the speed: 224 vs 545 TFLOP/s, H100, q=4680 k=32760.) */
+template <bool BIAS>
+__device__ __forceinline__ void fa_load_bias(const float *sb, int t, float *bv) {
+    if constexpr (BIAS) {
+#pragma unroll
+        for (int j = 0; j < FA_BK / 8; j++) {
+            const float2 b = *reinterpret_cast<const float2 *>(sb + 8 * j + 2 * t);
+            bv[2 * j] = b.x;
+            bv[2 * j + 1] = b.y;
+        }
+    }
+}
 __device__ __forceinline__ void fa_pack_p(const float *s, uint32_t *pf) {
 #pragma unroll
     for (int kk = 0; kk < FA_BK / 16; kk++) {
@@ -441,12 +465,12 @@ __device__ __forceinline__ void fa_pack_p(const float *s, uint32_t *pf) {
 }
 #endif
 
-template <int D, bool BIAS>
+template <int D, bool BIAS, int ST>
 static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
     fa_wgmma_kernel(const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,
                     const __grid_constant__ CUtensorMap tmV, const FaParams p) {
 #if defined(WM_FA_SM90A)
-    constexpr int ST = FA_WG_STAGES, NP = D / 64;
+    constexpr int NP = D / 64;
     constexpr int TQ = FA_BQ * D * 2, TK = FA_BK * D * 2;
     /* static shared memory exists only in the sm_90a build: the host checks for it */
     __shared__ __align__(8) uint64_t bars[1 + 4 * ST];
@@ -460,7 +484,18 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
              *v_empty = bars + 1 + 3 * ST;
 
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-    const int qb = blockIdx.x, h = blockIdx.y;
+    /* work unit: a (query block, head); a split CTA does 64 rows of one, keys shared by its two
+     * consumer warpgroups (even / odd key tiles) and merged at the end */
+    int unit, half = -1;
+    if ((int)blockIdx.x < p.n_full) {
+        unit = blockIdx.x;
+    } else {
+        const int i = blockIdx.x - p.n_full;
+        unit = p.n_full + (i >> 1);
+        half = i & 1;
+    }
+    const bool split = half >= 0;
+    const int qb = unit % p.n_qblocks, h = unit / p.n_qblocks;
     const int *list = nullptr;
     int n = p.n_kblocks;
     if (p.kb_off) {
@@ -475,8 +510,8 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
         for (int s = 0; s < ST; s++) {
             mbar_init(&k_full[s], BIAS ? 33 : 1); /* TMA expect_tx (+ the 32 lanes that stage the bias) */
             mbar_init(&v_full[s], 1);
-            mbar_init(&k_empty[s], 8); /* one arrival per consumer warp */
-            mbar_init(&v_empty[s], 8);
+            mbar_init(&k_empty[s], split ? 4 : 8); /* one arrival per consuming warp */
+            mbar_init(&v_empty[s], split ? 4 : 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -509,7 +544,11 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
                         tma_load_2d(sK + s * TK + pn * FA_BK * 128, &tmK, h * D + pn * 64, krow, &k_full[s]);
                 }
                 if (BIAS) {
-                    const float *brow = p.bias + (int64_t)h * p.bias_stride + (int64_t)kb * FA_BK;
+                    /* stage the tile's bias (times log2 e, -inf for keys to drop); each lane's own
+                     * arrive releases its stores. (compute-sanitizer racecheck reports the consumers'
+                     * reads of the previous round vs these stores as a hazard: it does not credit the
+                     * __syncwarp before the consumer warp's single k_empty arrival, which orders them.) */
+                    const float *brow = p.bias + (int64_t)h * p.bias_stride + (int64_t)krow;
                     for (int j = lane; j < FA_BK; j += 32)
                         sB[s * FA_BK + j] = j < nv ? __ldg(brow + j) * FA_LOG2E : -INFINITY;
                     mbar_arrive(&k_full[s]);
@@ -527,44 +566,53 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
         /* ---------------- consumers: 64 query rows each ---------------- */
         asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
         const int cw = wg - 1, t = lane & 3;
-        const int r0 = qb * FA_BQ + cw * 64 + warp * 16 + (lane >> 2);
-        const uint32_t aQ = smem_u32(sQ) + cw * 64 * 128, aK0 = smem_u32(sK), aV0 = smem_u32(sV);
-        const bool pp = p.pingpong != 0;
+        const int rsel = split ? half : cw; /* which 64-row slice of the query tile */
+        const int r0 = qb * FA_BQ + rsel * 64 + warp * 16 + (lane >> 2);
+        const uint32_t aQ = smem_u32(sQ) + rsel * 64 * 128, aK0 = smem_u32(sK), aV0 = smem_u32(sV);
+        const bool pp = p.pingpong != 0 && !split;
         const int my_bar = 1 + cw, other_bar = 2 - cw;
+        const int first = split ? cw : 0, step = split ? 2 : 1; /* this warpgroup's key tiles */
 
         float o[D / 2];
 #pragma unroll
         for (int i = 0; i < D / 2; i++) o[i] = 0.f;
         float s[FA_BK / 2];
         uint32_t pprev[FA_BK / 4];
+        float bv[BIAS ? FA_BK / 4 : 1];
         float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0, a1;
 
         mbar_wait(q_full, 0);
-        if (n > 0) {
+        if (first < n) {
             if (pp && cw == 1) named_arrive(1); /* warpgroup 0 takes the first turn */
-            /* tile 0: S only */
+            /* first tile: S only */
+            int prev = first;
             {
-                const int nv = fa_block_keys(p, list ? list[0] : 0);
-                mbar_wait(&k_full[0], 0);
+                const int sc = first % ST;
+                const uint32_t ph = (uint32_t)(first / ST) & 1u;
+                const int kb = list ? list[first] : first;
+                const int nv = fa_block_keys(p, kb);
+                mbar_wait(&k_full[sc], ph);
                 if (pp) named_sync(my_bar);
                 reg_fence<FA_BK / 2>(s);
                 wg_fence();
-                wg_qk<D>(s, aQ, aK0);
+                wg_qk<D>(s, aQ, aK0 + sc * TK);
                 wg_commit();
                 if (pp) named_arrive(other_bar);
+                fa_load_bias<BIAS>(sB + sc * FA_BK, t, bv);
                 wg_wait<0>();
                 reg_fence<FA_BK / 2>(s);
-                fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, sB, nv, p.scale_log2, t);
+                fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, bv, nv, p.scale_log2, t);
                 __syncwarp();
-                if (lane == 0) mbar_arrive(&k_empty[0]);
+                if (lane == 0) mbar_arrive(&k_empty[sc]);
                 fa_pack_p(s, pprev);
             }
-            /* tile it: S_it = Q K_it^T issued with O += P_{it-1} V_{it-1}; the softmax of tile it
+            /* tile it: S_it = Q K_it^T issued with O += P_prev V_prev; the softmax of tile it
              * runs while the PV product is on the tensor cores */
-            for (int it = 1; it < n; it++) {
-                const int sc = it % ST, sp = (it - 1) % ST;
-                const uint32_t ph = (uint32_t)(it / ST) & 1u, php = (uint32_t)((it - 1) / ST) & 1u;
-                const int nv = fa_block_keys(p, list ? list[it] : it);
+            for (int it = first + step; it < n; it += step) {
+                const int sc = it % ST, sp = prev % ST;
+                const uint32_t ph = (uint32_t)(it / ST) & 1u, php = (uint32_t)(prev / ST) & 1u;
+                const int kb = list ? list[it] : it;
+                const int nv = fa_block_keys(p, kb);
                 mbar_wait(&k_full[sc], ph);
                 mbar_wait(&v_full[sp], php);
                 if (pp) named_sync(my_bar);
@@ -577,9 +625,10 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
                 wg_pv<D>(o, pprev, aV0 + sp * TK);
                 wg_commit();
                 if (pp) named_arrive(other_bar);
+                fa_load_bias<BIAS>(sB + sc * FA_BK, t, bv);
                 wg_wait<1>();
                 reg_fence<FA_BK / 2>(s);
-                fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, sB + sc * FA_BK, nv, p.scale_log2, t);
+                fa_softmax_tile<FA_BK / 8, BIAS>(s, m0, m1, l0, l1, a0, a1, bv, nv, p.scale_log2, t);
                 __syncwarp();
                 if (lane == 0) mbar_arrive(&k_empty[sc]);
                 wg_wait<0>();
@@ -597,11 +646,12 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
                 /* P is packed only now: writing it while the PV product still reads the previous P
                  * makes ptxas serialise the wgmmas (C7513) */
                 fa_pack_p(s, pprev);
+                prev = it;
             }
             /* PV of the last tile */
             {
-                const int sp = (n - 1) % ST;
-                const uint32_t php = (uint32_t)((n - 1) / ST) & 1u;
+                const int sp = prev % ST;
+                const uint32_t php = (uint32_t)(prev / ST) & 1u;
                 mbar_wait(&v_full[sp], php);
                 if (pp) named_sync(my_bar);
                 reg_fence<D / 2>(o);
@@ -615,7 +665,38 @@ static __global__ void __launch_bounds__(FA_WG_THREADS, 1)
                 reg_fence_u<FA_BK / 4>(pprev);
             }
         }
-        fa_store_rows<D / 8>(p, o, l0, l1, r0, h, D, t);
+        if (split) {
+            /* merge the two warpgroups' partial (m, l, O) of the same rows through shared memory
+             * (the K ring is idle once both are done: every load issued has been consumed) */
+            float4 *ex = reinterpret_cast<float4 *>(sK);
+            const int lt = tid & 127;
+            named_sync(3);
+            if (cw == 1) {
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#pragma unroll
+                for (int c = 0; c < D / 8; c++) ex[c * 128 + lt] = make_float4(o[4 * c], o[4 * c + 1], o[4 * c + 2], o[4 * c + 3]);
+                ex[(D / 8) * 128 + lt] = make_float4(m0, m1, l0, l1);
+                named_arrive(4);
+            } else {
+                named_sync(4);
+                const float4 mb = ex[(D / 8) * 128 + lt];
+                const float n0 = fmaxf(m0, mb.x), n1 = fmaxf(m1, mb.y);
+                const float u0 = n0 == -INFINITY ? 0.f : n0, u1 = n1 == -INFINITY ? 0.f : n1;
+                const float fa0 = fa_ex2(m0 - u0), fb0 = fa_ex2(mb.x - u0);
+                const float fa1 = fa_ex2(m1 - u1), fb1 = fa_ex2(mb.y - u1);
+                l0 = l0 * fa0 + mb.z * fb0;
+                l1 = l1 * fa1 + mb.w * fb1;
+#pragma unroll
+                for (int c = 0; c < D / 8; c++) {
+                    const float4 x = ex[c * 128 + lt];
+                    o[4 * c + 0] = o[4 * c + 0] * fa0 + x.x * fb0;
+                    o[4 * c + 1] = o[4 * c + 1] * fa0 + x.y * fb0;
+                    o[4 * c + 2] = o[4 * c + 2] * fa1 + x.z * fb1;
+                    o[4 * c + 3] = o[4 * c + 3] * fa1 + x.w * fb1;
+                }
+            }
+        }
+        if (!split || cw == 0) fa_store_rows<D / 8>(p, o, l0, l1, r0, h, D, t);
     }
 #endif
 }
@@ -675,13 +756,23 @@ extern "C" int wm_flash_attn_has_wgmma(void) {
         minor == 0 && fa_get_encode()) {
         cudaFuncAttributes fa;
         /* the kernel has static shared memory (its mbarriers) only when built for sm_90a */
-        if (cudaFuncGetAttributes(&fa, fa_wgmma_kernel<128, false>) == cudaSuccess && fa.sharedSizeBytes > 0)
+        if (cudaFuncGetAttributes(&fa, fa_wgmma_kernel<128, false, 3>) == cudaSuccess && fa.sharedSizeBytes > 0)
             ok = 1;
         else
             (void)cudaGetLastError();
     }
     if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
     return ok;
+}
+
+static int fa_sm_count(void) {
+    static int cache[64];
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) n = 0;
+    if (dev >= 0 && dev < 64) cache[dev] = n;
+    return n;
 }
 
 static int fa_map(CUtensorMap *m, const void *base, int64_t cols, int64_t rows, int64_t ld) {
@@ -695,14 +786,22 @@ static int fa_map(CUtensorMap *m, const void *base, int64_t cols, int64_t rows, 
     return r == CUDA_SUCCESS ? 0 : (int)r;
 }
 
-template <int D, bool BIAS>
-static cudaError_t fa_launch_wgmma(const FaParams &p, const CUtensorMap &mq, const CUtensorMap &mk,
-                                   const CUtensorMap &mv, cudaStream_t stream) {
-    const int smem = fa_wg_smem_bytes<D>();
-    cudaError_t e = cudaFuncSetAttribute(fa_wgmma_kernel<D, BIAS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+template <int D, bool BIAS, int ST>
+static cudaError_t fa_launch_wgmma_st(const FaParams &p, const CUtensorMap &mq, const CUtensorMap &mk,
+                                      const CUtensorMap &mv, cudaStream_t stream) {
+    const int smem = fa_wg_smem_bytes<D, ST>();
+    cudaError_t e =
+        cudaFuncSetAttribute(fa_wgmma_kernel<D, BIAS, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    fa_wgmma_kernel<D, BIAS><<<dim3(p.n_qblocks, p.H), FA_WG_THREADS, smem, stream>>>(mq, mk, mv, p);
+    const int units = p.n_qblocks * p.H;
+    fa_wgmma_kernel<D, BIAS, ST><<<p.n_full + 2 * (units - p.n_full), FA_WG_THREADS, smem, stream>>>(mq, mk, mv, p);
     return cudaGetLastError();
+}
+template <int D, bool BIAS>
+static cudaError_t fa_launch_wgmma(const FaParams &p, int stages, const CUtensorMap &mq, const CUtensorMap &mk,
+                                   const CUtensorMap &mv, cudaStream_t stream) {
+    return stages == 2 ? fa_launch_wgmma_st<D, BIAS, 2>(p, mq, mk, mv, stream)
+                       : fa_launch_wgmma_st<D, BIAS, 3>(p, mq, mk, mv, stream);
 }
 
 template <int D, bool BIAS>
@@ -762,17 +861,30 @@ extern "C" int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream) {
     }
     const bool bias = p.bias != nullptr;
 
-    const int force = g_fa_force;
+    const int force = g_fa_force & 0xff, flags = g_fa_force & ~0xff;
     bool use_wg;
+    p.pingpong = !(flags & WM_FA_NO_PINGPONG);
+    const int stages = (flags & WM_FA_TWO_STAGES) ? 2 : 3;
     if (force == WM_FA_IMPL_MMA) {
         use_wg = false;
-    } else if (force == WM_FA_IMPL_WGMMA || force == WM_FA_IMPL_WGMMA_NOPINGPONG) {
+    } else if (force == WM_FA_IMPL_WGMMA) {
         if (!wm_flash_attn_has_wgmma())
             return fa_fail("wm_flash_attn: the Hopper kernel is unavailable (needs an sm_90a build and a 9.0 device)");
         use_wg = a->Mk > 0;
-        p.pingpong = force != WM_FA_IMPL_WGMMA_NOPINGPONG;
     } else {
         use_wg = a->Mk > 0 && wm_flash_attn_has_wgmma();
+    }
+
+    /* Wave balance: one CTA per (query block, head) unit, one CTA per SM. When the last wave holds
+     * R units and 2R CTAs fit on the SMs, those R units run as 2R half CTAs of 64 rows each, so
+     * the last wave takes half as long (444 units on 132 SMs: 4 waves -> 3.5). */
+    {
+        const int units = p.n_qblocks * p.H, sms = fa_sm_count();
+        p.n_full = units;
+        if (sms > 0 && !(flags & WM_FA_NO_SPLIT)) {
+            const int r = units % sms;
+            if (r != 0 && 2 * r <= sms) p.n_full = units - r;
+        }
     }
 
     cudaError_t e = cudaSuccess;
@@ -787,9 +899,11 @@ extern "C" int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream) {
     }
     if (use_wg) {
         if (a->D == 128)
-            e = bias ? fa_launch_wgmma<128, true>(p, mq, mk, mv, stream) : fa_launch_wgmma<128, false>(p, mq, mk, mv, stream);
+            e = bias ? fa_launch_wgmma<128, true>(p, stages, mq, mk, mv, stream)
+                     : fa_launch_wgmma<128, false>(p, stages, mq, mk, mv, stream);
         else
-            e = bias ? fa_launch_wgmma<64, true>(p, mq, mk, mv, stream) : fa_launch_wgmma<64, false>(p, mq, mk, mv, stream);
+            e = bias ? fa_launch_wgmma<64, true>(p, stages, mq, mk, mv, stream)
+                     : fa_launch_wgmma<64, false>(p, stages, mq, mk, mv, stream);
     } else {
         if (a->D == 128)
             e = bias ? fa_launch_mma<128, true>(p, stream) : fa_launch_mma<128, false>(p, stream);

@@ -51,12 +51,15 @@ int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream);
 const char *wm_flash_attn_error(void);
 
 /* Implementation choice (process-wide): 0 = automatic (default), 1 = mma.sync kernel,
- * 2 = Hopper wgmma kernel (wm_flash_attn fails if it is unavailable), 3 = Hopper kernel without
- * the ping-pong schedule between its two consumer warpgroups (for benchmarks). */
+ * 2 = Hopper wgmma kernel (wm_flash_attn fails if it is unavailable). For benchmarks, flags or-ed
+ * into the value switch parts of the Hopper kernel off: the ping-pong schedule between its two
+ * consumer warpgroups, the last-wave split into 64-row CTAs, the third K/V stage. */
 #define WM_FA_IMPL_AUTO 0
 #define WM_FA_IMPL_MMA 1
 #define WM_FA_IMPL_WGMMA 2
-#define WM_FA_IMPL_WGMMA_NOPINGPONG 3
+#define WM_FA_NO_PINGPONG 0x100
+#define WM_FA_NO_SPLIT 0x200
+#define WM_FA_TWO_STAGES 0x400
 void wm_flash_attn_force(int impl);
 /* Name of the kernel the last successful wm_flash_attn call launched ("wgmma", "mma", "none"). */
 const char *wm_flash_attn_last_impl(void);

@@ -503,7 +503,7 @@ wm_backend *wm_backend_cuda_new(void) {
         struct cudaDeviceProp prop;
         memset(&prop, 0, sizeof prop);
         if (cudaGetDeviceProperties(&prop, c->device) == cudaSuccess)
-            snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);
+            snprintf(be->device_name, sizeof be->device_name, "%.95s", prop.name);
     }
     be->impl = c;
     be->destroy = cu_destroy;
