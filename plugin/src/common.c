@@ -18,6 +18,16 @@ wm_status wm_set_error(wm_status status, const char *fmt, ...) {
 }
 
 const char *wm_get_error(void) { return g_error; }
+
+static _Thread_local wm_status g_failure = WM_OK;
+void wm_note_failure(wm_status status) {
+    if (g_failure == WM_OK) g_failure = status;
+}
+wm_status wm_take_failure(void) {
+    wm_status st = g_failure;
+    g_failure = WM_OK;
+    return st;
+}
 void wm_clear_error(void) { g_error[0] = 0; }
 
 void wm_log(const wm_logger *lg, wm_log_level level, const char *fmt, ...) {

@@ -11,6 +11,13 @@ wm_status wm_set_error(wm_status status, const char *fmt, ...) __attribute__((fo
 const char *wm_get_error(void);
 void wm_clear_error(void);
 
+/* Backend ops return nothing (they may run asynchronously); an op that fails (out of memory, a CUDA
+ * error) records it here, per thread, and the sampler checks after each forward, so a chunk fails
+ * cleanly with the op's message instead of continuing on garbage. The first failure is kept. */
+void wm_note_failure(wm_status status);
+/* Returns the recorded failure (WM_OK if none) and clears it. */
+wm_status wm_take_failure(void);
+
 /* Logging through the model's callback (may be NULL). */
 typedef struct wm_logger {
     wm_log_fn fn;

@@ -103,11 +103,14 @@ wm_status wm_sampler_chunk(wm_session *s) {
     }
     const int64_t nv = s->n_valid_frames * s->tpf;
 
+    wm_take_failure(); /* start clean: only this chunk's op failures count */
     be->noise(be, s->x, n, s->seed, stream);
     for (int k = 0; k < nsteps; k++) {
         if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
         for (int f = 0; f < F; f++) tf[f] = t[k];
         wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
+        wm_status fail = wm_take_failure();
+        if (fail != WM_OK) return fail; /* the op's message is set; nothing was committed */
         const float sigma = wm_sampler_sigma(c, t[k]);
         be->copy(be, s->x0, s->x, n);
         be->axpby(be, s->x0, -sigma, s->v, 1.0f, n); /* x0 = x - sigma * v */
@@ -124,6 +127,9 @@ wm_status wm_sampler_chunk(wm_session *s) {
     for (int f = 0; f < F; f++) tf[f] = c->context_noise;
     wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
 
+    be->sync(be); /* surface asynchronous device errors before committing */
+    wm_status fail = wm_take_failure();
+    if (fail != WM_OK) return fail;
     /* commit: the rows just written become cache; then evict down to the window for the next chunk */
     s->n_valid_frames += F;
     s->next_latent += F;

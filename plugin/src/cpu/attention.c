@@ -1,6 +1,7 @@
 /* attention.c - exact softmax attention on the CPU: per head, S = q k^T * scale through sgemm,
  * a numerically safe row softmax, then S v. Queries go in blocks so the score buffer stays small
  * (Mq_block x Mk) even for long caches. */
+#include "common.h"
 #include "cpu_ops.h"
 
 #include <cblas.h>
@@ -22,7 +23,14 @@ void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *k
         float *S = malloc((size_t)Q_BLOCK * (size_t)Mk * sizeof(float));
         #pragma omp for schedule(dynamic)
         for (int w = 0; w < work; w++) {
-            if (!S) continue; /* the session pre-checks memory; this only guards a failing malloc */
+            if (!S) { /* reported through the failure flag: the sampler fails the chunk */
+                #pragma omp critical
+                {
+                    wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for attention scores (%d keys)", Mk);
+                    wm_note_failure(WM_ERR_OUT_OF_MEMORY);
+                }
+                continue;
+            }
             const int h = w / n_qb, q0 = (w % n_qb) * Q_BLOCK;
             const int nq = Mq - q0 < Q_BLOCK ? Mq - q0 : Q_BLOCK;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Mk, D, scale, q + (size_t)q0 * ld + h * D, ld,

@@ -167,7 +167,11 @@ static void cpu_rope(wm_backend *be, float *x, int M, int H, int D, int64_t fram
         float *cbuf = cs, *sbuf = sn, *heap = NULL;
         if (np > 64) {
             heap = malloc(2 * (size_t)np * sizeof(float));
-            if (!heap) continue;
+            if (!heap) {
+                #pragma omp critical
+                wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory in rope"));
+                continue;
+            }
             cbuf = heap;
             sbuf = heap + np;
         }

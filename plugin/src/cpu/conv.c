@@ -81,7 +81,11 @@ void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt
         float *col = wm_malloc((size_t)band * row_floats * sizeof(float), "conv2d im2col");
         #pragma omp for schedule(dynamic)
         for (int bi = 0; bi < n_bands; bi++) {
-            if (!col) continue; /* message set; the output is left undefined */
+            if (!col) { /* message set by wm_malloc; the sampler sees the failure flag */
+                #pragma omp critical
+                wm_note_failure(WM_ERR_OUT_OF_MEMORY);
+                continue;
+            }
             const int r0 = bi * band, r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
             im2col_rows(col, x, Cin, H, Wd, k, r0, r1);
             /* y[:, r0*W : r1*W] (row stride HW) = W[Cout, K] @ col[K, n] */

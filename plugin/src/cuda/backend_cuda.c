@@ -32,12 +32,12 @@
 int wm_cu_ok(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return 1;
     cudaGetLastError(); /* clear a non-sticky error so the next op reports its own */
-    wm_set_error(WM_ERR_INTERNAL, "CUDA error in %s: %s", what, cudaGetErrorString(e));
+    wm_note_failure(wm_set_error(WM_ERR_INTERNAL, "CUDA error in %s: %s", what, cudaGetErrorString(e)));
     return 0;
 }
 int wm_cublas_ok(cublasStatus_t s, const char *what) {
     if (s == CUBLAS_STATUS_SUCCESS) return 1;
-    wm_set_error(WM_ERR_INTERNAL, "cuBLAS error in %s: %s", what, cublasGetStatusString(s));
+    wm_note_failure(wm_set_error(WM_ERR_INTERNAL, "cuBLAS error in %s: %s", what, cublasGetStatusString(s)));
     return 0;
 }
 
@@ -45,6 +45,7 @@ void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what) {
     void *p = NULL;
     if (cudaMallocFromPoolAsync(&p, bytes ? bytes : 1, c->pool, c->stream) != cudaSuccess) {
         cudaGetLastError();
+        wm_note_failure(WM_ERR_OUT_OF_MEMORY);
         wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of device memory allocating %zu MB of scratch for %s",
                      bytes >> 20, what);
         return NULL;
