@@ -3,17 +3,21 @@
  * Two kernels compute the same function:
  *  - fa_wgmma_kernel (Hopper, sm_90a): FlashAttention-3 style. 3 warpgroups per CTA of 128 query
  *    rows: warpgroup 0 is the producer (one warp issues TMA loads of the Q tile and of 128-key K/V
- *    tiles into a 2-stage ring of 128B-swizzled shared memory, mbarrier full/empty handshakes, and
- *    stages the per-key bias), warpgroups 1-2 are consumers of 64 rows each: S = Q K^T by
+ *    tiles into a 3-stage ring of 128B-swizzled shared memory, with mbarrier full/empty handshakes,
+ *    and stages the per-key bias), warpgroups 1-2 are consumers of 64 rows each: S = Q K^T by
  *    wgmma.m64n128k16 (both operands in shared memory), online softmax in registers (exp2 with the
  *    scale folded into log2 e), O += P V by wgmma with P from registers (RS form) and V read
  *    MN-major (transposed) from shared memory. The QK^T of tile j is issued together with the PV of
  *    tile j-1 so the softmax of tile j overlaps the tensor cores (intra-warpgroup overlap), and the
  *    two consumer warpgroups take turns at the tensor cores through named barriers (ping-pong).
+ *    One CTA per (query block, head) and SM; when the last wave would be partly empty, its units
+ *    run as two 64-row CTAs each whose consumer warpgroups split the keys (even/odd tiles) and merge
+ *    (m, l, O) through shared memory at the end (444 units on 132 SMs: 4 waves -> 3.5).
  *  - fa_mma_kernel (portable, sm_80+): FlashAttention-2 style. 8 warps x 16 query rows, Q fragments
  *    in registers, K/V tiles double-buffered through shared memory with cp.async, ldmatrix(.trans)
  *    into mma.sync.m16n8k16 bf16 with fp32 accumulation.
- * Both use tiles of WM_FA_BLOCK_Q x WM_FA_BLOCK_K (128 x 128) and the same online-softmax code. */
+ * Both use tiles of WM_FA_BLOCK_Q x WM_FA_BLOCK_K (128 x 128) and the same online-softmax code.
+ * Measurements and design notes: docs/bench/attention.md. */
 #include "flash_attn.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums (types only; the encoder comes via the runtime) */

@@ -251,19 +251,21 @@ def cmd_plot(args):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+        plotted = [i for i in impls if i in ("wm-wgmma", "wm-wgmma-nosplit", "wm-mma") or i.startswith("sdpa-")]
+        colors = {impl: f"C{i}" for i, impl in enumerate(plotted)}  # same colour in both panels
         for ax, bias in zip(axes, (0, 1)):
-            for impl in impls:
+            for impl in plotted:
                 pts = series(impl, bias=bias)
                 if len(pts) < 2:
                     continue
                 style = "-o" if impl.startswith("wm") else "--s"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl, ms=4)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl, ms=4, color=colors[impl])
             ax.set_xscale("log")
             ax.set_xlabel("keys (k)")
             ax.set_title(("dense" if not bias else "with per-key bias") + ", q=4680, h=12, d=128")
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("TFLOP/s (4*q*k*h*d / time)")
-        axes[1].legend(fontsize=8, loc="lower right")
+        axes[0].legend(fontsize=8, loc="center right")
         fig.suptitle(f"attention forward, bf16, {gpu}, {meta['date']}, commit {args.commit}")
         fig.tight_layout()
         fig.savefig(os.path.join(args.outdir, "attention.png"), dpi=110)
