@@ -478,6 +478,52 @@ static void test_decoder_ops(void) {
 
 /* ---- a few timings (informative; the benchmarks proper are wm-bench's) ---- */
 
+/* ---- ffn (GEMM + bias + GELU in the epilogue with a bf16 hidden on CUDA) ---- */
+
+static void check_ffn(int M, int K, int F) {
+    float *x = host_randn((size_t)M * K, 1.0f, 0.0f);
+    float *W0 = host_randn((size_t)F * K, 1.0f / sqrtf((float)K), 0.0f), *b0 = host_randn((size_t)F, 0.1f, 0.0f);
+    float *W2 = host_randn((size_t)K * F, 1.0f / sqrtf((float)F), 0.0f), *b2 = host_randn((size_t)K, 0.1f, 0.0f);
+    wm_weight *W0c = cpu->weight_new(cpu, W0, (size_t)F * K), *b0c = cpu->weight_new(cpu, b0, F);
+    wm_weight *W2c = cpu->weight_new(cpu, W2, (size_t)K * F), *b2c = cpu->weight_new(cpu, b2, K);
+    wm_weight *W0g = gpu->weight_new(gpu, W0, (size_t)F * K), *b0g = gpu->weight_new(gpu, b0, F);
+    wm_weight *W2g = gpu->weight_new(gpu, W2, (size_t)K * F), *b2g = gpu->weight_new(gpu, b2, K);
+    float *xc = dev(cpu, x, (size_t)M * K), *xg = dev(gpu, x, (size_t)M * K);
+    float *hc = dev(cpu, NULL, (size_t)M * F), *hg = dev(gpu, NULL, (size_t)M * F);
+    float *yc = dev(cpu, NULL, (size_t)M * K), *yg = dev(gpu, NULL, (size_t)M * K);
+    cpu->ffn(cpu, yc, xc, W0c, b0c, W2c, b2c, M, K, F, K, hc);
+    gpu->ffn(gpu, yg, xg, W0g, b0g, W2g, b2g, M, K, F, K, hg);
+    float *rc = get(cpu, yc, (size_t)M * K), *rg = get(gpu, yg, (size_t)M * K);
+    char name[96];
+    snprintf(name, sizeof name, "ffn %dx%dx%d", M, K, F);
+    wm_test_compare(name, rg, rc, (size_t)M * K, 3e-2f, 2e-2f);
+    free(rc), free(rg), free(x), free(W0), free(b0), free(W2), free(b2);
+    cpu->weight_free(cpu, W0c), cpu->weight_free(cpu, b0c), cpu->weight_free(cpu, W2c), cpu->weight_free(cpu, b2c);
+    gpu->weight_free(gpu, W0g), gpu->weight_free(gpu, b0g), gpu->weight_free(gpu, W2g), gpu->weight_free(gpu, b2g);
+    cpu->free(cpu, xc), gpu->free(gpu, xg), cpu->free(cpu, hc), gpu->free(gpu, hg);
+    cpu->free(cpu, yc), gpu->free(gpu, yg);
+}
+
+static void time_ffn(int M, int K, int F) {
+    float *hx = host_randn((size_t)M * K, 1.0f, 0.0f), *hw = host_randn((size_t)F * K, 0.02f, 0.0f);
+    float *hb = host_randn((size_t)F, 0.1f, 0.0f);
+    wm_weight *W0 = gpu->weight_new(gpu, hw, (size_t)F * K), *b0 = gpu->weight_new(gpu, hb, F);
+    wm_weight *W2 = gpu->weight_new(gpu, hw, (size_t)F * K), *b2 = gpu->weight_new(gpu, hb, K);
+    float *x = dev(gpu, hx, (size_t)M * K), *h = dev(gpu, NULL, (size_t)M * F), *y = dev(gpu, NULL, (size_t)M * K);
+    gpu->ffn(gpu, y, x, W0, b0, W2, b2, M, K, F, K, h);
+    gpu->sync(gpu);
+    const int iters = 20;
+    double t0 = wm_now_ms();
+    for (int i = 0; i < iters; i++) gpu->ffn(gpu, y, x, W0, b0, W2, b2, M, K, F, K, h);
+    gpu->sync(gpu);
+    double ms = (wm_now_ms() - t0) / iters;
+    printf("time ffn %dx%dx%d: %.3f ms, %.0f TFLOP/s (two GEMMs, GELU fused, bf16 hidden)\n", M, K, F, ms,
+           4.0 * M * K * F / (ms * 1e9));
+    gpu->weight_free(gpu, W0), gpu->weight_free(gpu, b0), gpu->weight_free(gpu, W2), gpu->weight_free(gpu, b2);
+    gpu->free(gpu, x), gpu->free(gpu, h), gpu->free(gpu, y);
+    free(hx), free(hw), free(hb);
+}
+
 static void time_linear(int M, int K, int N) {
     float *W = host_randn((size_t)N * K, 0.02f, 0.0f), *b = host_randn(N, 0.1f, 0.0f);
     wm_weight *Wg = gpu->weight_new(gpu, W, (size_t)N * K), *bg = gpu->weight_new(gpu, b, N);
@@ -520,6 +566,8 @@ int main(int argc, char **argv) {
     check_linear(3, 256, 1536, 1, 0);  /* time embedding */
     check_linear(300, 64, 1536, 1, 1); /* patch embedding, y not 16-byte aligned */
     check_linear(3, 20, 1536, 1, 0);   /* action embedding: K not a multiple of 8 */
+    check_ffn(300, 1536, 8960);
+    check_ffn(37, 64, 96);
     check_unary("silu", 300 * 1536, 3.0f, 1e-6f, 1e-5f, op_silu);
     check_unary("gelu_tanh", 300 * 8960, 3.0f, 1e-6f, 1e-5f, op_gelu);
     check_unary("relu", 300 * 1536, 1.0f, 0.0f, 0.0f, op_relu);
@@ -548,6 +596,7 @@ int main(int argc, char **argv) {
         time_linear(4680, 1536, 1536);
         time_linear(4680, 1536, 8960);
         time_linear(4680, 8960, 1536);
+        time_ffn(4680, 1536, 8960);
     }
 
     gpu_naive->destroy(gpu_naive);

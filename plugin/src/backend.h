@@ -44,6 +44,11 @@ struct wm_backend {
     /* y[M,N] = x[M,K] @ W[N,K]^T (+ b[N]); W, b are weights; b may be NULL. */
     void (*linear)(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b,
                    int M, int K, int N);
+    /* The FFN as one op so a backend can keep the hidden activation in its own format:
+     * y[M,N] = gelu_tanh(x[M,K] W0[F,K]^T + b0) W2[N,F]^T + b2. hidden: fp32 scratch [M, F] the
+     * backend may use (the CPU does; CUDA keeps a bf16 hidden of its own). */
+    void (*ffn)(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
+                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden);
     /* elementwise, in place on n floats */
     void (*silu)(wm_backend *be, float *x, size_t n);
     void (*gelu_tanh)(wm_backend *be, float *x, size_t n);

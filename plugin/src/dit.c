@@ -245,9 +245,7 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
 
         /* FFN */
         be->layernorm_mod(be, w->y, w->x, N, D, c->eps, m3, m4, st, tpf);
-        be->linear(be, w->hidden, w->y, k->ffn0_w, k->ffn0_b, N, D, c->ffn_dim);
-        be->gelu_tanh(be, w->hidden, (size_t)N * c->ffn_dim);
-        be->linear(be, w->proj, w->hidden, k->ffn2_w, k->ffn2_b, N, c->ffn_dim, D);
+        be->ffn(be, w->proj, w->y, k->ffn0_w, k->ffn0_b, k->ffn2_w, k->ffn2_b, N, D, c->ffn_dim, D, w->hidden);
         be->gated_add(be, w->x, w->proj, N, D, m5, st, tpf);
     }
 

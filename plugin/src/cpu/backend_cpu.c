@@ -78,6 +78,14 @@ static void cpu_linear(wm_backend *be, float *y, const float *x, const wm_weight
     }
 }
 
+static void cpu_gelu_tanh(wm_backend *be, float *x, size_t n);
+static void cpu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
+                    const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden) {
+    cpu_linear(be, hidden, x, W0, b0, M, K, F);
+    cpu_gelu_tanh(be, hidden, (size_t)M * F);
+    cpu_linear(be, y, hidden, W2, b2, M, F, N);
+}
+
 static void cpu_silu(wm_backend *be, float *x, size_t n) {
     #pragma omp parallel for schedule(static) PAR(n)
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
@@ -328,6 +336,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->weight_free = cpu_weight_free;
     be->weight_f32 = cpu_weight_f32;
     be->linear = cpu_linear;
+    be->ffn = cpu_ffn;
     be->silu = cpu_silu;
     be->gelu_tanh = cpu_gelu_tanh;
     be->relu = cpu_relu;

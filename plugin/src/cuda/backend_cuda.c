@@ -520,6 +520,7 @@ wm_backend *wm_backend_cuda_new(void) {
     be->weight_free = cu_weight_free;
     be->weight_f32 = cu_weight_f32;
     be->linear = wm_cu_linear;
+    be->ffn = wm_cu_ffn;
     be->silu = cu_silu;
     be->gelu_tanh = cu_gelu_tanh;
     be->relu = cu_relu;

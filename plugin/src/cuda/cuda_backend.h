@@ -29,7 +29,7 @@ struct wm_kv {
 /* One cached cuBLASLt plan for y[M,N] = x[M,K] W^T (+ bias): descriptors and the chosen algorithm.
  * Keyed by the shape, the bias flag and the alignments of x and y (the heuristic depends on them). */
 typedef struct cuda_lt_plan {
-    int M, N, K, bias;
+    int M, N, K, bias, gelu; /* gelu: bias + GELU epilogue with bf16 output */
     unsigned align_x, align_y; /* of the bf16 copy of x and of y */
     int ok;                    /* 0: cuBLASLt found no algorithm; use cublasGemmEx */
     cublasLtMatmulDesc_t desc;
@@ -70,6 +70,8 @@ void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what);
 void wm_cu_scratch_free(cuda_impl *c, void *p);
 
 /* gemm.c */
+void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
+               const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden);
 void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
                   int K, int N);
 void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
