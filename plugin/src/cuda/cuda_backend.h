@@ -29,7 +29,7 @@ struct wm_kv {
 /* One cached cuBLASLt plan for y[M,N] = x[M,K] W^T (+ bias): descriptors and the chosen algorithm.
  * Keyed by the shape, the bias flag and the alignments of x and y (the heuristic depends on them). */
 typedef struct cuda_lt_plan {
-    int M, N, K, bias, gelu; /* gelu: bias + GELU epilogue with bf16 output */
+    int M, N, K, bias;
     unsigned align_x, align_y; /* of the bf16 copy of x and of y */
     int ok;                    /* 0: cuBLASLt found no algorithm; use cublasGemmEx */
     cublasLtMatmulDesc_t desc;
