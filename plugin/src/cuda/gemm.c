@@ -130,15 +130,18 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
     wm_cu_scratch_free(c, xb);
 }
 
-/* The FFN as linear + GELU + linear. A cuBLASLt GELU_BIAS epilogue with a bf16 hidden was measured
- * (H200, 4680x1536x8960: 0.549 ms) slower than this (about 0.50 ms): the heuristic's epilogue kernel
- * is a worse GEMM. Kept as one op so a faster fused kernel can replace it here alone. */
+/* The FFN: GEMM 1 (fp32 out, bias in the epilogue), one pass GELU -> bf16, GEMM 2 straight from
+ * that bf16 hidden (no separate GELU and conversion passes over [M, F]). A cuBLASLt GELU_BIAS
+ * epilogue with bf16 output was tried and measured slower (H200, 4680x1536x8960: 0.549 ms). */
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden) {
     cuda_impl *c = cuda_of(be);
     wm_cu_linear(be, hidden, x, W0, b0, M, K, F);
-    wm_cu_ok(wm_cuda_gelu_tanh(hidden, (size_t)M * F, c->stream), "ffn gelu");
-    wm_cu_linear(be, y, hidden, W2, b2, M, F, N);
+    uint16_t *hb = wm_cu_scratch(c, (size_t)M * F * sizeof(uint16_t), "ffn hidden (bf16)");
+    if (!hb) return;
+    wm_cu_ok(wm_cuda_gelu_tanh_to_bf16(hb, hidden, (size_t)M * F, c->stream), "ffn gelu");
+    gemm_bf16_in(c, y, hb, W2, b2, M, F, N);
+    wm_cu_scratch_free(c, hb);
 }
 
 /* Bound on the im2col scratch (bf16 elements): 480x832 at Cin = 64 would otherwise need 460 MB. */
