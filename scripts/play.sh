@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# play.sh - sets up and builds (scripts/setup.sh), then runs the main demo: wm-run on the model shipped
-# in assets/ when there is one, else on the random-weight demo config assets/demo/config.json, with a
-# scripted walk, writing out/demo.mp4. Extra arguments go to wm-run (e.g. --frames 160 --backend cpu).
+# play.sh - sets up and builds (scripts/setup.sh), then plays: wm-play (the SDL2 player) on the model
+# shipped in assets/ (else the random-weight demo), on the GPU if there is one, else the CPU. Extra
+# arguments go to wm-play (e.g. --backend cpu). Without a display (no $DISPLAY / $WAYLAND_DISPLAY) it
+# records a headless rollout with wm-run instead, writing out/demo.mp4.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,6 +10,10 @@ BUILD_DIR=${WM_BUILD_DIR:-$ROOT/build}
 
 "$ROOT/scripts/setup.sh"
 mkdir -p "$ROOT/out"
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${WM_HEADLESS:-}" ]; then
+    exec "$BUILD_DIR/host/wm-play/wm-play" "$@"
+fi
+echo "play: no display: recording a headless rollout instead (set DISPLAY to play interactively)" >&2
 WM_RUN=("$BUILD_DIR/host/wm-run/wm-run")
 
 shipped=""

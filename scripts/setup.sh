@@ -34,7 +34,8 @@ say() { echo "setup: $*" >&2; }
 
 # --- system packages ---
 PACKAGES=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev
-    libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libsdl2-dev clang python3-venv ffmpeg)
+    libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libsdl2-dev libpng-dev clang python3-venv ffmpeg
+    xvfb xdotool)
 
 if command -v dpkg-query > /dev/null && command -v apt-get > /dev/null; then
     missing=()

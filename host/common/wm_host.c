@@ -1,0 +1,89 @@
+/* wm_host.c - see wm_host.h. */
+#include "wm_host.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* versions probed when the plugin refuses ours, to tell the user which ones it speaks */
+#define PROBE_VERSIONS 64u
+
+const wm_api *wm_host_get_api(wm_get_api_fn get, const char *path, char *err, size_t err_size) {
+    if (!get) {
+        snprintf(err, err_size, "%s: no symbol '%s': not a wm plugin", path, WM_GET_API_SYMBOL);
+        return NULL;
+    }
+    const wm_api *api = get(WM_API_VERSION);
+    if (api && api->version == WM_API_VERSION && api->struct_size >= sizeof(wm_api)) return api;
+    if (api && api->version != WM_API_VERSION) {
+        snprintf(
+            err, err_size,
+            "%s: ABI mismatch: asked for wm ABI version %u, the plugin answered with a table of version %u",
+            path, WM_API_VERSION, api->version);
+        return NULL;
+    }
+    if (api) {
+        snprintf(err, err_size,
+                 "%s: ABI mismatch: the plugin's version %u table has %u bytes, this host needs %zu "
+                 "(a plugin older than its version number says)",
+                 path, WM_API_VERSION, api->struct_size, sizeof(wm_api));
+        return NULL;
+    }
+    char spoken[256] = "";
+    size_t len = 0;
+    for (uint32_t v = 1; v <= PROBE_VERSIONS; v++) {
+        if (v == WM_API_VERSION || !get(v)) continue;
+        len += (size_t)snprintf(spoken + len, sizeof spoken - len, "%s%u", len ? ", " : "", v);
+        if (len >= sizeof spoken - 8) break;
+    }
+    snprintf(err, err_size,
+             "%s: ABI mismatch: the plugin speaks wm ABI version(s) %s; this host was built for version %u "
+             "(rebuild the host against the plugin's wm.h, or use a matching libwm.so)",
+             path, len ? spoken : "none of 1..64", WM_API_VERSION);
+    return NULL;
+}
+
+static int is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int wm_host_default_model(const char *assets_dir, char *path, size_t size, int *random_weights) {
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/game/config.json", assets_dir);
+    if (is_file(probe)) {
+        snprintf(path, size, "%s/game", assets_dir);
+        *random_weights = 0;
+        return 1;
+    }
+    snprintf(probe, sizeof probe, "%s/demo/config.json", assets_dir);
+    if (is_file(probe)) {
+        snprintf(path, size, "%s", probe);
+        *random_weights = 1;
+        return 1;
+    }
+    return 0;
+}
+
+const char *wm_host_backend_name(int backend) {
+    return backend == WM_BACKEND_CPU ? "cpu" : backend == WM_BACKEND_CUDA ? "cuda" : "auto";
+}
+
+int wm_host_backend_parse(const char *name) {
+    if (!strcmp(name, "cpu")) return WM_BACKEND_CPU;
+    if (!strcmp(name, "cuda")) return WM_BACKEND_CUDA;
+    if (!strcmp(name, "auto")) return WM_BACKEND_AUTO;
+    return -1;
+}
+
+int64_t wm_host_frames_after_chunk(const wm_model_info *info, int64_t c) {
+    const int64_t last_latent = (c + 1) * info->latent_frames_per_chunk - 1;
+    return (int64_t)info->time_upscale * last_latent + 1;
+}
+
+uint64_t wm_host_hash(const void *data, size_t n) {
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}

@@ -1,0 +1,32 @@
+/* wm_host.h - small pieces every interactive host needs: the ABI check right after dlsym (with a
+ * message that says which versions the plugin speaks), the default model, backend names. */
+#ifndef WM_HOST_WM_HOST_H
+#define WM_HOST_WM_HOST_H
+
+#include "wm.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The API table of a plugin, given its wm_get_api (NULL when the symbol is missing). NULL on a
+ * mismatch, with a message in err naming `path`, the versions the plugin answers and the one this
+ * host was built for, e.g. "libwm.so speaks wm ABI version(s) 2; this host needs version 1". */
+const wm_api *wm_host_get_api(wm_get_api_fn get, const char *path, char *err, size_t err_size);
+
+/* The model to run when none is given: `<assets>/game` when it holds a config.json (the shipped
+ * neural game), else `<assets>/demo/config.json` with random weights (*random_weights = 1).
+ * Returns 1, or 0 when neither exists. */
+int wm_host_default_model(const char *assets_dir, char *path, size_t size, int *random_weights);
+
+/* "cpu", "cuda", "auto"; and the reverse (-1 for an unknown name). */
+const char *wm_host_backend_name(int backend);
+int wm_host_backend_parse(const char *name);
+
+/* Video frames produced once chunk c (0-based, since reset) is done: latent frame f yields video
+ * frames u*(f-1)+1 .. u*f, latent frame 0 yields frame 0 (docs/MODEL.md section 8). */
+int64_t wm_host_frames_after_chunk(const wm_model_info *info, int64_t c);
+
+/* 64-bit FNV-1a of a frame, the replay check. */
+uint64_t wm_host_hash(const void *data, size_t n);
+
+#endif

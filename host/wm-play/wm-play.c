@@ -1,0 +1,1384 @@
+/* wm-play.c - the interactive SDL2 host: loads libwm.so with SDL_LoadObject, generates on its own
+ * thread into a frame queue, shows the stream paced at the model's fps (letterboxed, any window
+ * size), maps keyboard / mouse / gamepads to the model's actions through an input map, draws a HUD,
+ * and records / replays sessions bit for bit. `--headless` runs the same loop without a window.
+ *
+ * Threads: the main thread owns SDL (events, rendering) and the input map; the generator thread owns
+ * the player (plugin session). They meet under one mutex: the frame ring, the input state, the
+ * commands (reset, prompt, save/load, record) and the status the HUD shows.
+ *
+ * Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 a replay that differs from its recording. */
+#include "font.h"
+#include "input_map.h"
+#include "player.h"
+#include "png_save.h"
+#include "timeline.h"
+#include "wm_host.h"
+
+#include "actions.h"      /* host/wm-run */
+#include "video_writer.h" /* host/wm-run */
+
+#include <SDL.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef WM_DEFAULT_PLUGIN
+#define WM_DEFAULT_PLUGIN "libwm.so"
+#endif
+#ifndef WM_ASSETS_DIR
+#define WM_ASSETS_DIR "assets"
+#endif
+#ifndef WM_INPUT_MAPS_DIR
+#define WM_INPUT_MAPS_DIR "input_maps"
+#endif
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_REPLAY_DIFFERS = 3 };
+enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32 };
+
+/* the input map's pad codes are SDL's */
+_Static_assert((int)SDL_CONTROLLER_BUTTON_A == (int)INPUT_PAD_A &&
+                   (int)SDL_CONTROLLER_BUTTON_DPAD_RIGHT == (int)INPUT_PAD_DPRIGHT,
+               "pad button order");
+_Static_assert((int)SDL_CONTROLLER_AXIS_LEFTX == (int)INPUT_PAD_LEFTX &&
+                   (int)SDL_CONTROLLER_AXIS_TRIGGERRIGHT == (int)INPUT_PAD_RIGHTTRIGGER,
+               "pad axis order");
+
+typedef struct options {
+    const char *plugin;
+    const char *model;
+    int random_weights;
+    uint64_t weight_seed;
+    int backend;
+    int threads;
+    uint64_t seed;
+    const char *prompt;
+    const char *prompt_embedding;
+    const char *input_map;
+    const char *record;
+    const char *replay;
+    const char *actions;
+    const char *out_dir;
+    const char *state_dir;
+    int headless;
+    long long frames;     /* headless: frames to generate */
+    long long max_frames; /* window: quit after this many frames shown */
+    int scale;
+    int fullscreen;
+    int nearest;
+    int no_hud;
+    int print_map;
+    int verbose;
+    int quiet;
+} options;
+
+static const char *g_prog = "wm-play";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: %s [options]\n"
+            "Plays a world model interactively: your keys, mouse and gamepad are its actions.\n"
+            "\n"
+            "  --model DIR|config.json  model to play (default: assets/game, else the random-weight demo\n"
+            "                           assets/demo/config.json)\n"
+            "  --random-weights         seeded random weights (any config without model.safetensors)\n"
+            "  --weight-seed N          seed of the random weights (default 0)\n"
+            "  --backend cpu|cuda|auto  compute backend (default auto: CUDA when a device is present)\n"
+            "  --threads N              CPU threads (default 0 = all cores)\n"
+            "  --seed N                 noise seed (default 0)\n"
+            "  --prompt TEXT            prompt of a text model (default: the first preset, else empty)\n"
+            "  --prompt-embedding FILE  embedding models: safetensors with tensor \"prompt\" [L, text_dim]\n"
+            "  --input-map FILE         input map (default: <model dir>/input.map, input_maps/<name>.map,\n"
+            "                           else input_maps/default.map); format in docs/PLAYER.md\n"
+            "  --print-map              print the bindings in use and continue\n"
+            "  --record FILE            record from the start: video (.mp4 .mkv .y4m .rgb) + FILE.json\n"
+            "  --replay FILE.json       replay a recording and check every frame against it\n"
+            "  --headless               no window: replay (--replay), run an action script (--actions) or\n"
+            "                           neutral actions, with a progress bar; --record writes the video\n"
+            "  --actions FILE           headless: wm-run's action script, one line per frame\n"
+            "  --frames N               headless: frames to generate (default: the script's length, or 48)\n"
+            "  --max-frames N           window: quit after N frames shown\n"
+            "  --out-dir DIR            screenshots and F10 recordings (default .)\n"
+            "  --state-dir DIR          also write F5 saves to DIR/slotN.wmstate (+ .json); F9 reads them\n"
+            "  --scale N                initial window size: N x the frame size (default: about 768 wide)\n"
+            "  --fullscreen             start fullscreen (F11 toggles)\n"
+            "  --nearest                nearest-neighbour scaling (default: linear)\n"
+            "  --no-hud                 start with the HUD hidden (F1 toggles)\n"
+            "  --plugin PATH            libwm.so to load (default: $WM_PLUGIN, else the build tree's)\n"
+            "  --verbose / --quiet      more / less output\n"
+            "  --help                   this text\n"
+            "\n"
+            "Keys: F1 HUD  F2/Pause pause  F3 reset  F4 next prompt preset  F6 type a prompt\n"
+            "      F5 save slot  F9 load slot  F7/F8 slot -/+  F10 record  F11 fullscreen  F12 screenshot\n"
+            "      Esc release the mouse / quit. Game controls come from the input map.\n"
+            "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 replay differs from the recording.\n",
+            g_prog);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(try %s --help)\n", g_prog);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int runtime_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", g_prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_RUNTIME;
+}
+
+static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (end == s || *end || errno || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') return 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (end == s || *end || errno) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = WM_BACKEND_AUTO;
+    o->frames = -1;
+    o->out_dir = ".";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+#define NEED_VALUE                                                                                           \
+    do {                                                                                                     \
+        if (!v) return usage_error("%s needs a value", a);                                                   \
+        i++;                                                                                                 \
+    } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--model")) {
+            NEED_VALUE;
+            o->model = v;
+        } else if (!strcmp(a, "--random-weights")) {
+            o->random_weights = 1;
+        } else if (!strcmp(a, "--weight-seed")) {
+            NEED_VALUE;
+            if (!parse_u64(v, &o->weight_seed)) return usage_error("--weight-seed: '%s' is not a seed", v);
+        } else if (!strcmp(a, "--backend")) {
+            NEED_VALUE;
+            if ((o->backend = wm_host_backend_parse(v)) < 0)
+                return usage_error("--backend: cpu, cuda or auto, not '%s'", v);
+        } else if (!strcmp(a, "--threads")) {
+            NEED_VALUE;
+            if (!parse_ll(v, 0, 4096, &n)) return usage_error("--threads: '%s' is not a count", v);
+            o->threads = (int)n;
+        } else if (!strcmp(a, "--seed")) {
+            NEED_VALUE;
+            if (!parse_u64(v, &o->seed)) return usage_error("--seed: '%s' is not a seed", v);
+        } else if (!strcmp(a, "--prompt")) {
+            NEED_VALUE;
+            o->prompt = v;
+        } else if (!strcmp(a, "--prompt-embedding")) {
+            NEED_VALUE;
+            o->prompt_embedding = v;
+        } else if (!strcmp(a, "--input-map")) {
+            NEED_VALUE;
+            o->input_map = v;
+        } else if (!strcmp(a, "--print-map")) {
+            o->print_map = 1;
+        } else if (!strcmp(a, "--record")) {
+            NEED_VALUE;
+            o->record = v;
+        } else if (!strcmp(a, "--replay")) {
+            NEED_VALUE;
+            o->replay = v;
+        } else if (!strcmp(a, "--headless")) {
+            o->headless = 1;
+        } else if (!strcmp(a, "--actions")) {
+            NEED_VALUE;
+            o->actions = v;
+        } else if (!strcmp(a, "--frames")) {
+            NEED_VALUE;
+            if (!parse_ll(v, 1, 1LL << 40, &o->frames))
+                return usage_error("--frames: '%s' is not a frame count", v);
+        } else if (!strcmp(a, "--max-frames")) {
+            NEED_VALUE;
+            if (!parse_ll(v, 1, 1LL << 40, &o->max_frames))
+                return usage_error("--max-frames: '%s' is not a count", v);
+        } else if (!strcmp(a, "--out-dir")) {
+            NEED_VALUE;
+            o->out_dir = v;
+        } else if (!strcmp(a, "--state-dir")) {
+            NEED_VALUE;
+            o->state_dir = v;
+        } else if (!strcmp(a, "--scale")) {
+            NEED_VALUE;
+            if (!parse_ll(v, 1, 64, &n)) return usage_error("--scale: '%s' is not in 1..64", v);
+            o->scale = (int)n;
+        } else if (!strcmp(a, "--fullscreen")) {
+            o->fullscreen = 1;
+        } else if (!strcmp(a, "--nearest")) {
+            o->nearest = 1;
+        } else if (!strcmp(a, "--no-hud")) {
+            o->no_hud = 1;
+        } else if (!strcmp(a, "--plugin")) {
+            NEED_VALUE;
+            o->plugin = v;
+        } else if (!strcmp(a, "--verbose")) {
+            o->verbose = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+        } else {
+            return usage_error("unknown option '%s'", a);
+        }
+#undef NEED_VALUE
+    }
+    if (o->actions && !o->headless)
+        return usage_error("--actions needs --headless (the window takes live input)");
+    if (o->actions && o->replay) return usage_error("--actions and --replay exclude each other");
+    if (o->frames > 0 && !o->headless)
+        return usage_error("--frames is for --headless (the window: --max-frames)");
+    return 0;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The model's directory (the path itself, or the folder of a config.json). */
+static void model_dir(const char *model, char *dir, size_t size) {
+    if (is_dir(model)) {
+        snprintf(dir, size, "%s", model);
+        return;
+    }
+    const char *slash = strrchr(model, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - model), model);
+}
+
+static void on_log(void *user, wm_log_level level, const char *msg) {
+    const options *o = user;
+    if (level >= WM_LOG_WARN || (o->verbose && level >= WM_LOG_DEBUG) || (!o->quiet && level >= WM_LOG_INFO))
+        fprintf(stderr, "wm: %s\n", msg);
+}
+
+/* Prompt presets: the "_prompts" array of the model's config.json (keys starting with '_' are the
+ * host's, docs/MODEL.md). Returns the count. */
+static int load_presets(const char *model, char *presets[MAX_PRESETS]) {
+    char dir[PATH_MAX], path[PATH_MAX + 16];
+    if (is_dir(model)) {
+        snprintf(path, sizeof path, "%s/config.json", model);
+    } else {
+        model_dir(model, dir, sizeof dir);
+        snprintf(path, sizeof path, "%s", model);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char *text = NULL;
+    size_t len = 0;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size > 0 && (text = malloc((size_t)size + 1))) len = fread(text, 1, (size_t)size, f);
+    fclose(f);
+    if (!text) return 0;
+    text[len] = 0;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    int n = 0;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "_prompts"), *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (cJSON_IsString(it) && n < MAX_PRESETS) presets[n++] = strdup(it->valuestring);
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+/* ---- input map: SDL scancode names ---- */
+
+static int resolve_scancode(const char *name, void *user) {
+    (void)user;
+    SDL_Scancode sc = SDL_GetScancodeFromName(name);
+    return sc == SDL_SCANCODE_UNKNOWN ? -1 : (int)sc;
+}
+
+static int load_input_map(const options *o, const char *model_path, const wm_model_info *info, input_map *m) {
+    char err[2048], dir[PATH_MAX], path[PATH_MAX + 64];
+    input_map_init(m);
+    const char *used = NULL;
+    int rc;
+    if (o->input_map) {
+        used = o->input_map;
+        rc = input_map_load(m, used, info, resolve_scancode, NULL, 0, err, sizeof err);
+    } else {
+        model_dir(model_path, dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/input.map", dir);
+        if (!is_file(path)) snprintf(path, sizeof path, "%s/%s.map", WM_INPUT_MAPS_DIR, info->name);
+        if (is_file(path)) {
+            used = path;
+            rc = input_map_load(m, used, info, resolve_scancode, NULL, 0, err, sizeof err);
+        } else {
+            /* the generic map: bindings to actions this model lacks are skipped */
+            snprintf(path, sizeof path, "%s/default.map", WM_INPUT_MAPS_DIR);
+            used = path;
+            rc =
+                is_file(path) ? input_map_load(m, used, info, resolve_scancode, NULL, 1, err, sizeof err) : 1;
+            if (!is_file(path)) used = NULL;
+        }
+    }
+    if (rc != 1) {
+        fprintf(stderr, "%s: error: %s\n", g_prog, err);
+        return 0;
+    }
+    const int added = input_map_add_defaults(m, info, resolve_scancode, NULL);
+    if (!o->quiet) {
+        printf("%s: input map %s (%d bindings%s%s)\n", g_prog, used ? used : "(none)", m->n,
+               added ? ", some added for actions the map leaves unbound" : "",
+               o->print_map ? "" : "; --print-map lists them");
+        if (m->n_skipped && o->verbose)
+            printf("%s: skipped %d bindings to actions model '%s' lacks: %s\n", g_prog, m->n_skipped,
+                   info->name, m->skipped);
+    }
+    if (o->print_map) {
+        for (int i = 0; i < m->n; i++) {
+            const input_binding *b = &m->bindings[i];
+            char src[96], dst[128];
+            switch (b->source) {
+            case INPUT_SOURCE_KEY:
+                snprintf(src, sizeof src, "key \"%s\"", SDL_GetScancodeName((SDL_Scancode)b->code));
+                break;
+            case INPUT_SOURCE_PAD_BUTTON:
+                snprintf(src, sizeof src, "pad %s", input_pad_button_name(b->code));
+                break;
+            case INPUT_SOURCE_PAD_AXIS:
+                snprintf(src, sizeof src, "pad %s", input_pad_axis_name(b->code));
+                break;
+            case INPUT_SOURCE_MOUSE_MOTION: snprintf(src, sizeof src, "mouse"); break;
+            default:
+                snprintf(src, sizeof src, "mouse %s",
+                         b->code == 1   ? "left"
+                         : b->code == 2 ? "middle"
+                                        : "right");
+            }
+            switch (b->target) {
+            case INPUT_TARGET_BUTTON:
+                snprintf(dst, sizeof dst, "button %s", info->button_names[b->index]);
+                break;
+            case INPUT_TARGET_AXIS:
+                snprintf(dst, sizeof dst, "axis %s %g", info->axis_names[b->index], b->scale);
+                break;
+            case INPUT_TARGET_MOUSE: snprintf(dst, sizeof dst, "mouse %g %g", b->scale, b->scale_y); break;
+            default:
+                snprintf(dst, sizeof dst, "mouse %s %g", b->target == INPUT_TARGET_MOUSE_X ? "x" : "y",
+                         b->scale);
+            }
+            printf("  %-24s = %s%s\n", src, dst, b->line ? "" : "   # default");
+        }
+    }
+    return 1;
+}
+
+/* ---- the shared state of the two threads ---- */
+
+typedef struct app {
+    options o;
+    player pl; /* generator thread only, once it runs */
+    int replay_mode;
+    timeline replay;
+    SDL_mutex *mu;
+    SDL_cond *cv;
+    SDL_Thread *thread;
+    /* frames generated, not yet shown */
+    uint8_t *ring;
+    int64_t *ring_index;
+    int ring_cap, ring_head, ring_len;
+    /* input (main thread writes, generator takes one action per chunk) */
+    input_map map;
+    double pending_input_ms; /* time of the first input change not yet taken; < 0: none */
+    /* commands */
+    int quit, paused, want_reset, want_save, want_load, want_record, want_prompt;
+    atomic_int abort_now; /* read by the plugin's abort callback, without the lock */
+    int slot;
+    char prompt_text[512];
+    /* generator status for the HUD */
+    wm_stats stats;
+    int64_t gen_frame;
+    int64_t gen_total; /* frames generated over all resets and loads */
+    double lat_event_ms, lat_gen_ms, lat_show_ms;
+    int64_t lat_frame; /* first frame generated with the input of lat_event_ms; -1 when shown */
+    int recording;
+    char rec_path[PATH_MAX];
+    double rec_start_ms;
+    char cur_prompt[512];
+    int replay_done;
+    int64_t replay_checked, replay_mismatches, replay_first_bad;
+    int failed;
+    char error[2048];
+    char toast[512];
+    double toast_until;
+    /* state slots (generator thread); with them the frames that were queued when saving */
+    player_slot slots[N_SLOTS];
+    uint8_t *slot_ring[N_SLOTS];
+    int64_t *slot_ring_index[N_SLOTS];
+    int slot_ring_len[N_SLOTS];
+} app;
+
+/* mu held */
+static void set_toast(app *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_toast(app *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->toast, sizeof a->toast, fmt, ap);
+    va_end(ap);
+    a->toast_until = now_ms() + 2500;
+    if (!a->o.quiet) printf("%s: %s\n", g_prog, a->toast);
+}
+
+static void timestamp_name(char *buf, size_t size, const char *dir, const char *suffix) {
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    snprintf(buf, size, "%s/wm-play-%s%s", dir, stamp, suffix);
+}
+
+/* mu held; runs the commands queued by the main thread. The session calls are quick next to a chunk,
+ * so they run under the lock, which keeps the ring and the session in step. */
+static void run_commands(app *a) {
+    player *p = &a->pl;
+    if (a->want_reset) {
+        a->want_reset = 0;
+        const int was_rec = player_recording(p);
+        if (player_reset(p)) {
+            a->ring_len = 0;
+            a->lat_frame = -1; /* frame indices start again */
+            input_map_clear_pending(&a->map);
+            set_toast(a, "reset to frame 0%s", was_rec ? " (recording stopped)" : "");
+        } else {
+            set_toast(a, "reset failed: %s", p->err);
+        }
+    }
+    if (a->want_prompt) {
+        a->want_prompt = 0;
+        if (player_set_prompt(p, TIMELINE_PROMPT_TEXT, a->prompt_text))
+            set_toast(a, "prompt: %s", a->prompt_text);
+        else
+            set_toast(a, "prompt failed: %s", p->err);
+    }
+    if (a->want_save) {
+        a->want_save = 0;
+        const int s = a->slot;
+        if (!player_slot_save(p, &a->slots[s])) {
+            set_toast(a, "save failed: %s", p->err);
+        } else {
+            /* keep the frames already generated but not yet shown, so that a load continues seamlessly */
+            free(a->slot_ring[s]);
+            free(a->slot_ring_index[s]);
+            a->slot_ring[s] = malloc(p->frame_bytes * (size_t)(a->ring_len ? a->ring_len : 1));
+            a->slot_ring_index[s] = malloc(sizeof(int64_t) * (size_t)(a->ring_len ? a->ring_len : 1));
+            a->slot_ring_len[s] = 0;
+            if (a->slot_ring[s] && a->slot_ring_index[s]) {
+                for (int k = 0; k < a->ring_len; k++) {
+                    const int at = (a->ring_head + k) % a->ring_cap;
+                    memcpy(a->slot_ring[s] + (size_t)k * p->frame_bytes,
+                           a->ring + (size_t)at * p->frame_bytes, p->frame_bytes);
+                    a->slot_ring_index[s][k] = a->ring_index[at];
+                }
+                a->slot_ring_len[s] = a->ring_len;
+            }
+            char where[PATH_MAX + 64] = "";
+            if (a->o.state_dir) {
+                char base[PATH_MAX];
+                snprintf(base, sizeof base, "%s/slot%d", a->o.state_dir, s);
+                if (player_slot_write(p, &a->slots[s], base))
+                    snprintf(where, sizeof where, " and %s.wmstate", base);
+                else
+                    snprintf(where, sizeof where, " (file: %s)", p->err);
+            }
+            set_toast(a, "saved slot %d at frame %" PRId64 " (%.1f MB)%s", s,
+                      a->slot_ring_len[s] ? a->slot_ring_index[s][0] : player_frame(p),
+                      a->slots[s].size / 1048576.0, where);
+        }
+    }
+    if (a->want_load) {
+        a->want_load = 0;
+        const int s = a->slot;
+        const int was_rec = player_recording(p);
+        int from_file = 0;
+        if (!a->slots[s].used && a->o.state_dir) {
+            char base[PATH_MAX];
+            snprintf(base, sizeof base, "%s/slot%d", a->o.state_dir, s);
+            if (!player_slot_read(p, &a->slots[s], base)) {
+                set_toast(a, "load failed: %s", p->err);
+                return;
+            }
+            from_file = 1;
+        }
+        if (!a->slots[s].used) {
+            set_toast(a, "slot %d is empty (F5 saves)", s);
+        } else if (!player_slot_load(p, &a->slots[s])) {
+            set_toast(a, "load failed: %s", p->err);
+        } else {
+            a->ring_head = 0;
+            a->ring_len = 0;
+            a->lat_frame = -1;
+            input_map_clear_pending(&a->map);
+            if (!from_file) {
+                for (int k = 0; k < a->slot_ring_len[s] && k < a->ring_cap; k++) {
+                    memcpy(a->ring + (size_t)k * p->frame_bytes, a->slot_ring[s] + (size_t)k * p->frame_bytes,
+                           p->frame_bytes);
+                    a->ring_index[k] = a->slot_ring_index[s][k];
+                    a->ring_len++;
+                }
+            }
+            snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", p->prompt ? p->prompt : "");
+            set_toast(a, "loaded slot %d%s%s", s, from_file ? " from file" : "",
+                      was_rec ? " (recording stopped)" : "");
+        }
+    }
+    if (a->want_record) {
+        a->want_record = 0;
+        if (player_recording(p)) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s", p->rec_path);
+            const int64_t n = p->rec.n_hashes;
+            if (player_record_stop(p))
+                set_toast(a, "recorded %" PRId64 " frames: %s (+ .json)", n, path);
+            else
+                set_toast(a, "recording failed: %s", p->err);
+        } else {
+            char path[PATH_MAX];
+            if (a->o.record && !a->recording && a->rec_path[0] == 0)
+                snprintf(path, sizeof path, "%s", a->o.record);
+            else
+                timestamp_name(path, sizeof path, a->o.out_dir, video_writer_have_ffmpeg() ? ".mp4" : ".y4m");
+            if (player_record_start(p, path)) {
+                set_toast(a, "recording to %s", path);
+                a->rec_start_ms = now_ms();
+            } else {
+                set_toast(a, "cannot record: %s", p->err);
+            }
+        }
+    }
+    a->recording = player_recording(p);
+    if (a->recording) snprintf(a->rec_path, sizeof a->rec_path, "%s", p->rec_path);
+    a->stats = p->stats;
+    a->gen_frame = player_frame(p);
+}
+
+static int generator_main(void *user) {
+    app *a = user;
+    player *p = &a->pl;
+    const double frame_ms = 1000.0 / a->pl.info.fps;
+    wm_action act;
+    SDL_LockMutex(a->mu);
+    while (!a->quit) {
+        run_commands(a);
+        const int n = player_next_chunk_frames(p);
+        const int64_t first = player_frame(p);
+        if (a->replay_mode && first >= a->replay.first_frame + a->replay.n_hashes) {
+            if (!a->replay_done) {
+                a->replay_done = 1;
+                if (player_recording(p)) player_record_stop(p);
+            }
+            a->recording = player_recording(p);
+        }
+        /* just in time: start the next chunk when the queued frames last about one chunk's compute,
+         * so input is sampled as late as possible (low latency) without running dry */
+        const double queued_ms = a->ring_len * frame_ms;
+        const int seeking = a->replay_mode && first < a->replay.first_frame;
+        const int go = !a->paused && !a->failed && !a->replay_done && a->ring_cap - a->ring_len >= n &&
+                       (seeking || a->ring_len == 0 || queued_ms <= 1.25 * a->stats.last_chunk_ms + frame_ms);
+        if (!go) {
+            SDL_CondWaitTimeout(a->cv, a->mu, 10);
+            continue;
+        }
+        if (a->replay_mode && a->o.record && !player_recording(p) && first == a->replay.first_frame &&
+            a->rec_path[0] == 0)
+            a->want_record = 1, run_commands(a);
+        double ev = -1;
+        if (!a->replay_mode) {
+            input_map_take_action(&a->map, &p->info, n, &act);
+            ev = a->pending_input_ms;
+            a->pending_input_ms = -1;
+        }
+        SDL_UnlockMutex(a->mu);
+        const int ok = player_chunk(p, a->replay_mode ? NULL : &act);
+        SDL_LockMutex(a->mu);
+        if (!ok) {
+            if (a->quit) break; /* the chunk was aborted to quit quickly */
+            a->failed = 1;
+            snprintf(a->error, sizeof a->error, "%s", p->err);
+            continue;
+        }
+        if (!(a->replay_mode && p->chunk_first < a->replay.first_frame)) { /* seeking frames are not shown */
+            for (int k = 0; k < p->chunk_frames; k++) {
+                const int at = (a->ring_head + a->ring_len) % a->ring_cap;
+                memcpy(a->ring + (size_t)at * p->frame_bytes, p->chunk_rgb + (size_t)k * p->frame_bytes,
+                       p->frame_bytes);
+                a->ring_index[at] = p->chunk_first + k;
+                a->ring_len++;
+            }
+        }
+        if (ev >= 0) {
+            a->lat_event_ms = ev;
+            a->lat_gen_ms = now_ms() - ev;
+            a->lat_frame = p->chunk_first;
+        }
+        a->stats = p->stats;
+        a->gen_frame = player_frame(p);
+        a->gen_total += p->chunk_frames;
+        a->replay_checked = p->replay_checked;
+        a->replay_mismatches = p->replay_mismatches;
+        a->replay_first_bad = p->replay_first_bad;
+        a->recording = player_recording(p);
+        if (a->replay_mode) snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", p->prompt ? p->prompt : "");
+    }
+    if (player_recording(p) && !player_record_stop(p)) {
+        a->failed = 1;
+        snprintf(a->error, sizeof a->error, "%s", p->err);
+    }
+    SDL_UnlockMutex(a->mu);
+    return 0;
+}
+
+/* ---- drawing ---- */
+
+typedef struct hud {
+    SDL_Texture *tex;
+    int tex_w, tex_h;
+    uint32_t *pixels;
+} hud;
+
+/* Draws text lines on a translucent panel at (x, y) in window pixels, scaled by `scale`. */
+static void draw_panel(SDL_Renderer *r, hud *h, const char *text, int x, int y, int scale, uint32_t color) {
+    int w, ht;
+    font_measure(text, &w, &ht);
+    w += 8;
+    ht += 6;
+    if (w > h->tex_w || ht > h->tex_h || !h->tex) {
+        if (h->tex) SDL_DestroyTexture(h->tex);
+        h->tex_w = w > h->tex_w ? w : h->tex_w;
+        h->tex_h = ht > h->tex_h ? ht : h->tex_h;
+        h->tex =
+            SDL_CreateTexture(r, SDL_PIXELFORMAT_ARGB8888, SDL_TEXTUREACCESS_STREAMING, h->tex_w, h->tex_h);
+        free(h->pixels);
+        h->pixels = malloc(sizeof(uint32_t) * (size_t)h->tex_w * h->tex_h);
+        if (!h->tex || !h->pixels) return;
+        SDL_SetTextureBlendMode(h->tex, SDL_BLENDMODE_BLEND);
+        SDL_SetTextureScaleMode(h->tex, SDL_ScaleModeNearest);
+    }
+    for (int i = 0; i < h->tex_w * h->tex_h; i++) h->pixels[i] = 0;
+    for (int yy = 0; yy < ht; yy++)
+        for (int xx = 0; xx < w; xx++) h->pixels[yy * h->tex_w + xx] = 0xB0000000u; /* translucent black */
+    font_draw(h->pixels, w, ht, h->tex_w, 4, 4, text, color);
+    SDL_UpdateTexture(h->tex, NULL, h->pixels, h->tex_w * 4);
+    SDL_Rect src = {0, 0, w, ht}, dst = {x, y, w * scale, ht * scale};
+    SDL_RenderCopy(r, h->tex, &src, &dst);
+}
+
+/* The largest rectangle of the frame's aspect that fits the output, centred (letterbox / pillarbox). */
+static SDL_Rect letterbox(int out_w, int out_h, int w, int h) {
+    SDL_Rect d;
+    if ((long long)out_w * h > (long long)out_h * w) { /* wider window: bars left and right */
+        d.h = out_h;
+        d.w = (int)((long long)out_h * w / h);
+    } else {
+        d.w = out_w;
+        d.h = (int)((long long)out_w * h / w);
+    }
+    d.x = (out_w - d.w) / 2;
+    d.y = (out_h - d.h) / 2;
+    return d;
+}
+
+static void save_screenshot(app *a, const uint8_t *rgb, int64_t index) {
+    char path[PATH_MAX], err[1024], suffix[64];
+    snprintf(suffix, sizeof suffix, "-f%" PRId64 ".png", index);
+    timestamp_name(path, sizeof path, a->o.out_dir, suffix);
+    SDL_LockMutex(a->mu);
+    if (png_save_rgb(path, rgb, a->pl.info.width, a->pl.info.height, (size_t)a->pl.info.width * 3, err,
+                     sizeof err))
+        set_toast(a, "screenshot %s", path);
+    else
+        set_toast(a, "screenshot failed: %s", err);
+    SDL_UnlockMutex(a->mu);
+}
+
+/* ---- the window ---- */
+
+static int run_window(app *a) {
+    const wm_model_info *info = &a->pl.info;
+    const options *o = &a->o;
+    if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS) != 0)
+        return runtime_error("SDL_Init: %s (no display? --headless runs without a window)", SDL_GetError());
+    /* without a display SDL falls back to an invisible window: refuse unless asked for explicitly */
+    const char *drv = SDL_GetCurrentVideoDriver(), *asked = getenv("SDL_VIDEODRIVER");
+    if (drv && (!strcmp(drv, "offscreen") || !strcmp(drv, "dummy")) && !(asked && *asked)) {
+        SDL_Quit();
+        return runtime_error(
+            "no display to open a window on (DISPLAY / WAYLAND_DISPLAY unset): use --headless, "
+            "or SDL_VIDEODRIVER=%s to play without seeing anything",
+            drv);
+    }
+    char db[PATH_MAX];
+    snprintf(db, sizeof db, "%s/gamecontrollerdb.txt", WM_INPUT_MAPS_DIR);
+    const int n_maps = is_file(db) ? SDL_GameControllerAddMappingsFromFile(db) : 0;
+    if (!o->quiet)
+        printf("%s: gamepad mappings: %d from %s%s\n", g_prog, n_maps < 0 ? 0 : n_maps, db,
+               n_maps < 0 ? " (unreadable)" : "");
+    SDL_SetHint(SDL_HINT_RENDER_SCALE_QUALITY, o->nearest ? "0" : "1");
+    int scale = o->scale;
+    if (scale <= 0) {
+        scale = (int)lround(768.0 / info->width);
+        if (scale < 1) scale = 1;
+    }
+    char title[256];
+    snprintf(title, sizeof title, "wm-play - %s (%s)", info->name, wm_host_backend_name(info->backend));
+    SDL_Window *win = SDL_CreateWindow(title, SDL_WINDOWPOS_CENTERED, SDL_WINDOWPOS_CENTERED,
+                                       info->width * scale, info->height * scale,
+                                       SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI |
+                                           (o->fullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP : 0));
+    if (!win) return runtime_error("SDL_CreateWindow: %s", SDL_GetError());
+    SDL_Renderer *ren = SDL_CreateRenderer(win, -1, 0);
+    if (!ren) return runtime_error("SDL_CreateRenderer: %s", SDL_GetError());
+    SDL_Texture *tex =
+        SDL_CreateTexture(ren, SDL_PIXELFORMAT_RGB24, SDL_TEXTUREACCESS_STREAMING, info->width, info->height);
+    if (!tex) return runtime_error("SDL_CreateTexture: %s", SDL_GetError());
+    SDL_StopTextInput(); /* on by default on desktops; only the prompt box wants it */
+    if (o->verbose) {
+        SDL_RendererInfo ri;
+        SDL_GetRendererInfo(ren, &ri);
+        printf("%s: SDL video %s, renderer %s\n", g_prog, SDL_GetCurrentVideoDriver(), ri.name);
+    }
+
+    uint8_t *shown = calloc(a->pl.frame_bytes, 1);
+    if (!shown) return runtime_error("out of memory");
+    /* generation starts once the window is up (everything above may fail without a thread to stop) */
+    a->thread = SDL_CreateThread(generator_main, "wm-generator", a);
+    if (!a->thread) return runtime_error("SDL_CreateThread: %s", SDL_GetError());
+    int64_t shown_index = -1, n_shown = 0;
+    hud h = {0};
+    int hud_on = !o->no_hud, typing = 0, mouse_grab = 0, running = 1, ret = 0, fullscreen = o->fullscreen;
+    char typed[512] = "";
+    SDL_GameController *pads[MAX_PADS] = {0};
+    char *presets[MAX_PRESETS];
+    int n_presets = 0, preset = 0;
+    if (info->prompt_kind == WM_PROMPT_TEXT) {
+        presets[n_presets++] = strdup(a->pl.prompt ? a->pl.prompt : "");
+        char *more[MAX_PRESETS];
+        int n_more = load_presets(o->model, more);
+        for (int i = 0; i < n_more; i++) {
+            if (n_presets < MAX_PRESETS && strcmp(more[i], presets[0]))
+                presets[n_presets++] = more[i];
+            else
+                free(more[i]);
+        }
+    }
+    const double period = 1000.0 / info->fps;
+    double next_due = now_ms(), fps_t0 = now_ms(), hud_refresh = 0, stall_since = -1;
+    int64_t fps_n = 0, gen_fps_frames0 = 0;
+    double shown_fps = 0, gen_fps = 0;
+
+    while (running) {
+        double t = now_ms();
+        int timeout = (int)(next_due - t);
+        if (timeout < 0) timeout = 0;
+        if (timeout > 8) timeout = 8;
+        SDL_Event ev;
+        int have = SDL_WaitEventTimeout(&ev, timeout);
+        while (have) {
+            SDL_LockMutex(a->mu);
+            int used = 0;
+            switch (ev.type) {
+            case SDL_QUIT: running = 0; break;
+            case SDL_WINDOWEVENT:
+                if (ev.window.event == SDL_WINDOWEVENT_FOCUS_LOST) {
+                    input_map_release_all(&a->map);
+                    used = 1;
+                }
+                hud_refresh = 0;
+                break;
+            case SDL_TEXTINPUT:
+                if (typing && strlen(typed) + strlen(ev.text.text) < sizeof typed)
+                    strcat(typed, ev.text.text);
+                break;
+            case SDL_KEYDOWN: {
+                const SDL_Keycode k = ev.key.keysym.sym;
+                if (typing) {
+                    if (k == SDLK_RETURN || k == SDLK_KP_ENTER) {
+                        snprintf(a->prompt_text, sizeof a->prompt_text, "%s", typed);
+                        a->want_prompt = 1;
+                        snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", typed);
+                        typing = 0;
+                        SDL_StopTextInput();
+                    } else if (k == SDLK_ESCAPE) {
+                        typing = 0;
+                        SDL_StopTextInput();
+                    } else if (k == SDLK_BACKSPACE && typed[0]) {
+                        size_t len = strlen(typed);
+                        do len--; /* drop a whole UTF-8 sequence */
+                        while (len > 0 && (typed[len] & 0xC0) == 0x80);
+                        typed[len] = 0;
+                    }
+                    break;
+                }
+                if (ev.key.repeat) break;
+                const int ctrl = (ev.key.keysym.mod & KMOD_CTRL) != 0;
+                const int live = !a->replay_mode;
+                if (k == SDLK_ESCAPE) {
+                    if (mouse_grab) {
+                        SDL_SetRelativeMouseMode(SDL_FALSE);
+                        mouse_grab = 0;
+                    } else {
+                        running = 0;
+                    }
+                } else if (k == SDLK_q && ctrl) {
+                    running = 0;
+                } else if (k == SDLK_F1) {
+                    hud_on = !hud_on;
+                } else if (k == SDLK_F2 || k == SDLK_PAUSE) {
+                    a->paused = !a->paused;
+                    set_toast(a, a->paused ? "paused" : "resumed");
+                } else if (k == SDLK_F11) {
+                    fullscreen = !fullscreen;
+                    SDL_SetWindowFullscreen(win, fullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP : 0);
+                } else if (k == SDLK_F12) {
+                    if (shown_index >= 0) {
+                        SDL_UnlockMutex(a->mu);
+                        save_screenshot(a, shown, shown_index);
+                        SDL_LockMutex(a->mu);
+                    }
+                } else if (k == SDLK_F7 || k == SDLK_F8) {
+                    a->slot = (a->slot + (k == SDLK_F8 ? 1 : N_SLOTS - 1)) % N_SLOTS;
+                    set_toast(a, "slot %d%s", a->slot, a->slots[a->slot].used ? " (saved)" : "");
+                } else if (k == SDLK_F10) {
+                    a->want_record = 1;
+                } else if (k == SDLK_F3 || k == SDLK_F4 || k == SDLK_F5 || k == SDLK_F6 || k == SDLK_F9) {
+                    if (!live) {
+                        set_toast(a, "replaying: only F1 F2 F10 F11 F12 and Esc work");
+                    } else if (k == SDLK_F3) {
+                        a->want_reset = 1;
+                    } else if (k == SDLK_F5) {
+                        a->want_save = 1;
+                    } else if (k == SDLK_F9) {
+                        a->want_load = 1;
+                    } else if (info->prompt_kind != WM_PROMPT_TEXT) {
+                        set_toast(a, "model '%s' takes prompt embeddings: no text prompts", info->name);
+                    } else if (k == SDLK_F4) {
+                        if (n_presets < 2) {
+                            set_toast(a, "no prompt presets (\"_prompts\" in config.json); F6 types one");
+                        } else {
+                            preset = (preset + 1) % n_presets;
+                            snprintf(a->prompt_text, sizeof a->prompt_text, "%s", presets[preset]);
+                            snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", presets[preset]);
+                            a->want_prompt = 1;
+                        }
+                    } else {
+                        typing = 1;
+                        typed[0] = 0;
+                        input_map_release_all(&a->map);
+                        SDL_StartTextInput();
+                    }
+                } else if (live) {
+                    used = input_map_digital(&a->map, INPUT_SOURCE_KEY, ev.key.keysym.scancode, 1);
+                }
+                break;
+            }
+            case SDL_KEYUP:
+                if (!typing && !a->replay_mode)
+                    used = input_map_digital(&a->map, INPUT_SOURCE_KEY, ev.key.keysym.scancode, 0);
+                break;
+            case SDL_MOUSEBUTTONDOWN:
+                if (info->has_mouse && !mouse_grab && !a->replay_mode) {
+                    SDL_SetRelativeMouseMode(SDL_TRUE); /* mouse-look: Esc releases */
+                    mouse_grab = 1;
+                } else if (!a->replay_mode) {
+                    used = input_map_digital(&a->map, INPUT_SOURCE_MOUSE_BUTTON, ev.button.button, 1);
+                }
+                break;
+            case SDL_MOUSEBUTTONUP:
+                if (!a->replay_mode)
+                    used = input_map_digital(&a->map, INPUT_SOURCE_MOUSE_BUTTON, ev.button.button, 0);
+                break;
+            case SDL_MOUSEMOTION:
+                if (mouse_grab && !a->replay_mode)
+                    used = input_map_mouse_motion(&a->map, (float)ev.motion.xrel, (float)ev.motion.yrel);
+                break;
+            case SDL_CONTROLLERDEVICEADDED:
+                for (int i = 0; i < MAX_PADS; i++)
+                    if (!pads[i]) {
+                        pads[i] = SDL_GameControllerOpen(ev.cdevice.which);
+                        if (pads[i]) set_toast(a, "gamepad connected: %s", SDL_GameControllerName(pads[i]));
+                        break;
+                    }
+                break;
+            case SDL_CONTROLLERDEVICEREMOVED:
+                for (int i = 0; i < MAX_PADS; i++)
+                    if (pads[i] &&
+                        SDL_JoystickInstanceID(SDL_GameControllerGetJoystick(pads[i])) == ev.cdevice.which) {
+                        set_toast(a, "gamepad disconnected: %s", SDL_GameControllerName(pads[i]));
+                        SDL_GameControllerClose(pads[i]);
+                        pads[i] = NULL;
+                        input_map_release_all(&a->map);
+                        used = 1;
+                    }
+                break;
+            case SDL_CONTROLLERBUTTONDOWN:
+            case SDL_CONTROLLERBUTTONUP:
+                if (!a->replay_mode)
+                    used = input_map_digital(&a->map, INPUT_SOURCE_PAD_BUTTON, ev.cbutton.button,
+                                             ev.type == SDL_CONTROLLERBUTTONDOWN);
+                break;
+            case SDL_CONTROLLERAXISMOTION:
+                if (!a->replay_mode)
+                    used = input_map_pad_axis(&a->map, ev.caxis.axis, ev.caxis.value / 32767.0f);
+                break;
+            default: break;
+            }
+            if (used && a->pending_input_ms < 0) a->pending_input_ms = now_ms();
+            SDL_CondSignal(a->cv);
+            SDL_UnlockMutex(a->mu);
+            have = SDL_PollEvent(&ev);
+        }
+
+        /* the next frame, paced at the model's fps */
+        int dirty = 0;
+        t = now_ms();
+        SDL_LockMutex(a->mu);
+        if (t >= next_due) {
+            if (a->ring_len > 0 && !a->paused) {
+                memcpy(shown, a->ring + (size_t)a->ring_head * a->pl.frame_bytes, a->pl.frame_bytes);
+                shown_index = a->ring_index[a->ring_head];
+                a->ring_head = (a->ring_head + 1) % a->ring_cap;
+                a->ring_len--;
+                if (a->lat_frame >= 0 && shown_index >= a->lat_frame) {
+                    a->lat_show_ms = t - a->lat_event_ms;
+                    a->lat_frame = -1;
+                }
+                SDL_CondSignal(a->cv);
+                n_shown++;
+                fps_n++;
+                dirty = 1;
+                /* stay on the fps grid; after a stall, restart it instead of rushing to catch up */
+                next_due = (stall_since >= 0 || t - next_due > period) ? t + period : next_due + period;
+                stall_since = -1;
+            } else {
+                if (stall_since < 0 && !a->paused) stall_since = t;
+                next_due = t + 3; /* poll gently: on the CPU backend this thread competes with generation */
+            }
+        }
+        const int failed = a->failed;
+        const int replay_over = a->replay_mode && a->replay_done && a->ring_len == 0;
+        SDL_UnlockMutex(a->mu);
+        if (dirty) SDL_UpdateTexture(tex, NULL, shown, info->width * 3);
+        if (failed) {
+            SDL_LockMutex(a->mu);
+            ret = runtime_error("%s", a->error);
+            SDL_UnlockMutex(a->mu);
+            break;
+        }
+        if (t - fps_t0 >= 1000) {
+            SDL_LockMutex(a->mu);
+            shown_fps = fps_n * 1000.0 / (t - fps_t0);
+            gen_fps = (a->gen_total - gen_fps_frames0) * 1000.0 / (t - fps_t0);
+            gen_fps_frames0 = a->gen_total;
+            SDL_UnlockMutex(a->mu);
+            fps_t0 = t;
+            fps_n = 0;
+        }
+        if (t >= hud_refresh) dirty = 1;
+        if (dirty) {
+            hud_refresh = t + 250;
+            int ow, oh;
+            SDL_GetRendererOutputSize(ren, &ow, &oh);
+            SDL_SetRenderDrawColor(ren, 0, 0, 0, 255);
+            SDL_RenderClear(ren);
+            SDL_Rect dst = letterbox(ow, oh, info->width, info->height);
+            if (shown_index >= 0) SDL_RenderCopy(ren, tex, NULL, &dst);
+            char text[2048];
+            size_t len = 0;
+            SDL_LockMutex(a->mu);
+            if (hud_on) {
+                const wm_stats *s = &a->stats;
+                len += (size_t)snprintf(
+                    text + len, sizeof text - len, "%s %dx%d @ %g fps   backend %s%s%.40s%s\n", info->name,
+                    info->width, info->height, info->fps, wm_host_backend_name(info->backend),
+                    info->device_name ? " (" : "", info->device_name ? info->device_name : "",
+                    info->device_name ? ")" : "");
+                len += (size_t)snprintf(text + len, sizeof text - len,
+                                        "fps %.1f shown / %.1f generated   queue %d\n", shown_fps, gen_fps,
+                                        a->ring_len);
+                len += (size_t)snprintf(text + len, sizeof text - len,
+                                        "chunk %.1f ms (DiT %.1f + decode %.1f)\n", s->last_chunk_ms,
+                                        s->last_dit_ms, s->last_decode_ms);
+                len += (size_t)snprintf(text + len, sizeof text - len,
+                                        "input latency %.0f ms to generated, %.0f ms to shown\n",
+                                        a->lat_gen_ms, a->lat_show_ms);
+                len += (size_t)snprintf(
+                    text + len, sizeof text - len,
+                    "frame %" PRId64 "   cache %.2f MB (%" PRId64 " tokens/layer)   %s mem %.0f MB\n",
+                    shown_index < 0 ? 0 : shown_index, s->cache_bytes / 1048576.0, s->cache_tokens,
+                    info->backend == WM_BACKEND_CUDA ? "GPU" : "engine", s->backend_bytes / 1048576.0);
+                if (info->prompt_kind == WM_PROMPT_TEXT)
+                    len += (size_t)snprintf(text + len, sizeof text - len, "prompt: %.60s\n", a->cur_prompt);
+                len += (size_t)snprintf(text + len, sizeof text - len, "slot %d%s", a->slot,
+                                        a->slots[a->slot].used ? " (saved)" : "");
+                if (a->recording)
+                    len += (size_t)snprintf(text + len, sizeof text - len, "   REC %.1f s",
+                                            (t - a->rec_start_ms) / 1000.0);
+                if (a->paused) len += (size_t)snprintf(text + len, sizeof text - len, "   PAUSED");
+                if (info->has_mouse)
+                    len += (size_t)snprintf(text + len, sizeof text - len, "   mouse %s",
+                                            mouse_grab ? "captured (Esc)" : "free (click)");
+                if (a->replay_mode)
+                    len += (size_t)snprintf(text + len, sizeof text - len,
+                                            "\nREPLAY %" PRId64 "/%" PRId64 " checked, %" PRId64 " differ",
+                                            a->replay_checked, a->replay.n_hashes, a->replay_mismatches);
+                len += (size_t)snprintf(
+                    text + len, sizeof text - len,
+                    "\naccel: n/a (needs TempCache/AnnSA/AnnCA)\n"
+                    "F1 HUD F2 pause F3 reset F4/F6 prompt F5/F9 save/load F10 rec F12 shot");
+            }
+            const int toast = t < a->toast_until;
+            char toast_text[600];
+            snprintf(toast_text, sizeof toast_text, "%s", a->toast);
+            SDL_UnlockMutex(a->mu);
+            /* the largest integer text scale (up to 3) at which the HUD still fits the window */
+            int tw, th, ts = 3;
+            font_measure(hud_on ? text : "", &tw, &th);
+            while (ts > 1 && ((tw + 8) * ts > ow - 16 || (th + 6) * ts > oh / 2)) ts--;
+            if (hud_on) draw_panel(ren, &h, text, 8, 8, ts, 0xFFFFFFFFu);
+            if (typing) {
+                char box[640];
+                snprintf(box, sizeof box, "prompt> %s_   (Enter: apply, Esc: cancel)", typed);
+                draw_panel(ren, &h, box, 8, oh - (FONT_LINE + 6) * ts - 8, ts, 0xFFFFFF80u);
+            } else if (toast) {
+                draw_panel(ren, &h, toast_text, 8, oh - (FONT_LINE + 6) * ts - 8, ts, 0xFF80FF80u);
+            }
+            SDL_RenderPresent(ren);
+        }
+        if (o->max_frames > 0 && n_shown >= o->max_frames) running = 0;
+        if (replay_over) running = 0;
+    }
+
+    /* stop the generator first (aborting its chunk): it finishes the recording */
+    atomic_store(&a->abort_now, 1);
+    SDL_LockMutex(a->mu);
+    a->quit = 1;
+    SDL_CondSignal(a->cv);
+    SDL_UnlockMutex(a->mu);
+    SDL_WaitThread(a->thread, NULL);
+    a->thread = NULL;
+    if (a->failed && !ret) ret = runtime_error("%s", a->error);
+    for (int i = 0; i < MAX_PADS; i++)
+        if (pads[i]) SDL_GameControllerClose(pads[i]);
+    for (int i = 0; i < n_presets; i++) free(presets[i]);
+    if (h.tex) SDL_DestroyTexture(h.tex);
+    free(h.pixels);
+    free(shown);
+    SDL_DestroyTexture(tex);
+    SDL_DestroyRenderer(ren);
+    SDL_DestroyWindow(win);
+    SDL_Quit();
+    if (!o->quiet)
+        printf("%s: %" PRId64 " frames shown, %" PRId64 " generated\n", g_prog, n_shown, a->gen_total);
+    return ret;
+}
+
+/* ---- headless ---- */
+
+static volatile sig_atomic_t g_interrupted = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static int on_abort(void *user) {
+    app *a = user;
+    return g_interrupted || atomic_load(&a->abort_now);
+}
+
+static void progress(const options *o, int64_t done, int64_t total, double chunk_ms, double elapsed_ms,
+                     int final) {
+    if (o->quiet) return;
+    const int tty = isatty(2);
+    static int last_decile = -1;
+    const int decile = total > 0 ? (int)(10 * done / total) : 10;
+    if (!tty && !final && decile == last_decile) return;
+    last_decile = decile;
+    const double fps = elapsed_ms > 0 ? done * 1000.0 / elapsed_ms : 0;
+    char bar[31];
+    const int fill = total > 0 ? (int)(30 * done / total) : 30;
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "%s[%s] %" PRId64 "/%" PRId64 " frames  chunk %.0f ms  %.2f fps  ETA %.0fs%s",
+            tty ? "\r" : "", bar, done, total, chunk_ms, fps, fps > 0 ? (total - done) / fps : 0.0,
+            tty ? "\033[K" : "\n");
+    if (tty && final) fputc('\n', stderr);
+}
+
+static int run_headless(app *a) {
+    player *p = &a->pl;
+    const options *o = &a->o;
+    timeline script;
+    timeline_init(&script);
+    int64_t end, rec_from = 0;
+    if (a->replay_mode) {
+        end = a->replay.first_frame + a->replay.n_hashes;
+        rec_from = a->replay.first_frame;
+        if (o->frames > 0) end = a->replay.first_frame + o->frames;
+    } else {
+        /* an action script, or neutral actions: a timeline without hashes */
+        action_script s = {0};
+        char err[2048];
+        if (o->actions && action_script_load(o->actions, &p->info, &s, err, sizeof err) != 1)
+            return runtime_error("%s", err);
+        for (int i = 0; i < s.n; i++) timeline_push_action(&script, &s.actions[i]);
+        action_script_free(&s);
+        timeline_set_prompt(&script, 0, p->prompt_kind, p->prompt);
+        end = o->frames > 0 ? o->frames : (script.n_actions > 0 ? script.n_actions : 48);
+        p->replay = &script;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int ret = 0;
+    const double t0 = now_ms();
+    progress(o, 0, end, 0, 0, 0);
+    while (player_frame(p) < end) {
+        if (g_interrupted) {
+            fputc('\n', stderr);
+            ret = runtime_error("interrupted at frame %" PRId64, player_frame(p));
+            break;
+        }
+        if (o->record && !player_recording(p) && player_frame(p) == rec_from) {
+            if (!player_record_start(p, o->record)) {
+                ret = runtime_error("%s", p->err);
+                break;
+            }
+        }
+        if (!player_chunk(p, NULL)) {
+            if (g_interrupted) fputc('\n', stderr);
+            ret = g_interrupted ? runtime_error("interrupted at frame %" PRId64, player_frame(p))
+                                : runtime_error("frame %" PRId64 ": %s", player_frame(p), p->err);
+            break;
+        }
+        progress(o, player_frame(p) < end ? player_frame(p) : end, end, p->stats.last_chunk_ms, now_ms() - t0,
+                 player_frame(p) >= end);
+    }
+    /* the last chunk may run past `end`: a recording keeps whole chunks, so its replay is exact */
+    if (player_recording(p)) {
+        const char *path = p->rec_path;
+        const int64_t n = p->rec.n_hashes;
+        char saved[PATH_MAX];
+        snprintf(saved, sizeof saved, "%s", path);
+        if (!player_record_stop(p)) {
+            if (!ret) ret = runtime_error("%s", p->err);
+        } else if (!o->quiet) {
+            fprintf(stderr, "%s: recorded %" PRId64 " frames to %s (+ .json)\n", g_prog, n, saved);
+        }
+    }
+    if (!ret && a->replay_mode) {
+        if (p->replay_mismatches) {
+            fprintf(stderr,
+                    "%s: replay differs from the recording: %" PRId64 " of %" PRId64
+                    " frames, the first at frame %" PRId64 "\n",
+                    g_prog, p->replay_mismatches, p->replay_checked, p->replay_first_bad);
+            ret = EXIT_REPLAY_DIFFERS;
+        } else if (!o->quiet) {
+            fprintf(stderr, "%s: replay: %" PRId64 "/%" PRId64 " frames bit-identical to the recording\n",
+                    g_prog, p->replay_checked, a->replay.n_hashes);
+        }
+    }
+    if (!a->replay_mode) p->replay = NULL;
+    timeline_free(&script);
+    return ret;
+}
+
+/* ---- main ---- */
+
+/* Frees everything main allocated; returns `ret` (the exit code). */
+static int finish(app *a, int ret) {
+    for (int i = 0; i < N_SLOTS; i++) {
+        player_slot_free(&a->slots[i]);
+        free(a->slot_ring[i]);
+        free(a->slot_ring_index[i]);
+    }
+    if (a->cv) SDL_DestroyCond(a->cv);
+    if (a->mu) SDL_DestroyMutex(a->mu);
+    free(a->ring);
+    free(a->ring_index);
+    input_map_free(&a->map);
+    player_close(&a->pl);
+    timeline_free(&a->replay);
+    free(a);
+    return ret;
+}
+
+int main(int argc, char **argv) {
+    app *a = calloc(1, sizeof *a);
+    if (!a) return EXIT_RUNTIME;
+    int rc = parse_args(argc, argv, &a->o);
+    if (rc) return finish(a, rc);
+    options *o = &a->o;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    /* a replay brings its own model, seed and backend */
+    char err[4096];
+    if (o->replay) {
+        if (!timeline_read(&a->replay, o->replay, err, sizeof err))
+            return finish(a, runtime_error("%s", err));
+        a->replay_mode = 1;
+        if (!o->model) o->model = a->replay.model;
+        o->random_weights = o->random_weights || a->replay.random_weights;
+        o->weight_seed = a->replay.weight_seed;
+        o->seed = a->replay.seed;
+        if (o->backend == WM_BACKEND_AUTO && a->replay.backend) {
+            const int b = wm_host_backend_parse(a->replay.backend);
+            if (b > 0) o->backend = b;
+        }
+    }
+    char model_buf[PATH_MAX];
+    if (!o->model) {
+        int random = 0;
+        if (!wm_host_default_model(WM_ASSETS_DIR, model_buf, sizeof model_buf, &random))
+            return finish(
+                a, usage_error("no model: pass --model DIR (%s has neither game/ nor demo/config.json)",
+                               WM_ASSETS_DIR));
+        o->model = model_buf;
+        if (random && !o->random_weights) {
+            o->random_weights = 1;
+            if (!o->quiet)
+                printf("%s: no trained game in %s/game yet: playing the demo config with random weights "
+                       "(%s)\n",
+                       g_prog, WM_ASSETS_DIR, model_buf);
+        }
+    }
+
+    /* the plugin, through SDL's loader; the ABI is checked before anything else is touched */
+    const char *plugin = o->plugin ? o->plugin : getenv("WM_PLUGIN");
+    if (!plugin || !*plugin) plugin = WM_DEFAULT_PLUGIN;
+    void *so = SDL_LoadObject(plugin);
+    if (!so) return finish(a, runtime_error("cannot load the plugin %s: %s", plugin, SDL_GetError()));
+    const wm_api *api =
+        wm_host_get_api((wm_get_api_fn)SDL_LoadFunction(so, WM_GET_API_SYMBOL), plugin, err, sizeof err);
+    if (!api) return finish(a, runtime_error("%s", err));
+    if (o->verbose) printf("%s: plugin %s: %s\n", g_prog, plugin, api->build_info());
+
+    player_options po = {o->model,  o->random_weights,   o->weight_seed, o->backend, o->threads, o->seed,
+                         o->prompt, o->prompt_embedding, on_log,         o,          on_abort,   a};
+    if (a->replay_mode && a->replay.n_prompts > 0) { /* start with the recording's first prompt */
+        const timeline_prompt *tp = &a->replay.prompts[0];
+        po.prompt = tp->kind == TIMELINE_PROMPT_TEXT ? tp->text : NULL;
+        po.prompt_embedding = tp->kind == TIMELINE_PROMPT_EMBEDDING ? tp->text : NULL;
+    } else if (!o->prompt) {
+        char *presets[MAX_PRESETS];
+        int n = load_presets(o->model, presets);
+        static char first[512];
+        if (n > 0) {
+            snprintf(first, sizeof first, "%s", presets[0]);
+            po.prompt = first;
+        }
+        for (int i = 0; i < n; i++) free(presets[i]);
+    }
+    if (!player_open(&a->pl, api, &po)) return finish(a, runtime_error("%s", a->pl.err));
+    const wm_model_info *info = &a->pl.info;
+    if (!o->quiet)
+        printf("%s: %s %dx%d @ %g fps on %s%s%s%s%s, seed %" PRIu64 "%s%s%s\n", g_prog, info->name,
+               info->width, info->height, info->fps, wm_host_backend_name(info->backend),
+               info->device_name ? " (" : "", info->device_name ? info->device_name : "",
+               info->device_name ? ")" : "", o->random_weights ? " with random weights" : "", o->seed,
+               info->prompt_kind == WM_PROMPT_TEXT ? ", prompt \"" : "",
+               info->prompt_kind == WM_PROMPT_TEXT ? (a->pl.prompt ? a->pl.prompt : "") : "",
+               info->prompt_kind == WM_PROMPT_TEXT ? "\"" : "");
+    if (a->replay_mode) {
+        if (!timeline_bind(&a->replay, info, o->replay, err, sizeof err))
+            return finish(a, runtime_error("%s", err));
+        if (a->replay.width && (a->replay.width != info->width || a->replay.height != info->height))
+            return finish(a, runtime_error("%s: recorded at %dx%d, the model makes %dx%d frames", o->replay,
+                                           a->replay.width, a->replay.height, info->width, info->height));
+        if (a->replay.backend && strcmp(a->replay.backend, wm_host_backend_name(info->backend)) && !o->quiet)
+            printf("%s: note: recorded on %s, replaying on %s: frames match bit for bit only on the same "
+                   "backend\n",
+                   g_prog, a->replay.backend, wm_host_backend_name(info->backend));
+        a->pl.replay = &a->replay;
+    }
+    snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", a->pl.prompt ? a->pl.prompt : "");
+
+    int ret;
+    if (o->headless) {
+        ret = run_headless(a);
+    } else {
+        if (!a->replay_mode && !load_input_map(o, o->model, info, &a->map)) return finish(a, EXIT_RUNTIME);
+        a->ring_cap = 3 * a->pl.max_chunk_frames;
+        a->ring = malloc(a->pl.frame_bytes * (size_t)a->ring_cap);
+        a->ring_index = malloc(sizeof(int64_t) * (size_t)a->ring_cap);
+        a->mu = SDL_CreateMutex();
+        a->cv = SDL_CreateCond();
+        a->pending_input_ms = -1;
+        a->lat_frame = -1;
+        if (!a->ring || !a->ring_index || !a->mu || !a->cv) return finish(a, runtime_error("out of memory"));
+        if (o->record && !a->replay_mode) a->want_record = 1; /* --record: from the first chunk */
+        ret = run_window(a);
+        if (!ret && a->replay_mode) {
+            if (a->replay_mismatches) {
+                fprintf(stderr,
+                        "%s: replay differs from the recording: %" PRId64 " of %" PRId64
+                        " frames, the first at frame %" PRId64 "\n",
+                        g_prog, a->replay_mismatches, a->replay_checked, a->replay_first_bad);
+                ret = EXIT_REPLAY_DIFFERS;
+            } else if (!o->quiet) {
+                printf("%s: replay: %" PRId64 "/%" PRId64 " frames checked, bit-identical\n", g_prog,
+                       a->replay_checked, a->replay.n_hashes);
+            }
+        }
+    }
+    /* the plugin stays loaded until exit: unloading a module that started threads (OpenMP, CUDA) is unsafe */
+    return finish(a, ret);
+}
