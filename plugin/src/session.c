@@ -22,7 +22,8 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     const int F = c->num_frame_per_block;
     if (F > 64) return wm_set_error(WM_ERR_UNSUPPORTED, "num_frame_per_block %d > 64 is not supported", F);
     int window = p->window_frames == -2 ? c->local_attn_size : p->window_frames;
-    int sinks = p->sink_frames == -1 ? c->sink_size : p->sink_frames;
+    /* the model's default sinks belong to its window: an unbounded cache keeps every frame anyway */
+    int sinks = p->sink_frames == -1 ? (window < 0 ? 0 : c->sink_size) : p->sink_frames;
     int cap = p->max_cache_frames > 0 ? p->max_cache_frames : c->max_cache_frames;
     if (window < -1 || window == 0)
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: window_frames %d (use -2 default, -1 unbounded, or > 0)", window);

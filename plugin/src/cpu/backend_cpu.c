@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Loops smaller than this (in elements touched) stay on the calling thread: waking OpenMP workers
  * costs more than it saves, and idle workers spin against OpenBLAS's own threads. */
@@ -23,6 +24,15 @@ typedef struct cpu_impl {
 
 static float *cpu_alloc(wm_backend *be, size_t n) {
     size_t bytes = (n ? n : 1) * sizeof(float) + 64;
+    /* Linux overcommits: malloc of more than the machine has would "succeed" and the process would be
+     * killed later when the pages are touched. Refuse what cannot fit next to what we hold. */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (n > SIZE_MAX / 8 || (pages > 0 && page > 0 &&
+                             bytes + ((cpu_impl *)be->impl)->bytes > (size_t)pages * (size_t)page)) {
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory: %zu MB requested, %zu MB held, %zu MB in this machine",
+                     bytes >> 20, ((cpu_impl *)be->impl)->bytes >> 20, ((size_t)pages * (size_t)page) >> 20);
+        return NULL;
+    }
     size_t *p = malloc(bytes);
     if (!p) {
         wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory allocating %zu MB", bytes >> 20);
