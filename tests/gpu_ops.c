@@ -338,6 +338,8 @@ static void test_kv(void) {
 
 /* ---- attention ---- */
 
+static const float *g_bias; /* per-row key bias for attention_on (NULL: none) */
+
 static void attention_on(wm_backend *be, float *out_host, const float *q, const float *k, const float *v,
                          int64_t kv_rows, int64_t n_rows, int Mq, int H, int D) {
     const int dim = H * D;
@@ -345,6 +347,7 @@ static void attention_on(wm_backend *be, float *out_host, const float *q, const 
     float *kd = dev(be, k, (size_t)kv_rows * dim), *vd = dev(be, v, (size_t)kv_rows * dim);
     float *qd = dev(be, q, (size_t)Mq * dim), *od = dev(be, NULL, (size_t)Mq * dim);
     be->kv_write(be, kv, 0, kd, vd, kv_rows);
+    if (g_bias) be->kv_set_bias(be, kv, 0, g_bias, kv_rows);
     be->attention(be, od, qd, kv, n_rows, Mq, H, D, 1.0f / sqrtf((float)D));
     be->download(be, out_host, od, (size_t)Mq * dim);
     be->kv_free(be, kv);
@@ -582,6 +585,15 @@ int main(int argc, char **argv) {
     check_attention(200, 700, 4, 128);
     check_attention(200, 700, 4, 64);
     check_attention(1, 5, 12, 128);
+    { /* with TempCache's per-row log-count bias, through the K/V store */
+        float *bias = host_randn(700 + 37, 0.0f, 0.0f);
+        for (int i = 0; i < 700 + 37; i++) bias[i] = logf((float)(1 + i % 5));
+        g_bias = bias;
+        printf("-- with a per-row key bias log(1 + i %% 5):\n");
+        check_attention(200, 700, 4, 128);
+        g_bias = NULL;
+        free(bias);
+    }
     test_patchify();
     check_noise(3 * 16 * 60 * 104, 42, 256 * 3 + 1);
     check_noise(1001, 0x0123456789ABCDEFull, 0xFFFF0000ull + 7);

@@ -75,14 +75,20 @@ struct wm_backend {
     void (*gated_add)(wm_backend *be, float *x, const float *y, int M, int C, const float *gate,
                       int stride, int rows_per_group);
     /* K/V storage. kv_write stores n rows (fp32 k, v [n, dim]) at `row`; kv_move moves n rows from
-     * src to dst (overlap allowed; eviction); kv_read/kv_load copy rows to/from host fp32 (snapshots). */
+     * src to dst (overlap allowed; eviction); kv_read/kv_load copy rows to/from host fp32 (snapshots).
+     * A store may carry an additive per-row logit bias (TempCache's log(group size)): kv_set_bias
+     * writes host fp32 values for rows [row, row+n) (the first call enables it, other rows 0);
+     * kv_move moves it with the rows; kv_get_bias reads it back (zeros when disabled); attention adds
+     * it to every head's scaled logits. */
     wm_kv *(*kv_new)(wm_backend *be, int64_t rows, int dim);
     void (*kv_free)(wm_backend *be, wm_kv *kv);
     void (*kv_write)(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n);
     void (*kv_move)(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int64_t n);
     void (*kv_read)(wm_backend *be, const wm_kv *kv, float *k_host, float *v_host, int64_t row, int64_t n);
     void (*kv_load)(wm_backend *be, wm_kv *kv, const float *k_host, const float *v_host, int64_t row, int64_t n);
-    /* out[Mq, H*D] = softmax(q K^T * scale) V per head over rows [0, n_rows) of kv. */
+    void (*kv_set_bias)(wm_backend *be, wm_kv *kv, int64_t row, const float *bias_host, int64_t n);
+    void (*kv_get_bias)(wm_backend *be, const wm_kv *kv, float *bias_host, int64_t row, int64_t n);
+    /* out[Mq, H*D] = softmax(q K^T * scale + bias) V per head over rows [0, n_rows) of kv. */
     void (*attention)(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
                       int H, int D, float scale);
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */

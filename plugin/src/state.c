@@ -38,6 +38,20 @@ static void io_kv(cursor *c, wm_backend *be, wm_kv *kv, int64_t rows, int dim) {
         free(v);
     }
     c->off += 2 * bytes;
+    /* the per-row logit bias (TempCache's log counts), zeros when the store has none */
+    const size_t bb = (size_t)rows * sizeof(float);
+    if (c->w) be->kv_get_bias(be, kv, (float *)(c->w + c->off), 0, rows);
+    else if (c->r) {
+        float *b = malloc(bb ? bb : 1);
+        if (b) {
+            memcpy(b, c->r + c->off, bb);
+            int any = 0;
+            for (int64_t i = 0; i < rows && !any; i++) any = b[i] != 0.0f;
+            if (any) be->kv_set_bias(be, kv, 0, b, rows); /* a dense store stays without one */
+        }
+        free(b);
+    }
+    c->off += bb;
 }
 
 typedef struct state_header {

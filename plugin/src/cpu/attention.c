@@ -37,6 +37,8 @@ void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *k
                         k + h * D, ld, 0.0f, S, Mk);
             for (int i = 0; i < nq; i++) {
                 float *row = S + (size_t)i * Mk;
+                if (kv->bias)
+                    for (int j = 0; j < Mk; j++) row[j] += kv->bias[j];
                 float m = -INFINITY;
                 for (int j = 0; j < Mk; j++) m = row[j] > m ? row[j] : m;
                 float sum = 0;

@@ -275,6 +275,7 @@ static void cpu_kv_free(wm_backend *be, wm_kv *kv) {
     if (!kv) return;
     cpu_free(be, kv->k);
     cpu_free(be, kv->v);
+    cpu_free(be, kv->bias);
     free(kv);
 }
 static void cpu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n) {
@@ -284,6 +285,22 @@ static void cpu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k,
 static void cpu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int64_t n) {
     memmove(kv->k + dst * kv->dim, kv->k + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
     memmove(kv->v + dst * kv->dim, kv->v + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
+    if (kv->bias) memmove(kv->bias + dst, kv->bias + src, (size_t)n * sizeof(float));
+}
+static void cpu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
+    if (!kv->bias) {
+        kv->bias = cpu_alloc(be, (size_t)kv->rows);
+        if (!kv->bias) {
+            wm_note_failure(WM_ERR_OUT_OF_MEMORY);
+            return;
+        }
+        memset(kv->bias, 0, (size_t)kv->rows * sizeof(float));
+    }
+    memcpy(kv->bias + row, bias, (size_t)n * sizeof(float));
+}
+static void cpu_kv_get_bias(wm_backend *be, const wm_kv *kv, float *bias, int64_t row, int64_t n) {
+    if (kv->bias) memcpy(bias, kv->bias + row, (size_t)n * sizeof(float));
+    else memset(bias, 0, (size_t)n * sizeof(float));
 }
 static void cpu_kv_read(wm_backend *be, const wm_kv *kv, float *k, float *v, int64_t row, int64_t n) {
     memcpy(k, kv->k + row * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
@@ -363,6 +380,8 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->kv_move = cpu_kv_move;
     be->kv_read = cpu_kv_read;
     be->kv_load = cpu_kv_load;
+    be->kv_set_bias = cpu_kv_set_bias;
+    be->kv_get_bias = cpu_kv_get_bias;
     be->attention = wm_cpu_attention;
     be->patchify = cpu_patchify;
     be->unpatchify = cpu_unpatchify;

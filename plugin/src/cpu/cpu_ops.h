@@ -22,6 +22,7 @@ void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, 
 /* A CPU K/V store: two fp32 arrays of rows x dim. */
 struct wm_kv {
     float *k, *v;
+    float *bias; /* [rows] additive logit bias, NULL until kv_set_bias */
     int64_t rows;
     int dim;
 };

@@ -319,6 +319,10 @@ static void cu_kv_free(wm_backend *be, wm_kv *kv) {
     c->bytes -= 2 * (size_t)(kv->rows > 0 ? kv->rows : 1) * (size_t)kv->dim * sizeof(uint16_t);
     cudaFree(kv->k);
     cudaFree(kv->v);
+    if (kv->bias) {
+        c->bytes -= (size_t)(kv->rows > 0 ? kv->rows : 1) * sizeof(float);
+        cudaFree(kv->bias);
+    }
     free(kv);
 }
 static void cu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n) {
@@ -333,6 +337,33 @@ static void cu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int6
                  bytes = (size_t)n * kv->dim * sizeof(uint16_t);
     dev_memmove(c, kv->k + d, kv->k + s, bytes, "kv_move (k)");
     dev_memmove(c, kv->v + d, kv->v + s, bytes, "kv_move (v)");
+    if (kv->bias)
+        dev_memmove(c, kv->bias + dst, kv->bias + src, (size_t)n * sizeof(float), "kv_move (bias)");
+}
+static void cu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
+    cuda_impl *c = cuda_of(be);
+    if (!kv->bias) {
+        const size_t bytes = (size_t)(kv->rows > 0 ? kv->rows : 1) * sizeof(float);
+        if (!(kv->bias = dev_malloc(c, bytes, "the K/V bias"))) {
+            wm_note_failure(WM_ERR_OUT_OF_MEMORY);
+            return;
+        }
+        c->bytes += bytes;
+        wm_cu_ok(cudaMemsetAsync(kv->bias, 0, bytes, c->stream), "kv_set_bias");
+    }
+    wm_cu_ok(cudaMemcpyAsync(kv->bias + row, bias, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, c->stream),
+             "kv_set_bias");
+    wm_cu_ok(cudaStreamSynchronize(c->stream), "kv_set_bias (sync)"); /* the host array may be reused */
+}
+static void cu_kv_get_bias(wm_backend *be, const wm_kv *kv, float *bias, int64_t row, int64_t n) {
+    cuda_impl *c = cuda_of(be);
+    if (!kv->bias) {
+        memset(bias, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    wm_cu_ok(cudaMemcpyAsync(bias, kv->bias + row, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost, c->stream),
+             "kv_get_bias");
+    wm_cu_ok(cudaStreamSynchronize(c->stream), "kv_get_bias (sync)");
 }
 /* host fp32 <-> device bf16 through an fp32 scratch on the device, converted by the same kernels as
  * kv_write, so that kv_load(x) stores exactly what kv_write(x) would */
@@ -396,13 +427,14 @@ static void cu_attention(wm_backend *be, float *out, const float *q, const wm_kv
             a.out = out, a.ldo = ld;
             a.Mq = Mq, a.Mk = (int)n_rows, a.H = H, a.D = D;
             a.scale = scale;
+            a.key_bias = kv->bias, a.bias_head_stride = 0; /* one bias per row, shared by the heads */
             done = wm_flash_attn(&a, c->stream) == 0; /* -1: a shape it does not take; the naive one does */
         }
         wm_cu_scratch_free(c, qb);
         if (done) return;
     }
 #endif
-    wm_cu_ok(wm_cuda_attn_naive(out, ld, q, ld, kv->k, kv->v, kv->dim, Mq, (int)n_rows, H, D, scale, NULL, 0,
+    wm_cu_ok(wm_cuda_attn_naive(out, ld, q, ld, kv->k, kv->v, kv->dim, Mq, (int)n_rows, H, D, scale, kv->bias, 0,
                                 c->stream),
              "attention (naive)");
 }
@@ -538,6 +570,8 @@ wm_backend *wm_backend_cuda_new(void) {
     be->kv_read = cu_kv_read;
     be->kv_load = cu_kv_load;
     be->attention = cu_attention;
+    be->kv_set_bias = cu_kv_set_bias;
+    be->kv_get_bias = cu_kv_get_bias;
     be->patchify = cu_patchify;
     be->unpatchify = cu_unpatchify;
     be->noise = cu_noise;

@@ -22,6 +22,7 @@ struct wm_weight {
 /* A CUDA K/V store: bf16 rows, [rows, dim] each. */
 struct wm_kv {
     uint16_t *k, *v;
+    float *bias; /* [rows] fp32 additive logit bias, NULL until kv_set_bias */
     int64_t rows;
     int dim;
 };
