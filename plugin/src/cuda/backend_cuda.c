@@ -444,6 +444,9 @@ static void cu_attention(wm_backend *be, float *out, const float *q, const wm_kv
 static void impl_free(cuda_impl *c) {
     if (c->stream) cudaStreamSynchronize(c->stream);
     wm_cu_plans_free(c);
+#ifdef WM_HAVE_CUDNN
+    wm_cudnn_free(c->cudnn);
+#endif
     for (size_t i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
     free(c->allocs);
     if (c->pool) cudaMemPoolDestroy(c->pool);
@@ -501,6 +504,11 @@ static int impl_init(cuda_impl *c) {
                      c->device, prop.name, prop.major, prop.minor, cudaGetErrorString(e));
         return 0;
     }
+#ifdef WM_HAVE_CUDNN
+    /* convolutions through cuDNN unless WM_CONV=im2col; without a usable cuDNN, im2col + cuBLAS */
+    const char *conv = getenv("WM_CONV");
+    if (!(conv && strcmp(conv, "im2col") == 0)) c->cudnn = wm_cudnn_new(c->stream);
+#endif
     const char *attn = getenv("WM_ATTN");
     c->attn_naive = attn && strcmp(attn, "naive") == 0;
     return 1;

@@ -46,6 +46,8 @@ typedef struct cuda_alloc {
     size_t bytes;
 } cuda_alloc;
 
+typedef struct wm_cudnn wm_cudnn; /* conv_cudnn.c; NULL without cuDNN */
+
 typedef struct cuda_impl {
     int device;
     cudaStream_t stream;
@@ -59,6 +61,7 @@ typedef struct cuda_impl {
     int attn_naive; /* WM_ATTN=naive at creation: the naive attention kernel instead of flash */
     cuda_lt_plan plans[CUDA_LT_PLANS];
     int n_plans, next_plan;
+    wm_cudnn *cudnn;
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(wm_backend *be) { return (cuda_impl *)be->impl; }
@@ -69,6 +72,12 @@ int wm_cublas_ok(cublasStatus_t s, const char *what);
 /* Stream-ordered scratch from the backend's pool; NULL with WM_ERR_OUT_OF_MEMORY set. */
 void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what);
 void wm_cu_scratch_free(cuda_impl *c, void *p);
+
+/* conv_cudnn.c (WM_HAVE_CUDNN) */
+wm_cudnn *wm_cudnn_new(cudaStream_t stream);
+void wm_cudnn_free(wm_cudnn *d);
+int wm_cudnn_conv2d(cuda_impl *c, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
+                    int Cout, int H, int Wd, int k);
 
 /* gemm.c */
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,

@@ -153,6 +153,9 @@ void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt,
     const size_t HW = (size_t)H * Wd;
     const int K = Cin * k * k;
     if (HW == 0 || Cout <= 0) return;
+#ifdef WM_HAVE_CUDNN
+    if (wm_cudnn_conv2d(c, y, x, Wt, b, Cin, Cout, H, Wd, k)) return;
+#endif
     /* y = bias (or 0), then the GEMM accumulates: y[Cout, HW] += W[Cout, K] @ col[K, HW] */
     if (b) wm_cu_ok(wm_cuda_fill_channels(y, b->f32, Cout, HW, c->stream), "conv2d bias");
     const float one = 1.0f, beta = b ? 1.0f : 0.0f;
