@@ -439,7 +439,12 @@ static void check_conv2d(int Cin, int Cout, int H, int W, int k, int with_bias) 
     char name[96];
     snprintf(name, sizeof name, "conv2d %dx%d %d->%d %dx%d%s", k, k, Cin, Cout, H, W, with_bias ? " +b" : "");
     wm_test_compare(name, rg, rc, ny, 2e-2f, 1e-2f);
-    wm_test_compare("  same bf16 inputs", rg, rcr, ny, 1e-4f, 1e-4f);
+    /* two GPU paths: cuDNN with TF32 tensor ops (close to fp32), or im2col + a bf16 GEMM (exact on
+     * bf16-rounded inputs). Whichever ran must match its own reference tightly. */
+    if (getenv("WM_CONV") && strcmp(getenv("WM_CONV"), "im2col") == 0)
+        wm_test_compare("  im2col: same bf16 inputs", rg, rcr, ny, 1e-4f, 1e-4f);
+    else
+        wm_test_compare("  cuDNN (TF32) vs fp32", rg, rc, ny, 5e-3f, 2e-3f);
     cpu->weight_free(cpu, wc), cpu->weight_free(cpu, wcr), cpu->weight_free(cpu, bc);
     gpu->weight_free(gpu, wg), gpu->weight_free(gpu, bg);
     cpu->free(cpu, xc), cpu->free(cpu, xcr), cpu->free(cpu, yc), cpu->free(cpu, ycr);
