@@ -5,7 +5,8 @@
 #
 #   scripts/setup.sh                 install + configure + build
 #   scripts/setup.sh --no-build      install only
-#   scripts/setup.sh --python        also a Python venv in .venv for tools/ (numpy safetensors matplotlib torch)
+#   scripts/setup.sh --python        also a Python venv in .venv for tools/ (numpy safetensors matplotlib torch
+#                                    transformers sentencepiece peft)
 #
 # Environment: WM_BUILD_DIR (default build), WM_BUILD_TYPE (default Release), WM_CMAKE_ARGS (extra
 # cmake arguments, e.g. "-DWM_SANITIZE=ON" or "-DWM_CUDA=OFF"), WM_JOBS (default: all cores).
@@ -65,7 +66,7 @@ if ((PYTHON)); then
         python3 -m venv "$ROOT/.venv"
     fi
     "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip
-    "$ROOT/.venv/bin/python" -m pip install -q numpy safetensors matplotlib torch
+    "$ROOT/.venv/bin/python" -m pip install -q numpy safetensors matplotlib torch transformers sentencepiece peft
     say "Python tools: source .venv/bin/activate"
 fi
 

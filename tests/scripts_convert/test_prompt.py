@@ -33,8 +33,6 @@ except ImportError as e:
     print(f"SKIP: {e} (pip install transformers sentencepiece into the venv)")
     sys.exit(77)
 
-sys.path.insert(0, os.path.join(SRC, "tools", "prompt"))
-import encode_prompt as E  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 
@@ -102,7 +100,7 @@ def body(args, work):
     meta = safe_open(out, "pt").metadata()
     clean = "A red fox runs & jumps over the snow"
     check(meta.get("text") == clean, f"text cleaned as Wan's tokenizer does: {meta.get('text')!r}")
-    words = clean.lower().split() if False else clean.split()
+    words = clean.split()
     ids = tok(clean, add_special_tokens=True)["input_ids"]
     check(len(ids) == len(words) + 1 and ids[-1] == 1, "tokenizer: one id per word, then </s>")
     check(emb.dtype == torch.float32 and tuple(emb.shape) == (len(ids), 64),
@@ -122,10 +120,6 @@ def body(args, work):
         check(torch.allclose(load_file(out64)["prompt"], emb, atol=1e-5), "padding length does not change the rows")
 
     # Wan's own checkpoint names (models_t5_umt5-xxl-enc-bf16.pth layout)
-    inv = {}
-    for k, v in model.state_dict().items():
-        for pat, targets in E._WAN_T5:
-            pass
     sd = model.state_dict()
     wan = {"token_embedding.weight": sd["shared.weight"], "norm.weight": sd["encoder.final_layer_norm.weight"]}
     for n in range(2):
