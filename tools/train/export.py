@@ -1,0 +1,81 @@
+"""export.py - writes a trained model in the engine's layout (docs/MODEL.md 1): config.json and
+model.safetensors (fp16) with the DiT, the action MLP, the text encoder and the TAEHV decoder, every
+tensor named as the engine expects. The written folder is re-read with wm_ref.load_model, which
+refuses any missing, extra or misshapen tensor exactly like the engine.
+
+    python tools/train/export.py --run RUN --out MODEL_DIR      # from train_dit.py's checkpoint
+
+Size budget: the whole folder must stay <= 16 MiB (it ships in assets/ and travels with every clone).
+"""
+import argparse
+import json
+import os
+
+import torch
+
+import common
+from common import wm_ref
+
+BUDGET = 16 * 1024 * 1024
+
+
+def build_config(a, vocab, latent_hw, dec_cfg):
+    """The engine config.json of a train_dit.py architecture (args dict `a`)."""
+    return {
+        "name": a.get("name", "wm-game"),
+        "dim": a["dim"], "ffn_dim": a["ffn"], "num_heads": a["heads"], "num_layers": a["layers"],
+        "patch_size": [1, 2, 2], "in_dim": a["latent_channels"], "out_dim": a["latent_channels"],
+        "text_dim": a["text_dim"], "text_len": a["text_len"], "freq_dim": 256, "eps": 1e-6,
+        "model_type": "t2v", "qk_norm": True, "cross_attn_norm": True, "window_size": [-1, -1],
+        "latent_height": latent_hw[0], "latent_width": latent_hw[1],
+        "num_frame_per_block": a["chunk"],
+        "denoising_step_list": [int(s) for s in a["sample_steps"]],
+        "warp_denoising_step": True, "timestep_shift": float(a["shift"]), "context_noise": 0,
+        "local_attn_size": a["window"], "sink_size": a["sinks"] if a["window"] > 0 else 0,
+        "max_cache_frames": max(21, a["window"]), "fps": 16,
+        "action_buttons": list(common.BUTTONS), "action_axes": [], "action_mouse": False,
+        "text_encoder": {"vocab": list(vocab), "max_tokens": a["text_len"]},
+        "decoder": dec_cfg,
+    }
+
+
+def make_model(config):
+    cfg = wm_ref.Config(wm_ref.CONFIG_DEFAULTS)
+    cfg.update(config)
+    return wm_ref.CausalWanModel(cfg)
+
+
+def export(model, config, out_dir, dtype=torch.float16):
+    """model: wm_ref.CausalWanModel (any device/dtype); writes out_dir, re-loads it, returns its size."""
+    from safetensors.torch import save_file
+    os.makedirs(out_dir, exist_ok=True)
+    sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt", "producer": "tools/train"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+        f.write("\n")
+    wm_ref.load_model(out_dir)  # names and shapes exactly as the engine checks them
+    size = sum(os.path.getsize(os.path.join(out_dir, n)) for n in ("model.safetensors", "config.json"))
+    if size > BUDGET:
+        print(f"WARNING: {out_dir} is {size / 2**20:.2f} MiB, over the 16 MiB budget", flush=True)
+    return size
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="train_dit.py run folder (RUN/dit/ checkpoint, RUN/ae/ decoder)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    args = ap.parse_args()
+    with open(os.path.join(args.run, "dit", "state.json")) as f:
+        st = json.load(f)
+    model = make_model(st["config"])
+    common.load_checkpoint(os.path.join(args.run, "dit"), {"model": model}, strict=False)
+    dec = common.load_params(st["ae_ckpt"] if os.path.isdir(st["ae_ckpt"]) else os.path.join(args.run, "ae"), "decoder")
+    model.decoder.load_state_dict(dec)
+    size = export(model, st["config"], args.out, getattr(torch, args.dtype))
+    print(f"exported {args.out}: {size / 2**20:.2f} MiB, {common.count_params(model) / 1e6:.2f}M params")
+
+
+if __name__ == "__main__":
+    main()

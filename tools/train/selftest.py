@@ -1,0 +1,200 @@
+"""selftest.py - checks that what tools/train trains is what the engine runs (CPU, a few seconds).
+
+    .venv/bin/python tools/train/selftest.py        # prints "N/N checks passed"
+
+  1. dit.forward over a doubled clip with the block-causal mask equals wm_ref's streaming forward with
+     a KV cache (window eviction, sinks, per-frame timesteps, actions, a prompt change between chunks);
+  2. FlexAttention with the block mask equals SDPA with the dense mask (where flex runs on this torch);
+  3. the per-latent-frame action mean equals wm_ref.latent_frame_actions; batched prompt embeddings
+     equal wm_ref's TinyTextEncoder, zero padded;
+  4. the AE decoder run over whole clips (training) equals wm_ref's StreamingDecoder (the engine's),
+     and chunked episode encoding equals encoding in one piece;
+  5. export writes a folder that wm_ref.load_model accepts and Rollout runs; checkpoints round-trip
+     (parameters and Adam moments).
+"""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import dit  # noqa: E402
+import export as exporter  # noqa: E402
+from ae import AutoEncoder, encode_episode  # noqa: E402
+from common import wm_ref  # noqa: E402
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(ok)
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
+
+
+def tiny_config(window=4, sinks=1, chunk=2, dec=None):
+    a = dict(name="tiny", dim=32, ffn=48, heads=2, layers=2, text_dim=16, text_len=6, chunk=chunk, window=window,
+             sinks=sinks, sample_steps=[1000, 750, 500, 250], shift=1.0, latent_channels=4)
+    vocab = common.SPECIAL_TOKENS + ["forest", "desert", "night", "a", "fog"]
+    return exporter.build_config(a, vocab, (4, 6), dec or {"channels": [8, 8, 8, 4], "space_upscale": [True, True, True],
+                                                         "time_upscale": [True, True], "image_channels": 3})
+
+
+def randomise(model):
+    """init_weights zeroes the head; give everything non-trivial values for the comparisons."""
+    dit.init_weights(model, 3)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.startswith("head.head") or n.endswith("modulation"):
+                p.copy_(torch.randn_like(p) * 0.2)
+
+
+def test_forward_vs_streaming():
+    torch.set_grad_enabled(False)
+    for window, sinks, chunk in [(-1, 0, 2), (4, 1, 2), (3, 0, 1)]:
+        cfg = tiny_config(window, sinks, chunk)
+        model = exporter.make_model(cfg).eval()
+        randomise(model)
+        L, C, H, W = 8, 4, 4, 6
+        x0 = torch.randn(L, C, H, W)
+        xt = torch.randn(L, C, H, W)
+        t = torch.rand(L) * 1000
+        acts = torch.rand(L, 5)
+        prompts = ["a forest", "desert night fog"]
+        pid = torch.tensor([0] * 4 + [1] * 4)  # prompt changes at frame 4 (a chunk boundary)
+        # reference: the engine's streaming loop (denoise pass over the cache, then the commit pass)
+        cache = wm_ref.KVCache(model.cfg.num_layers, window, sinks, capacity=64)
+        ref = []
+        for c in range(L // chunk):
+            s = c * chunk
+            fr = list(range(s, s + chunk))
+            kv = model.context_kv(model.prompt_embedding(prompts[int(pid[s])]))
+            cache.begin_chunk(s, chunk)
+            ref.append(model(xt[s:s + chunk], t[s:s + chunk], s, kv, cache.attend_fn(fr, False, {}), acts[s:s + chunk]))
+            pending = {}
+            model(x0[s:s + chunk], torch.zeros(chunk), s, kv, cache.attend_fn(fr, True, pending), acts[s:s + chunk])
+            cache.end_commit(fr, pending)
+        ref = torch.cat(ref)
+        # training forward over [context x0 ; target x_t]
+        emb = common.prompt_embeddings(model.text_encoder, prompts, cfg["text_len"])[None]
+        kv = dit.context_kv(model, emb)
+        fm = dit.frame_mask(L, chunk, window, sinks)
+        mask = dit.token_mask(fm, (H // 2) * (W // 2))
+        rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], L, H // 2, W // 2, "cpu")
+        x = torch.cat([x0, xt])[None]
+        tt = torch.cat([torch.zeros(L), t])[None]
+        v = dit.forward(model, x, tt, torch.cat([acts, acts])[None], kv, torch.cat([pid, pid])[None], mask, rope)[0, L:]
+        d = (v - ref).abs().max().item()
+        check(f"training forward == streaming forward (window {window}, sinks {sinks}, chunk {chunk})", d < 2e-5,
+              f"max|diff| {d:.2e}, |v| {ref.abs().max().item():.2f}")
+    torch.set_grad_enabled(True)
+
+
+def test_flex():
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except Exception as e:  # noqa: BLE001
+        check("flex attention == dense SDPA", True, f"skipped: {e}")
+        return
+    L, F_, hw = 6, 2, 64
+    q, k, v = (torch.randn(1, 2, 2 * L * hw, 16) for _ in range(3))
+    dense = dit.attention(q, k, v, dit.token_mask(dit.frame_mask(L, F_, 4, 1), hw))
+    try:
+        bm = dit.flex_block_mask(L, F_, hw, 4, 1, "cpu")
+        flex = dit.attention(q, k, v, bm)
+    except Exception as e:  # noqa: BLE001
+        check("flex attention == dense SDPA", True, f"skipped on this torch/CPU: {type(e).__name__}: {str(e)[:80]}")
+        return
+    d = (flex - dense).abs().max().item()
+    check("flex attention == dense SDPA", d < 1e-4, f"max|diff| {d:.2e}")
+
+
+def test_actions_prompts():
+    cfg = wm_ref.Config(wm_ref.CONFIG_DEFAULTS)
+    cfg.update(action_buttons=common.BUTTONS, decoder={"channels": [8, 8, 8, 4], "time_upscale": [True, True]})
+    acts = (np.random.rand(29, 5) > 0.6).astype(np.float32)
+    ours = common.latent_actions(acts)
+    ref = wm_ref.latent_frame_actions(cfg, common.button_masks(acts), 0, ours.shape[0]).numpy()
+    check("latent action means == wm_ref.latent_frame_actions", np.array_equal(ours, ref))
+    model = exporter.make_model(tiny_config())
+    texts = ["A Forest, at NIGHT!", "", "fog fog fog fog fog fog fog fog unknownword"]
+    emb = common.prompt_embeddings(model.text_encoder, texts, 6)
+    ok = True
+    for i, tx in enumerate(texts):
+        r = model.text_encoder(tx) if model.text_encoder.tokenize(tx) else torch.zeros(0, 16)
+        r = torch.cat([r, torch.zeros(6 - r.shape[0], 16)])
+        ok &= torch.allclose(emb[i], r)
+    check("batched prompt embeddings == TinyTextEncoder (padded)", bool(ok))
+
+
+def test_ae():
+    torch.set_grad_enabled(False)
+    ae = AutoEncoder(latent_channels=4, enc_channels=(8, 8, 8, 8), enc_blocks=1, dec_channels=(8, 8, 8, 4)).eval()
+    z = torch.randn(1, 5, 4, 4, 6)
+    par = ae.decode(z)[0].clamp(0, 1)[3:]
+    sd = wm_ref.StreamingDecoder(ae.decoder)
+    seq = torch.cat([sd.push(z[0, :2]), sd.push(z[0, 2:3]), sd.push(z[0, 3:])])
+    d = (par - seq).abs().max().item()
+    check("AE decoder over clips == wm_ref.StreamingDecoder (engine)", d < 1e-5, f"max|diff| {d:.2e}, {seq.shape[0]} frames")
+
+    class FakeEp:
+        def __init__(self, fr):
+            self.fr = fr
+
+        def frames(self, a=0, b=None):
+            return self.fr[a:b]
+    fr = (np.random.rand(1 + 4 * 23, 32, 48, 3) * 255).astype(np.uint8)
+    full = encode_episode(ae, FakeEp(fr), "cpu", chunk_latents=1000)
+    pieces = encode_episode(ae, FakeEp(fr), "cpu", chunk_latents=7)
+    d = (full - pieces).abs().max().item()
+    check("episode encoding in pieces == in one piece", d < 1e-4 and full.shape[0] == 24, f"max|diff| {d:.2e}")
+    torch.set_grad_enabled(True)
+
+
+def test_export_checkpoint():
+    cfg = tiny_config()
+    model = exporter.make_model(cfg)
+    randomise(model)
+    with tempfile.TemporaryDirectory() as d:
+        size = exporter.export(model, cfg, os.path.join(d, "m"))
+        with torch.no_grad():
+            out = wm_ref.Rollout(os.path.join(d, "m"), seed=1, prompt="forest night",
+                                 actions=[(1, [], 0, 0)] * 20).run(2)
+        check("export loads in wm_ref.load_model and streams", out["rgb"].shape[1:] == (3, 32, 48),
+              f"{size} bytes, rgb {tuple(out['rgb'].shape)}")
+        with open(os.path.join(d, "m", "config.json")) as f:
+            keys = set(json.load(f))
+        check("config.json has only engine keys", keys <= set(wm_ref.CONFIG_DEFAULTS), str(sorted(keys - set(wm_ref.CONFIG_DEFAULTS))))
+        params = dit.param_groups(model)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        loss = sum((p ** 2).sum() for p in params)
+        loss.backward()
+        opt.step()
+        common.SHARD_BYTES, old = 20_000, common.SHARD_BYTES  # force several shards
+        common.save_checkpoint(os.path.join(d, "ck"), {"model": model}, opt, {"step": 5})
+        common.SHARD_BYTES = old
+        m2 = exporter.make_model(cfg)
+        opt2 = torch.optim.AdamW(dit.param_groups(m2), lr=1e-3)
+        st = common.load_checkpoint(os.path.join(d, "ck"), {"model": m2}, opt2)
+        same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), m2.state_dict().values()))
+        p0 = params[0]
+        mom = opt2.state[dit.param_groups(m2)[0]]["exp_avg"]
+        close = torch.allclose(mom, opt.state[p0]["exp_avg"], rtol=1e-2, atol=1e-6)
+        n_shards = len([n for n in os.listdir(os.path.join(d, "ck")) if n.startswith("params-")])
+        check("checkpoint round trip (params exact, bf16 moments close)", same and close and st["step"] == 5,
+              f"{n_shards} param shards")
+
+
+if __name__ == "__main__":
+    test_forward_vs_streaming()
+    test_flex()
+    test_actions_prompts()
+    test_ae()
+    test_export_checkpoint()
+    print(f"{sum(results)}/{len(results)} checks passed")
+    sys.exit(0 if all(results) else 1)
