@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# smoke.sh - the whole training pipeline on the CPU at toy sizes (about a minute): generates 8 episodes
+# smoke.sh - the whole training pipeline on the CPU at toy sizes (a few minutes): generates 8 episodes
 # of 33 frames at 64x64, trains the autoencoder and the DiT for a few steps each, exports the engine's
 # model folder and runs it through the engine (wm-run), then checks the engine against the PyTorch
 # reference on it. Proves the pipeline and the layout, not the quality.
