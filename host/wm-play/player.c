@@ -1,7 +1,7 @@
 /* player.c - see player.h. */
 #include "player.h"
 
-#include "st_reader.h" /* host/wm-run: prompt embeddings */
+#include "st_reader.h" /* host/common: prompt embeddings */
 #include "wm_host.h"
 
 #include <errno.h>

@@ -6,7 +6,7 @@
 #define WM_PLAY_PLAYER_H
 
 #include "timeline.h"
-#include "video_writer.h" /* host/wm-run */
+#include "video_writer.h" /* host/common */
 #include "wm.h"
 
 #include <stddef.h>

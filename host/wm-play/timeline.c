@@ -1,7 +1,7 @@
 /* timeline.c - see timeline.h. JSON through cJSON (Debian's libcjson). */
 #include "timeline.h"
 
-#include "actions.h" /* host/wm-run: the action syntax */
+#include "actions.h" /* host/common: the action syntax */
 
 #include <cjson/cJSON.h>
 #include <errno.h>

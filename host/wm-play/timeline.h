@@ -9,7 +9,7 @@
  *     "video": "rec.mp4", "first_frame": 37, "frames": 120,
  *     "prompts": [{"frame": 0, "text": "a walk"}, {"frame": 45, "text": "the city at night"}],
  *     "actions": ["-", "up", "up+jump", ...],          one per frame from 0 to first_frame+frames-1,
- *                                                      wm-run's action syntax (host/wm-run/actions.h)
+ *                                                      wm-run's action syntax (host/common/actions.h)
  *     "hashes": ["9f0c...", ...]                       FNV-1a 64 of each recorded frame's RGB bytes
  *   }
  *

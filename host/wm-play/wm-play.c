@@ -15,8 +15,9 @@
 #include "timeline.h"
 #include "wm_host.h"
 
-#include "actions.h"      /* host/wm-run */
-#include "video_writer.h" /* host/wm-run */
+#include "actions.h"
+#include "cli.h"
+#include "video_writer.h" /* host/common */
 
 #include <SDL.h>
 #include <cjson/cJSON.h>
@@ -44,7 +45,7 @@
 #define WM_INPUT_MAPS_DIR "input_maps"
 #endif
 
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_REPLAY_DIFFERS = 3 };
+enum { EXIT_RUNTIME = WM_CLI_EXIT_RUNTIME, EXIT_USAGE = WM_CLI_EXIT_USAGE, EXIT_REPLAY_DIFFERS = 3 };
 enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32 };
 
 /* the input map's pad codes are SDL's */
@@ -126,46 +127,6 @@ static void usage(FILE *f) {
             g_prog);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(try %s --help)\n", g_prog);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int runtime_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_RUNTIME;
-}
-
-static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 0);
-    if (end == s || *end || errno || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (*s == '-') return 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (end == s || *end || errno) return 0;
-    *out = v;
-    return 1;
-}
 
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
@@ -178,7 +139,7 @@ static int parse_args(int argc, char **argv, options *o) {
         long long n;
 #define NEED_VALUE                                                                                           \
     do {                                                                                                     \
-        if (!v) return usage_error("%s needs a value", a);                                                   \
+        if (!v) return wm_cli_usage_error("%s needs a value", a);                                                   \
         i++;                                                                                                 \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -191,18 +152,18 @@ static int parse_args(int argc, char **argv, options *o) {
             o->random_weights = 1;
         } else if (!strcmp(a, "--weight-seed")) {
             NEED_VALUE;
-            if (!parse_u64(v, &o->weight_seed)) return usage_error("--weight-seed: '%s' is not a seed", v);
+            if (!wm_cli_parse_u64(v, &o->weight_seed)) return wm_cli_usage_error("--weight-seed: '%s' is not a seed", v);
         } else if (!strcmp(a, "--backend")) {
             NEED_VALUE;
             if ((o->backend = wm_host_backend_parse(v)) < 0)
-                return usage_error("--backend: cpu, cuda or auto, not '%s'", v);
+                return wm_cli_usage_error("--backend: cpu, cuda or auto, not '%s'", v);
         } else if (!strcmp(a, "--threads")) {
             NEED_VALUE;
-            if (!parse_ll(v, 0, 4096, &n)) return usage_error("--threads: '%s' is not a count", v);
+            if (!wm_cli_parse_ll(v, 0, 4096, &n)) return wm_cli_usage_error("--threads: '%s' is not a count", v);
             o->threads = (int)n;
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE;
-            if (!parse_u64(v, &o->seed)) return usage_error("--seed: '%s' is not a seed", v);
+            if (!wm_cli_parse_u64(v, &o->seed)) return wm_cli_usage_error("--seed: '%s' is not a seed", v);
         } else if (!strcmp(a, "--prompt")) {
             NEED_VALUE;
             o->prompt = v;
@@ -227,12 +188,12 @@ static int parse_args(int argc, char **argv, options *o) {
             o->actions = v;
         } else if (!strcmp(a, "--frames")) {
             NEED_VALUE;
-            if (!parse_ll(v, 1, 1LL << 40, &o->frames))
-                return usage_error("--frames: '%s' is not a frame count", v);
+            if (!wm_cli_parse_ll(v, 1, 1LL << 40, &o->frames))
+                return wm_cli_usage_error("--frames: '%s' is not a frame count", v);
         } else if (!strcmp(a, "--max-frames")) {
             NEED_VALUE;
-            if (!parse_ll(v, 1, 1LL << 40, &o->max_frames))
-                return usage_error("--max-frames: '%s' is not a count", v);
+            if (!wm_cli_parse_ll(v, 1, 1LL << 40, &o->max_frames))
+                return wm_cli_usage_error("--max-frames: '%s' is not a count", v);
         } else if (!strcmp(a, "--out-dir")) {
             NEED_VALUE;
             o->out_dir = v;
@@ -241,7 +202,7 @@ static int parse_args(int argc, char **argv, options *o) {
             o->state_dir = v;
         } else if (!strcmp(a, "--scale")) {
             NEED_VALUE;
-            if (!parse_ll(v, 1, 64, &n)) return usage_error("--scale: '%s' is not in 1..64", v);
+            if (!wm_cli_parse_ll(v, 1, 64, &n)) return wm_cli_usage_error("--scale: '%s' is not in 1..64", v);
             o->scale = (int)n;
         } else if (!strcmp(a, "--fullscreen")) {
             o->fullscreen = 1;
@@ -257,15 +218,15 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
         } else {
-            return usage_error("unknown option '%s'", a);
+            return wm_cli_usage_error("unknown option '%s'", a);
         }
 #undef NEED_VALUE
     }
     if (o->actions && !o->headless)
-        return usage_error("--actions needs --headless (the window takes live input)");
-    if (o->actions && o->replay) return usage_error("--actions and --replay exclude each other");
+        return wm_cli_usage_error("--actions needs --headless (the window takes live input)");
+    if (o->actions && o->replay) return wm_cli_usage_error("--actions and --replay exclude each other");
     if (o->frames > 0 && !o->headless)
-        return usage_error("--frames is for --headless (the window: --max-frames)");
+        return wm_cli_usage_error("--frames is for --headless (the window: --max-frames)");
     return 0;
 }
 
@@ -754,12 +715,12 @@ static int run_window(app *a) {
     const wm_model_info *info = &a->pl.info;
     const options *o = &a->o;
     if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS) != 0)
-        return runtime_error("SDL_Init: %s (no display? --headless runs without a window)", SDL_GetError());
+        return wm_cli_runtime_error("SDL_Init: %s (no display? --headless runs without a window)", SDL_GetError());
     /* without a display SDL falls back to an invisible window: refuse unless asked for explicitly */
     const char *drv = SDL_GetCurrentVideoDriver(), *asked = getenv("SDL_VIDEODRIVER");
     if (drv && (!strcmp(drv, "offscreen") || !strcmp(drv, "dummy")) && !(asked && *asked)) {
         SDL_Quit();
-        return runtime_error(
+        return wm_cli_runtime_error(
             "no display to open a window on (DISPLAY / WAYLAND_DISPLAY unset): use --headless, "
             "or SDL_VIDEODRIVER=%s to play without seeing anything",
             drv);
@@ -782,12 +743,12 @@ static int run_window(app *a) {
                                        info->width * scale, info->height * scale,
                                        SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI |
                                            (o->fullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP : 0));
-    if (!win) return runtime_error("SDL_CreateWindow: %s", SDL_GetError());
+    if (!win) return wm_cli_runtime_error("SDL_CreateWindow: %s", SDL_GetError());
     SDL_Renderer *ren = SDL_CreateRenderer(win, -1, 0);
-    if (!ren) return runtime_error("SDL_CreateRenderer: %s", SDL_GetError());
+    if (!ren) return wm_cli_runtime_error("SDL_CreateRenderer: %s", SDL_GetError());
     SDL_Texture *tex =
         SDL_CreateTexture(ren, SDL_PIXELFORMAT_RGB24, SDL_TEXTUREACCESS_STREAMING, info->width, info->height);
-    if (!tex) return runtime_error("SDL_CreateTexture: %s", SDL_GetError());
+    if (!tex) return wm_cli_runtime_error("SDL_CreateTexture: %s", SDL_GetError());
     SDL_StopTextInput(); /* on by default on desktops; only the prompt box wants it */
     if (o->verbose) {
         SDL_RendererInfo ri;
@@ -796,10 +757,10 @@ static int run_window(app *a) {
     }
 
     uint8_t *shown = calloc(a->pl.frame_bytes, 1);
-    if (!shown) return runtime_error("out of memory");
+    if (!shown) return wm_cli_runtime_error("out of memory");
     /* generation starts once the window is up (everything above may fail without a thread to stop) */
     a->thread = SDL_CreateThread(generator_main, "wm-generator", a);
-    if (!a->thread) return runtime_error("SDL_CreateThread: %s", SDL_GetError());
+    if (!a->thread) return wm_cli_runtime_error("SDL_CreateThread: %s", SDL_GetError());
     int64_t shown_index = -1, n_shown = 0;
     hud h = {0};
     int hud_on = !o->no_hud, typing = 0, mouse_grab = 0, running = 1, ret = 0, fullscreen = o->fullscreen;
@@ -1017,7 +978,7 @@ static int run_window(app *a) {
         if (dirty) SDL_UpdateTexture(tex, NULL, shown, info->width * 3);
         if (failed) {
             SDL_LockMutex(a->mu);
-            ret = runtime_error("%s", a->error);
+            ret = wm_cli_runtime_error("%s", a->error);
             SDL_UnlockMutex(a->mu);
             break;
         }
@@ -1113,7 +1074,7 @@ static int run_window(app *a) {
     SDL_UnlockMutex(a->mu);
     SDL_WaitThread(a->thread, NULL);
     a->thread = NULL;
-    if (a->failed && !ret) ret = runtime_error("%s", a->error);
+    if (a->failed && !ret) ret = wm_cli_runtime_error("%s", a->error);
     for (int i = 0; i < MAX_PADS; i++)
         if (pads[i]) SDL_GameControllerClose(pads[i]);
     for (int i = 0; i < n_presets; i++) free(presets[i]);
@@ -1176,7 +1137,7 @@ static int run_headless(app *a) {
         action_script s = {0};
         char err[2048];
         if (o->actions && action_script_load(o->actions, &p->info, &s, err, sizeof err) != 1)
-            return runtime_error("%s", err);
+            return wm_cli_runtime_error("%s", err);
         for (int i = 0; i < s.n; i++) timeline_push_action(&script, &s.actions[i]);
         action_script_free(&s);
         timeline_set_prompt(&script, 0, p->prompt_kind, p->prompt);
@@ -1194,19 +1155,19 @@ static int run_headless(app *a) {
     while (player_frame(p) < end) {
         if (g_interrupted) {
             fputc('\n', stderr);
-            ret = runtime_error("interrupted at frame %" PRId64, player_frame(p));
+            ret = wm_cli_runtime_error("interrupted at frame %" PRId64, player_frame(p));
             break;
         }
         if (o->record && !player_recording(p) && player_frame(p) == rec_from) {
             if (!player_record_start(p, o->record)) {
-                ret = runtime_error("%s", p->err);
+                ret = wm_cli_runtime_error("%s", p->err);
                 break;
             }
         }
         if (!player_chunk(p, NULL)) {
             if (g_interrupted) fputc('\n', stderr);
-            ret = g_interrupted ? runtime_error("interrupted at frame %" PRId64, player_frame(p))
-                                : runtime_error("frame %" PRId64 ": %s", player_frame(p), p->err);
+            ret = g_interrupted ? wm_cli_runtime_error("interrupted at frame %" PRId64, player_frame(p))
+                                : wm_cli_runtime_error("frame %" PRId64 ": %s", player_frame(p), p->err);
             break;
         }
         progress(o, player_frame(p) < end ? player_frame(p) : end, end, p->stats.last_chunk_ms, now_ms() - t0,
@@ -1219,7 +1180,7 @@ static int run_headless(app *a) {
         char saved[PATH_MAX];
         snprintf(saved, sizeof saved, "%s", path);
         if (!player_record_stop(p)) {
-            if (!ret) ret = runtime_error("%s", p->err);
+            if (!ret) ret = wm_cli_runtime_error("%s", p->err);
         } else if (!o->quiet) {
             fprintf(stderr, "%s: recorded %" PRId64 " frames to %s (+ .json)\n", g_prog, n, saved);
         }
@@ -1262,6 +1223,7 @@ static int finish(app *a, int ret) {
 }
 
 int main(int argc, char **argv) {
+    wm_cli_set_prog(g_prog);
     app *a = calloc(1, sizeof *a);
     if (!a) return EXIT_RUNTIME;
     int rc = parse_args(argc, argv, &a->o);
@@ -1273,7 +1235,7 @@ int main(int argc, char **argv) {
     char err[4096];
     if (o->replay) {
         if (!timeline_read(&a->replay, o->replay, err, sizeof err))
-            return finish(a, runtime_error("%s", err));
+            return finish(a, wm_cli_runtime_error("%s", err));
         a->replay_mode = 1;
         if (!o->model) o->model = a->replay.model;
         o->random_weights = o->random_weights || a->replay.random_weights;
@@ -1289,7 +1251,7 @@ int main(int argc, char **argv) {
         int random = 0;
         if (!wm_host_default_model(WM_ASSETS_DIR, model_buf, sizeof model_buf, &random))
             return finish(
-                a, usage_error("no model: pass --model DIR (%s has neither game/ nor demo/config.json)",
+                a, wm_cli_usage_error("no model: pass --model DIR (%s has neither game/ nor demo/config.json)",
                                WM_ASSETS_DIR));
         o->model = model_buf;
         if (random && !o->random_weights) {
@@ -1305,10 +1267,10 @@ int main(int argc, char **argv) {
     const char *plugin = o->plugin ? o->plugin : getenv("WM_PLUGIN");
     if (!plugin || !*plugin) plugin = WM_DEFAULT_PLUGIN;
     void *so = SDL_LoadObject(plugin);
-    if (!so) return finish(a, runtime_error("cannot load the plugin %s: %s", plugin, SDL_GetError()));
+    if (!so) return finish(a, wm_cli_runtime_error("cannot load the plugin %s: %s", plugin, SDL_GetError()));
     const wm_api *api =
         wm_host_get_api((wm_get_api_fn)SDL_LoadFunction(so, WM_GET_API_SYMBOL), plugin, err, sizeof err);
-    if (!api) return finish(a, runtime_error("%s", err));
+    if (!api) return finish(a, wm_cli_runtime_error("%s", err));
     if (o->verbose) printf("%s: plugin %s: %s\n", g_prog, plugin, api->build_info());
 
     player_options po = {o->model,  o->random_weights,   o->weight_seed, o->backend, o->threads, o->seed,
@@ -1327,7 +1289,7 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < n; i++) free(presets[i]);
     }
-    if (!player_open(&a->pl, api, &po)) return finish(a, runtime_error("%s", a->pl.err));
+    if (!player_open(&a->pl, api, &po)) return finish(a, wm_cli_runtime_error("%s", a->pl.err));
     const wm_model_info *info = &a->pl.info;
     if (!o->quiet)
         printf("%s: %s %dx%d @ %g fps on %s%s%s%s%s, seed %" PRIu64 "%s%s%s\n", g_prog, info->name,
@@ -1339,9 +1301,9 @@ int main(int argc, char **argv) {
                info->prompt_kind == WM_PROMPT_TEXT ? "\"" : "");
     if (a->replay_mode) {
         if (!timeline_bind(&a->replay, info, o->replay, err, sizeof err))
-            return finish(a, runtime_error("%s", err));
+            return finish(a, wm_cli_runtime_error("%s", err));
         if (a->replay.width && (a->replay.width != info->width || a->replay.height != info->height))
-            return finish(a, runtime_error("%s: recorded at %dx%d, the model makes %dx%d frames", o->replay,
+            return finish(a, wm_cli_runtime_error("%s: recorded at %dx%d, the model makes %dx%d frames", o->replay,
                                            a->replay.width, a->replay.height, info->width, info->height));
         if (a->replay.backend && strcmp(a->replay.backend, wm_host_backend_name(info->backend)) && !o->quiet)
             printf("%s: note: recorded on %s, replaying on %s: frames match bit for bit only on the same "
@@ -1363,7 +1325,7 @@ int main(int argc, char **argv) {
         a->cv = SDL_CreateCond();
         a->pending_input_ms = -1;
         a->lat_frame = -1;
-        if (!a->ring || !a->ring_index || !a->mu || !a->cv) return finish(a, runtime_error("out of memory"));
+        if (!a->ring || !a->ring_index || !a->mu || !a->cv) return finish(a, wm_cli_runtime_error("out of memory"));
         if (o->record && !a->replay_mode) a->want_record = 1; /* --record: from the first chunk */
         ret = run_window(a);
         if (!ret && a->replay_mode) {

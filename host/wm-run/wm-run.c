@@ -5,6 +5,7 @@
 #include "actions.h"
 #include "st_reader.h"
 #include "video_writer.h"
+#include "cli.h"
 #include "wm.h"
 
 #include <dirent.h>
@@ -28,7 +29,7 @@
 #define WM_ASSETS_DIR "assets"
 #endif
 
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+enum { EXIT_RUNTIME = WM_CLI_EXIT_RUNTIME, EXIT_USAGE = WM_CLI_EXIT_USAGE };
 
 typedef struct options {
     const char *plugin;
@@ -91,46 +92,6 @@ static void usage(FILE *f) {
                                    : ".y4m and .rgb (no FFmpeg)");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(try %s --help)\n", g_prog);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int runtime_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", g_prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_RUNTIME;
-}
-
-static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 0);
-    if (end == s || *end || errno || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (*s == '-') return 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (end == s || *end || errno) return 0;
-    *out = v;
-    return 1;
-}
 
 /* Returns 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
@@ -145,7 +106,7 @@ static int parse_args(int argc, char **argv, options *o) {
 /* consumes the option's value */
 #define NEED_VALUE()                                                                                         \
     do {                                                                                                     \
-        if (!val) return usage_error("%s needs a value", a);                                                 \
+        if (!val) return wm_cli_usage_error("%s needs a value", a);                                                 \
         i++;                                                                                                 \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -159,11 +120,11 @@ static int parse_args(int argc, char **argv, options *o) {
             o->model = val;
         } else if (!strcmp(a, "--random-weights")) {
             o->random_weights = 1;
-            if (i + 1 < argc && parse_u64(argv[i + 1], &o->weight_seed)) i++; /* optional SEED */
+            if (i + 1 < argc && wm_cli_parse_u64(argv[i + 1], &o->weight_seed)) i++; /* optional SEED */
         } else if (!strcmp(a, "--frames")) {
             NEED_VALUE();
-            if (!parse_ll(val, 1, (long long)1 << 40, &v))
-                return usage_error("--frames: '%s' is not a positive integer", val);
+            if (!wm_cli_parse_ll(val, 1, (long long)1 << 40, &v))
+                return wm_cli_usage_error("--frames: '%s' is not a positive integer", val);
             o->frames = v;
         } else if (!strcmp(a, "--prompt")) {
             NEED_VALUE();
@@ -173,8 +134,8 @@ static int parse_args(int argc, char **argv, options *o) {
             o->prompt_embedding = val;
         } else if (!strcmp(a, "--seed")) {
             NEED_VALUE();
-            if (!parse_u64(val, &o->seed))
-                return usage_error("--seed: '%s' is not a non-negative integer", val);
+            if (!wm_cli_parse_u64(val, &o->seed))
+                return wm_cli_usage_error("--seed: '%s' is not a non-negative integer", val);
         } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
             NEED_VALUE();
             o->out = val;
@@ -196,20 +157,20 @@ static int parse_args(int argc, char **argv, options *o) {
             else if (!strcmp(val, "auto"))
                 o->backend = WM_BACKEND_AUTO;
             else
-                return usage_error("--backend: '%s' is not one of cpu, cuda, auto", val);
+                return wm_cli_usage_error("--backend: '%s' is not one of cpu, cuda, auto", val);
         } else if (!strcmp(a, "--threads")) {
             NEED_VALUE();
-            if (!parse_ll(val, 0, 4096, &v))
-                return usage_error("--threads: '%s' is not an integer in [0, 4096]", val);
+            if (!wm_cli_parse_ll(val, 0, 4096, &v))
+                return wm_cli_usage_error("--threads: '%s' is not an integer in [0, 4096]", val);
             o->threads = (int)v;
         } else if (!strcmp(a, "--window")) {
             NEED_VALUE();
-            if (!parse_ll(val, -1, INT_MAX, &v))
-                return usage_error("--window: '%s' is not -1 or a frame count", val);
+            if (!wm_cli_parse_ll(val, -1, INT_MAX, &v))
+                return wm_cli_usage_error("--window: '%s' is not -1 or a frame count", val);
             o->window = (int)v;
         } else if (!strcmp(a, "--sinks")) {
             NEED_VALUE();
-            if (!parse_ll(val, 0, INT_MAX, &v)) return usage_error("--sinks: '%s' is not a frame count", val);
+            if (!wm_cli_parse_ll(val, 0, INT_MAX, &v)) return wm_cli_usage_error("--sinks: '%s' is not a frame count", val);
             o->sinks = (int)v;
         } else if (!strcmp(a, "--info")) {
             o->info_only = 1;
@@ -218,12 +179,12 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
             o->verbose = 1;
         } else {
-            return usage_error("unknown argument '%s'", a);
+            return wm_cli_usage_error("unknown argument '%s'", a);
         }
 #undef NEED_VALUE
     }
     if (o->prompt && o->prompt_embedding)
-        return usage_error("--prompt and --prompt-embedding exclude each other");
+        return wm_cli_usage_error("--prompt and --prompt-embedding exclude each other");
     return 0;
 }
 
@@ -383,6 +344,7 @@ static long long frames_after_chunk(const wm_model_info *info, long long c) {
 }
 
 int main(int argc, char **argv) {
+    wm_cli_set_prog(g_prog);
     options o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
@@ -394,7 +356,7 @@ int main(int argc, char **argv) {
         model_path = WM_ASSETS_DIR "/demo/config.json";
     if (!model_path && find_shipped_model(model_buf, sizeof model_buf)) model_path = model_buf;
     if (!model_path)
-        return usage_error(
+        return wm_cli_usage_error(
             "no model: pass --model DIR (no model is shipped in %s; --random-weights runs a config "
             "without weights)",
             WM_ASSETS_DIR);
@@ -403,13 +365,13 @@ int main(int argc, char **argv) {
     char plugin_buf[PATH_MAX];
     const char *plugin_path = find_plugin(&o, plugin_buf, sizeof plugin_buf);
     void *so = dlopen(plugin_path, RTLD_NOW | RTLD_LOCAL);
-    if (!so) return runtime_error("cannot load the plugin: %s", dlerror());
+    if (!so) return wm_cli_runtime_error("cannot load the plugin: %s", dlerror());
     wm_get_api_fn get_api = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);
-    if (!get_api) return runtime_error("%s: no symbol %s: not a wm plugin", plugin_path, WM_GET_API_SYMBOL);
+    if (!get_api) return wm_cli_runtime_error("%s: no symbol %s: not a wm plugin", plugin_path, WM_GET_API_SYMBOL);
     const wm_api *api = get_api(WM_API_VERSION);
-    if (!api) return runtime_error("%s does not speak wm API version %u", plugin_path, WM_API_VERSION);
+    if (!api) return wm_cli_runtime_error("%s does not speak wm API version %u", plugin_path, WM_API_VERSION);
     if (api->struct_size < sizeof(wm_api))
-        return runtime_error("%s: API table of %u bytes, this host needs %zu", plugin_path, api->struct_size,
+        return wm_cli_runtime_error("%s: API table of %u bytes, this host needs %zu", plugin_path, api->struct_size,
                              sizeof(wm_api));
     if (o.verbose) fprintf(stderr, "wm-run: plugin %s: %s\n", plugin_path, api->build_info());
 
@@ -433,13 +395,13 @@ int main(int argc, char **argv) {
     wm_model *model = NULL;
     wm_status st = api->model_load(&mp, &model);
     if (st != WM_OK)
-        return runtime_error("cannot load model %s: %s: %s", model_path, api->status_string(st),
+        return wm_cli_runtime_error("cannot load model %s: %s: %s", model_path, api->status_string(st),
                              api->last_error());
     wm_model_info info;
     memset(&info, 0, sizeof info);
     info.size = sizeof info;
     st = api->model_get_info(model, &info);
-    if (st != WM_OK) return runtime_error("model info: %s: %s", api->status_string(st), api->last_error());
+    if (st != WM_OK) return wm_cli_runtime_error("model info: %s: %s", api->status_string(st), api->last_error());
     if (o.info_only) {
         print_info(&info, model_path, o.random_weights);
         api->model_free(model);
@@ -461,19 +423,19 @@ int main(int argc, char **argv) {
     char err[2048];
 
     if (o.out && info.width <= 0) {
-        ret = usage_error("model %s has no decoder (latents only): use --latents FILE instead of --out",
+        ret = wm_cli_usage_error("model %s has no decoder (latents only): use --latents FILE instead of --out",
                           info.name);
         goto done;
     }
     if (o.actions) {
         const int ok = action_script_load(o.actions, &info, &script, err, sizeof err);
         if (ok != 1) {
-            ret = ok == 0 ? usage_error("%s", err) : runtime_error("%s", err);
+            ret = ok == 0 ? wm_cli_usage_error("%s", err) : wm_cli_runtime_error("%s", err);
             goto done;
         }
     }
     if (o.prompt && info.prompt_kind != WM_PROMPT_TEXT) {
-        ret = usage_error("model %s takes a prompt embedding, not text: use --prompt-embedding FILE",
+        ret = wm_cli_usage_error("model %s takes a prompt embedding, not text: use --prompt-embedding FILE",
                           info.name);
         goto done;
     }
@@ -487,7 +449,7 @@ int main(int argc, char **argv) {
     sp.abort_cb = on_abort;
     st = api->session_new(model, &sp, &session);
     if (st != WM_OK) {
-        ret = runtime_error("cannot start a session: %s: %s", api->status_string(st), api->last_error());
+        ret = wm_cli_runtime_error("cannot start a session: %s: %s", api->status_string(st), api->last_error());
         goto done;
     }
 
@@ -497,7 +459,7 @@ int main(int argc, char **argv) {
         int ndim = 0;
         emb = st_read_f32(o.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
         if (!emb) {
-            ret = runtime_error("%s", err);
+            ret = wm_cli_runtime_error("%s", err);
             goto done;
         }
         if (ndim == 3 && shape[0] == 1) { /* [1, L, D]: a batch of one */
@@ -505,7 +467,7 @@ int main(int argc, char **argv) {
             ndim = 2;
         }
         if (ndim != 2 || shape[0] > INT_MAX || shape[1] > INT_MAX) {
-            ret = usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.prompt_embedding);
+            ret = wm_cli_usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.prompt_embedding);
             goto done;
         }
         st = api->session_set_prompt_embeddings(session, emb, (int)shape[0], (int)shape[1]);
@@ -520,7 +482,7 @@ int main(int argc, char **argv) {
         st = emb ? api->session_set_prompt_embeddings(session, emb, 1, info.text_dim) : WM_ERR_OUT_OF_MEMORY;
     }
     if (st != WM_OK) {
-        ret = runtime_error("cannot set the prompt: %s: %s", api->status_string(st), api->last_error());
+        ret = wm_cli_runtime_error("cannot set the prompt: %s: %s", api->status_string(st), api->last_error());
         goto done;
     }
 
@@ -529,14 +491,14 @@ int main(int argc, char **argv) {
     if (info.width > 0) {
         rgb = malloc(pitch * (size_t)info.height);
         if (!rgb) {
-            ret = runtime_error("out of memory");
+            ret = wm_cli_runtime_error("out of memory");
             goto done;
         }
     }
     if (o.out) {
         writer = video_writer_open(o.out, info.width, info.height, info.fps, o.encoder, err, sizeof err);
         if (!writer) {
-            ret = runtime_error("%s", err);
+            ret = wm_cli_runtime_error("%s", err);
             goto done;
         }
     } else if (!o.quiet) {
@@ -548,7 +510,7 @@ int main(int argc, char **argv) {
         latf = fopen(o.latents, "wb");
         lat = malloc(lat_n * sizeof *lat);
         if (!latf || !lat) {
-            ret = runtime_error("%s: cannot open for writing", o.latents);
+            ret = wm_cli_runtime_error("%s: cannot open for writing", o.latents);
             goto done;
         }
     }
@@ -559,7 +521,7 @@ int main(int argc, char **argv) {
     dit_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
     dec_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
     if (!chunk_ms || !dit_ms || !dec_ms) {
-        ret = runtime_error("out of memory");
+        ret = wm_cli_runtime_error("out of memory");
         goto done;
     }
     long long done_frames = 0, pushed = 0, n_chunks = 0, n_timed = 0;
@@ -576,7 +538,7 @@ int main(int argc, char **argv) {
             wm_action a = action_script_get(&script, pushed);
             st = api->session_push_action(session, &a);
             if (st != WM_OK) {
-                ret = runtime_error("action of frame %lld: %s: %s", pushed, api->status_string(st),
+                ret = wm_cli_runtime_error("action of frame %lld: %s: %s", pushed, api->status_string(st),
                                     api->last_error());
                 goto done;
             }
@@ -585,11 +547,11 @@ int main(int argc, char **argv) {
         st = api->session_generate(session, &n);
         if (st == WM_ERR_ABORTED && g_interrupted) {
             if (!o.quiet) fputc('\n', stderr);
-            ret = runtime_error("interrupted after %lld frames", done_frames);
+            ret = wm_cli_runtime_error("interrupted after %lld frames", done_frames);
             goto done;
         }
         if (st != WM_OK) {
-            ret = runtime_error("chunk %lld: %s: %s", n_chunks, api->status_string(st), api->last_error());
+            ret = wm_cli_runtime_error("chunk %lld: %s: %s", n_chunks, api->status_string(st), api->last_error());
             goto done;
         }
         n_chunks++;
@@ -604,12 +566,12 @@ int main(int argc, char **argv) {
             int lf = 0;
             st = api->session_read_latents(session, lat, lat_n, &lf);
             if (st != WM_OK) {
-                ret = runtime_error("latents: %s: %s", api->status_string(st), api->last_error());
+                ret = wm_cli_runtime_error("latents: %s: %s", api->status_string(st), api->last_error());
                 goto done;
             }
             const size_t count = lat_n / (size_t)info.latent_frames_per_chunk * (size_t)lf;
             if (fwrite(lat, sizeof *lat, count, latf) != count) {
-                ret = runtime_error("%s: write failed", o.latents);
+                ret = wm_cli_runtime_error("%s: write failed", o.latents);
                 goto done;
             }
         }
@@ -619,13 +581,13 @@ int main(int argc, char **argv) {
                 int64_t index = -1;
                 st = api->session_read_frame(session, rgb, pitch, pitch * (size_t)info.height, &index);
                 if (st != WM_OK) {
-                    ret = runtime_error("frame %lld: %s: %s", done_frames, api->status_string(st),
+                    ret = wm_cli_runtime_error("frame %lld: %s: %s", done_frames, api->status_string(st),
                                         api->last_error());
                     goto done;
                 }
                 if (done_frames < o.frames) {
                     if (writer && !video_writer_write(writer, rgb, pitch, err, sizeof err)) {
-                        ret = runtime_error("%s: %s", o.out, err);
+                        ret = wm_cli_runtime_error("%s: %s", o.out, err);
                         goto done;
                     }
                     done_frames++;
@@ -635,7 +597,7 @@ int main(int argc, char **argv) {
             done_frames += n < o.frames - done_frames ? n : o.frames - done_frames;
         }
         if (n <= 0) {
-            ret = runtime_error("chunk %lld produced no frame", n_chunks - 1);
+            ret = wm_cli_runtime_error("chunk %lld produced no frame", n_chunks - 1);
             goto done;
         }
         progress(&o, done_frames, o.frames, n_timed ? chunk_ms[n_timed - 1] : 0, now_s() - t0,
@@ -667,12 +629,12 @@ done:
         char what[256];
         snprintf(what, sizeof what, "%s", desc);
         if (!video_writer_close(writer, err, sizeof err)) {
-            if (!ret) ret = runtime_error("%s: %s", o.out, err);
+            if (!ret) ret = wm_cli_runtime_error("%s: %s", o.out, err);
         } else if (!o.quiet) {
             fprintf(stderr, "wm-run: wrote %s: %s\n", o.out, what);
         }
     }
-    if (latf && fclose(latf) != 0 && !ret) ret = runtime_error("%s: write failed", o.latents);
+    if (latf && fclose(latf) != 0 && !ret) ret = wm_cli_runtime_error("%s: write failed", o.latents);
     free(chunk_ms);
     free(dit_ms);
     free(dec_ms);
