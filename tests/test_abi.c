@@ -108,6 +108,7 @@ static void test_table(void) {
         F(session_state_save),
         F(session_state_load),
         F(session_get_stats),
+        F(session_prefill_latents),
 #undef F
     };
     size_t n = sizeof fns / sizeof fns[0];

@@ -181,6 +181,12 @@ typedef struct wm_api {
     wm_status (*session_state_load)(wm_session *s, const void *src, size_t size);
 
     wm_status (*session_get_stats)(const wm_session *s, wm_stats *stats);
+
+    /* Context instead of generation: commits n_frames (a multiple of latent_frames_per_chunk) known
+     * latents [n_frames][C][H][W] (e.g. real frames through the model's encoder) at the next frame
+     * positions, chunk by chunk, through the same cache pass a generated chunk gets; they are decoded
+     * like generated frames and consume queued actions. *n_video (may be NULL): video frames made. */
+    wm_status (*session_prefill_latents)(wm_session *s, const float *latents, int n_frames, int *n_video);
 } wm_api;
 
 typedef const wm_api *(*wm_get_api_fn)(uint32_t version);

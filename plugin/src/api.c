@@ -99,6 +99,9 @@ static wm_status state_save(const wm_session *s, void *dst, size_t size) {
 static wm_status state_load(wm_session *s, const void *src, size_t size) {
     SESSION_CALL(wm_session_state_load_impl(s, src, size));
 }
+static wm_status prefill_latents(wm_session *s, const float *l, int n, int *nv) {
+    SESSION_CALL(wm_session_prefill_impl(s, l, n, nv));
+}
 static wm_status get_stats(const wm_session *s, wm_stats *st) {
     wm_clear_error();
     if (!s || !st) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "get_stats: NULL argument");
@@ -132,6 +135,7 @@ static const wm_api g_api_v1 = {
     .session_state_save = state_save,
     .session_state_load = state_load,
     .session_get_stats = get_stats,
+    .session_prefill_latents = prefill_latents,
 };
 
 WM_EXPORT const wm_api *wm_get_api(uint32_t version) {

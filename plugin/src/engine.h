@@ -75,6 +75,7 @@ wm_status wm_session_set_prompt_text_impl(wm_session *s, const char *text);
 wm_status wm_session_set_prompt_emb_impl(wm_session *s, const float *emb, int n_tokens, int dim);
 wm_status wm_session_push_action_impl(wm_session *s, const wm_action *a);
 wm_status wm_session_generate_impl(wm_session *s, int *n_frames);
+wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_frames, int *n_video);
 wm_status wm_session_read_frame_impl(wm_session *s, uint8_t *rgb, size_t pitch, size_t size, int64_t *index);
 wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int *n_frames);
 wm_status wm_session_reset_impl(wm_session *s);
@@ -90,6 +91,11 @@ int wm_sampler_timesteps(const wm_config *c, float *t);
 float wm_sampler_sigma(const wm_config *c, float t);
 /* Denoises the next chunk and commits its K/V. x0 of the chunk ends in s->x0. */
 wm_status wm_sampler_chunk(wm_session *s);
+/* The cache pass over the chunk's clean latents in s->x0 (actions: per-frame vectors or NULL), then
+ * the commit and eviction. The last step of wm_sampler_chunk, and all of a context prefill. */
+wm_status wm_sampler_commit(wm_session *s, const float *actions);
+/* Per-latent-frame action vectors of the next chunk from the queue (not consumed). */
+void wm_sampler_chunk_actions(const wm_session *s, float *out, int F);
 
 /* text.c */
 /* Tokenizes `text` (docs/MODEL.md section 6). Writes at most max ids, returns the count. */

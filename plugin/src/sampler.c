@@ -58,7 +58,7 @@ static void action_vector(const wm_config *c, const wm_action *a, float *v) {
 
 /* Per-latent-frame action vectors: the mean over each latent frame's video frames of the queued
  * actions (the last submitted action when the queue runs out). Does not consume the queue. */
-static void chunk_actions(const wm_session *s, float *out, int F) {
+void wm_sampler_chunk_actions(const wm_session *s, float *out, int F) {
     const wm_config *c = &s->m->cfg;
     const int A = wm_config_action_dim(c);
     float tmp[WM_MAX_BUTTONS + WM_MAX_AXES + 2];
@@ -98,7 +98,7 @@ wm_status wm_sampler_chunk(wm_session *s) {
     const int nsteps = wm_sampler_timesteps(c, t);
     const float *actions = NULL;
     if (wm_config_action_dim(c) > 0) {
-        chunk_actions(s, acts, F);
+        wm_sampler_chunk_actions(s, acts, F);
         actions = acts;
     }
     const int64_t nv = s->n_valid_frames * s->tpf;
@@ -122,6 +122,17 @@ wm_status wm_sampler_chunk(wm_session *s) {
         }
     }
     if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
+    return wm_sampler_commit(s, actions);
+}
+
+wm_status wm_sampler_commit(wm_session *s, const float *actions) {
+    wm_model *m = s->m;
+    const wm_config *c = &m->cfg;
+    wm_backend *be = m->be;
+    const int F = c->num_frame_per_block;
+    const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
+    const int64_t frame0 = s->next_latent, nv = s->n_valid_frames * s->tpf;
+    float tf[64];
     /* the cache pass: the clean x0 at timestep context_noise (Self-Forcing's inference pipeline); its K/V stay */
     be->copy(be, s->x, s->x0, n);
     for (int f = 0; f < F; f++) tf[f] = c->context_noise;

@@ -215,17 +215,13 @@ static int decode_chunk(wm_session *s) {
     return produced;
 }
 
-wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
-    if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "generate: NULL session");
+/* After a chunk's latents sit committed in s->x0: keep a host copy, consume the chunk's queued actions,
+ * decode its frames, update the stats. t0..t1 was the DiT part. */
+static wm_status finish_chunk(wm_session *s, int64_t frame0, double t0, double t1, int *n_frames) {
     const wm_config *c = &s->m->cfg;
     wm_backend *be = s->m->be;
-    double t0 = wm_now_ms();
-    const int64_t frame0 = s->next_latent;
-    wm_status st = wm_sampler_chunk(s);
-    if (st != WM_OK) return st;
     be->download(be, s->latents_host, s->x0, latent_floats(c));
     s->latents_frames = c->num_frame_per_block;
-    double t1 = wm_now_ms();
     /* video frames this chunk covers; consume their queued actions */
     int64_t vf = 0;
     for (int f = 0; f < c->num_frame_per_block; f++) vf += (frame0 + f == 0) ? 1 : s->upscale;
@@ -248,6 +244,51 @@ wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
     s->stats.backend_bytes = (int64_t)be->bytes_in_use(be);
     if (s->stats.backend_bytes > s->stats.backend_peak_bytes) s->stats.backend_peak_bytes = s->stats.backend_bytes;
     if (n_frames) *n_frames = (int)vf;
+    return WM_OK;
+}
+
+wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
+    if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "generate: NULL session");
+    double t0 = wm_now_ms();
+    const int64_t frame0 = s->next_latent;
+    wm_status st = wm_sampler_chunk(s);
+    if (st != WM_OK) return st;
+    return finish_chunk(s, frame0, t0, wm_now_ms(), n_frames);
+}
+
+wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_frames, int *n_video) {
+    if (!s || !latents) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "prefill_latents: NULL argument");
+    const wm_config *c = &s->m->cfg;
+    const int F = c->num_frame_per_block;
+    if (n_frames <= 0 || n_frames % F)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "prefill_latents: %d frames, need a positive multiple of %d (frames per chunk)",
+                            n_frames, F);
+    if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
+    const size_t per_chunk = latent_floats(c);
+    for (size_t i = 0; i < per_chunk * (size_t)(n_frames / F); i++)
+        if (!isfinite(latents[i])) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "prefill_latents: element %zu is not finite", i);
+    if (n_video) *n_video = 0;
+    float acts[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)];
+    for (int k = 0; k < n_frames / F; k++) {
+        if (s->window < 0 && s->n_valid_frames + F > s->cap_frames)
+            return wm_set_error(WM_ERR_STATE, "KV cache full: %lld latent frames cached, capacity %d (unbounded policy)",
+                                (long long)s->n_valid_frames, s->cap_frames);
+        double t0 = wm_now_ms();
+        const int64_t frame0 = s->next_latent;
+        const float *actions = NULL;
+        if (wm_config_action_dim(c) > 0) {
+            wm_sampler_chunk_actions(s, acts, F);
+            actions = acts;
+        }
+        wm_take_failure();
+        s->m->be->upload(s->m->be, s->x0, latents + (size_t)k * per_chunk, per_chunk);
+        wm_status st = wm_sampler_commit(s, actions); /* the cache pass, exactly as after denoising */
+        if (st != WM_OK) return st;
+        int nv = 0;
+        st = finish_chunk(s, frame0, t0, wm_now_ms(), &nv);
+        if (st != WM_OK) return st;
+        if (n_video) *n_video += nv;
+    }
     return WM_OK;
 }
 
