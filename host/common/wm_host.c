@@ -87,3 +87,25 @@ uint64_t wm_host_hash(const void *data, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
+
+int wm_host_is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int wm_host_is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void wm_host_model_dir(const char *model, char *dir, size_t size) {
+    if (wm_host_is_dir(model)) {
+        snprintf(dir, size, "%s", model);
+        return;
+    }
+    const char *slash = strrchr(model, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - model), model);
+}

@@ -19,6 +19,11 @@ const wm_api *wm_host_get_api(wm_get_api_fn get, const char *path, char *err, si
 int wm_host_default_model(const char *assets_dir, char *path, size_t size, int *random_weights);
 
 /* "cpu", "cuda", "auto"; and the reverse (-1 for an unknown name). */
+/* Path tests, and the directory of a model path (the path itself, or the folder of a config.json). */
+int wm_host_is_file(const char *path);
+int wm_host_is_dir(const char *path);
+void wm_host_model_dir(const char *model, char *dir, size_t size);
+
 const char *wm_host_backend_name(int backend);
 int wm_host_backend_parse(const char *name);
 

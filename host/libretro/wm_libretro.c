@@ -99,27 +99,6 @@ static void on_plugin_log(void *user, wm_log_level level, const char *msg) {
              "%s", msg);
 }
 
-static int is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static void model_dir(const char *model, char *dir, size_t size) {
-    if (is_dir(model)) {
-        snprintf(dir, size, "%s", model);
-        return;
-    }
-    const char *slash = strrchr(model, '/');
-    if (!slash)
-        snprintf(dir, size, ".");
-    else
-        snprintf(dir, size, "%.*s", (int)(slash - model), model);
-}
 
 /* ---- the plugin ---- */
 
@@ -134,10 +113,10 @@ static int load_plugin(void) {
         path[0] = 0;
         if (dladdr((void *)&load_plugin, &di) && di.dli_fname) { /* libwm.so beside this core */
             char dir[PATH_MAX];
-            model_dir(di.dli_fname, dir, sizeof dir);
+            wm_host_model_dir(di.dli_fname, dir, sizeof dir);
             snprintf(path, sizeof path, "%s/libwm.so", dir);
         }
-        if (!path[0] || !is_file(path)) snprintf(path, sizeof path, "%s", WM_DEFAULT_PLUGIN);
+        if (!path[0] || !wm_host_is_file(path)) snprintf(path, sizeof path, "%s", WM_DEFAULT_PLUGIN);
     }
     g.so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!g.so) {
@@ -202,7 +181,7 @@ RETRO_EXPORT void retro_set_controller_port_device(unsigned port, unsigned devic
 
 static char *first_preset(const char *model) {
     char path[PATH_MAX + 16];
-    if (is_dir(model))
+    if (wm_host_is_dir(model))
         snprintf(path, sizeof path, "%s/config.json", model);
     else
         snprintf(path, sizeof path, "%s", model);
@@ -282,25 +261,25 @@ static int load_map(const char *model) {
     input_map_init(&g.map);
     const char *env = getenv("WM_INPUT_MAP");
     int rc = 1, lenient = 0;
-    model_dir(model, dir, sizeof dir);
+    wm_host_model_dir(model, dir, sizeof dir);
     if (env && *env) {
         snprintf(path, sizeof path, "%s", env);
     } else {
         snprintf(path, sizeof path, "%s/input.map", dir);
-        if (!is_file(path)) snprintf(path, sizeof path, "%s/%s.map", WM_INPUT_MAPS_DIR, g.info.name);
-        if (!is_file(path)) {
+        if (!wm_host_is_file(path)) snprintf(path, sizeof path, "%s/%s.map", WM_INPUT_MAPS_DIR, g.info.name);
+        if (!wm_host_is_file(path)) {
             snprintf(path, sizeof path, "%s/default.map", WM_INPUT_MAPS_DIR);
             lenient = 1;
         }
     }
-    if (is_file(path) || (env && *env))
+    if (wm_host_is_file(path) || (env && *env))
         rc = input_map_load(&g.map, path, &g.info, NULL, NULL, lenient, err, sizeof err);
     if (rc != 1) {
         core_log(RETRO_LOG_ERROR, "%s", err);
         return 0;
     }
     input_map_add_defaults(&g.map, &g.info, NULL, NULL);
-    core_log(RETRO_LOG_INFO, "input map %s: %d bindings", is_file(path) ? path : "(defaults)", g.map.n);
+    core_log(RETRO_LOG_INFO, "input map %s: %d bindings", wm_host_is_file(path) ? path : "(defaults)", g.map.n);
     return 1;
 }
 
@@ -337,10 +316,10 @@ RETRO_EXPORT bool retro_load_game(const struct retro_game_info *game) {
         core_log(RETRO_LOG_ERROR, "no content and no model in %s: load a model's config.json", WM_ASSETS_DIR);
         return false;
     }
-    model_dir(model, dir, sizeof dir);
+    wm_host_model_dir(model, dir, sizeof dir);
     snprintf(probe, sizeof probe, "%s/model.safetensors", dir);
     const char *rw = getenv("WM_RANDOM_WEIGHTS");
-    if ((rw && !strcmp(rw, "1")) || (!random && !is_file(probe))) {
+    if ((rw && !strcmp(rw, "1")) || (!random && !wm_host_is_file(probe))) {
         if (!random && !(rw && !strcmp(rw, "1")))
             core_log(RETRO_LOG_WARN, "%s has no model.safetensors: using seeded random weights", dir);
         random = 1;

@@ -236,28 +236,6 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The model's directory (the path itself, or the folder of a config.json). */
-static void model_dir(const char *model, char *dir, size_t size) {
-    if (is_dir(model)) {
-        snprintf(dir, size, "%s", model);
-        return;
-    }
-    const char *slash = strrchr(model, '/');
-    if (!slash)
-        snprintf(dir, size, ".");
-    else
-        snprintf(dir, size, "%.*s", (int)(slash - model), model);
-}
 
 static void on_log(void *user, wm_log_level level, const char *msg) {
     const options *o = user;
@@ -269,10 +247,10 @@ static void on_log(void *user, wm_log_level level, const char *msg) {
  * host's, docs/MODEL.md). Returns the count. */
 static int load_presets(const char *model, char *presets[MAX_PRESETS]) {
     char dir[PATH_MAX], path[PATH_MAX + 16];
-    if (is_dir(model)) {
+    if (wm_host_is_dir(model)) {
         snprintf(path, sizeof path, "%s/config.json", model);
     } else {
-        model_dir(model, dir, sizeof dir);
+        wm_host_model_dir(model, dir, sizeof dir);
         snprintf(path, sizeof path, "%s", model);
     }
     FILE *f = fopen(path, "rb");
@@ -314,10 +292,10 @@ static int load_input_map(const options *o, const char *model_path, const wm_mod
         used = o->input_map;
         rc = input_map_load(m, used, info, resolve_scancode, NULL, 0, err, sizeof err);
     } else {
-        model_dir(model_path, dir, sizeof dir);
+        wm_host_model_dir(model_path, dir, sizeof dir);
         snprintf(path, sizeof path, "%s/input.map", dir);
-        if (!is_file(path)) snprintf(path, sizeof path, "%s/%s.map", WM_INPUT_MAPS_DIR, info->name);
-        if (is_file(path)) {
+        if (!wm_host_is_file(path)) snprintf(path, sizeof path, "%s/%s.map", WM_INPUT_MAPS_DIR, info->name);
+        if (wm_host_is_file(path)) {
             used = path;
             rc = input_map_load(m, used, info, resolve_scancode, NULL, 0, err, sizeof err);
         } else {
@@ -325,8 +303,8 @@ static int load_input_map(const options *o, const char *model_path, const wm_mod
             snprintf(path, sizeof path, "%s/default.map", WM_INPUT_MAPS_DIR);
             used = path;
             rc =
-                is_file(path) ? input_map_load(m, used, info, resolve_scancode, NULL, 1, err, sizeof err) : 1;
-            if (!is_file(path)) used = NULL;
+                wm_host_is_file(path) ? input_map_load(m, used, info, resolve_scancode, NULL, 1, err, sizeof err) : 1;
+            if (!wm_host_is_file(path)) used = NULL;
         }
     }
     if (rc != 1) {
@@ -727,7 +705,7 @@ static int run_window(app *a) {
     }
     char db[PATH_MAX];
     snprintf(db, sizeof db, "%s/gamecontrollerdb.txt", WM_INPUT_MAPS_DIR);
-    const int n_maps = is_file(db) ? SDL_GameControllerAddMappingsFromFile(db) : 0;
+    const int n_maps = wm_host_is_file(db) ? SDL_GameControllerAddMappingsFromFile(db) : 0;
     if (!o->quiet)
         printf("%s: gamepad mappings: %d from %s%s\n", g_prog, n_maps < 0 ? 0 : n_maps, db,
                n_maps < 0 ? " (unreadable)" : "");
