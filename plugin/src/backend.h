@@ -17,6 +17,8 @@ typedef struct wm_weight wm_weight; /* backend-owned tensor of parameters */
 /* Key/value rows of one attention layer (self-attention cache, or a prompt's cross-attention K/V),
  * kept in the backend's storage format (fp32 on the CPU, bf16 on CUDA). Rows are `dim` wide. */
 typedef struct wm_kv wm_kv;
+/* Sign-LSH hash tables for AnnSA/AnnCA (backend-owned projection). */
+typedef struct wm_lsh wm_lsh;
 
 typedef struct wm_backend wm_backend;
 struct wm_backend {
@@ -91,6 +93,60 @@ struct wm_backend {
     /* out[Mq, H*D] = softmax(q K^T * scale + bias) V per head over rows [0, n_rows) of kv. */
     void (*attention)(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
                       int H, int D, float scale);
+
+    /* ---- TempCache (docs/ACCEL.md): per-row state of a store and the merge primitives ----
+     * A store may carry a match plane: a unit-norm copy of each row's pre-RoPE key, used only to find
+     * correspondences. kv_write_match normalises rows x[n, dim] (backend memory, fp32) into match rows
+     * [row, row+n) (the first call enables the plane; a zero row stays zero). kv_move and kv_compact
+     * carry the match plane and the bias with the rows; kv_read_match/kv_load_match copy it to/from
+     * host fp32 for snapshots (zeros when disabled). */
+    void (*kv_write_match)(wm_backend *be, wm_kv *kv, int64_t row, const float *x, int64_t n);
+    void (*kv_read_match)(wm_backend *be, const wm_kv *kv, float *host, int64_t row, int64_t n);
+    void (*kv_load_match)(wm_backend *be, wm_kv *kv, const float *host, int64_t row, int64_t n);
+    /* Correspondence search: for each match row i in [q0, q0+nq), the row j in [c0, c0+nc) whose
+     * match row has the largest dot product (an ANN may return a near-best j: FAISS's 8-bit scalar
+     * quantizer on the CPU, a bf16 GEMM on CUDA); best[i-q0] = j (-1 when nc == 0) and sim[i-q0] =
+     * the fp32 dot product of the two stored match rows (host arrays). Waits for the device. */
+    void (*kv_match)(wm_backend *be, const wm_kv *kv, int64_t q0, int64_t nq, int64_t c0, int64_t nc,
+                     int64_t *best, float *sim);
+    /* V[dst[i]] = a[i] * V[dst[i]] + b[i] * V[src[i]] for i < n (host arrays; K and the other planes
+     * unchanged; no row is both a dst and a src, no dst repeats). The merge of a group into its
+     * representative. */
+    void (*kv_merge)(wm_backend *be, wm_kv *kv, const int64_t *dst, const int64_t *src, const float *a,
+                     const float *b, int64_t n);
+    /* Rows keep[0..n) (host, strictly ascending) become rows 0..n-1, every plane with them. */
+    void (*kv_compact)(wm_backend *be, wm_kv *kv, const int64_t *keep, int64_t n);
+
+    /* ---- AnnSA / AnnCA (docs/ACCEL.md): sign-LSH buckets and sparse attention ----
+     * A wm_lsh holds `tables` hash tables of `bits` sign bits (bits 1..8, tables 1..4) over head
+     * vectors of D: proj [tables*bits, D] (host fp32, row t*bits + b) is shared by every head. The
+     * bucket of head vector x in table t is sum_b [proj[t*bits+b] . x >= 0] << b (FAISS IndexLSH's
+     * sign rule: bit set when the projection is >= 0). Buckets come from the vectors as stored (CUDA
+     * hashes the bf16 values), so given the same projections both backends assign the same buckets. */
+    wm_lsh *(*lsh_new)(wm_backend *be, int D, int bits, int tables, const float *proj);
+    void (*lsh_free)(wm_backend *be, wm_lsh *lsh);
+    /* AnnSA: like attention over kv rows [0, n_cache + Mq), where rows [n_cache, n_cache + Mq) are
+     * the queries' own chunk, but block-sparse. Per head h: the cache rows [0, n_cache) are ordered by
+     * (bucket in table 0, row) (a stable sort), then the chunk rows follow in order; key blocks are
+     * 128 consecutive rows of that order. The queries are ordered the same way by their own buckets and
+     * cut into 128-row query blocks. Query block qb attends key block kb when kb holds a chunk row, or
+     * some table has a bucket that both some query of qb and some key of kb fall in. Softmax (with
+     * the store's bias, -inf rows contributing nothing) runs over the attended keys only; the output
+     * rows are in the queries' original order. The block pairs go to the density counters. When
+     * every key block is attended and no reordering happens (one bucket), the result is bit-identical
+     * to `attention` (same blocks in the same order). */
+    void (*attention_annsa)(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_cache,
+                            int Mq, int H, int D, float scale, const wm_lsh *lsh);
+    /* AnnCA: cross-attention where the queries come in groups of `group` rows (a latent frame): per
+     * (group, head), only the kv rows [0, n_rows) whose bucket (any table) matches the bucket of at
+     * least one query of the group in the same table take part. A group whose selection is empty gets
+     * zero output. */
+    void (*attention_annca)(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows,
+                            int Mq, int H, int D, float scale, int group, const wm_lsh *lsh);
+    /* Density counters since the last call, then reset: out[0..1] = AnnSA attended / total
+     * (query block, key block) pairs, out[2..3] = AnnCA selected / total (group, head, key) triples.
+     * Waits for the device. */
+    void (*lsh_take_counts)(wm_backend *be, double out[4]);
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
     void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
                      int ph, int pw);
