@@ -109,6 +109,8 @@ static void test_table(void) {
         F(session_state_load),
         F(session_get_stats),
         F(session_prefill_latents),
+        F(session_set_accel),
+        F(session_get_accel),
 #undef F
     };
     size_t n = sizeof fns / sizeof fns[0];

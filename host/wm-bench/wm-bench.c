@@ -3,11 +3,18 @@
  *
  *   wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N] [--backend cpu|cuda|auto]
  *            [--threads N] [--window W] [--sinks S] [--max-cache N] [--seed N] [--json FILE] [--label TEXT]
+ *            [acceleration flags: --accel all, --tempcache, --annsa, ... (accel_args.h)]
+ *
+ * A chunk that fails (out of memory, a full unbounded cache) ends the run early: the JSON still has
+ * every chunk measured so far plus "stopped" with the reason, and the exit status is 3. The per-chunk
+ * arrays (chunk time, cache tokens and bytes, device memory, densities, merges) are what
+ * tools/bench/plot_accel.py draws against frames.
  *
  * The commit is taken from $WM_COMMIT (tools/bench/*.sh set it).
  * Seconds per DiT forward = DiT time of a chunk / (denoising steps + 1 clean pass); the JSON gives
  * both. Compare numbers only within one run on one machine. */
 #define _GNU_SOURCE
+#include "accel_args.h"
 #include "wm.h"
 
 #include <dlfcn.h>
@@ -31,7 +38,8 @@ static double pct(const double *sorted, int n, double p) {
 static void usage(void) {
     fprintf(stderr, "usage: wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N]\n"
                     "                [--backend cpu|cuda|auto] [--threads N] [--window W] [--sinks S] [--max-cache N]\n"
-                    "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH]\n");
+                    "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [acceleration flags]\n%s",
+            wm_accel_args_help);
 }
 
 int main(int argc, char **argv) {
@@ -39,7 +47,15 @@ int main(int argc, char **argv) {
     int random_weights = 0, chunks = 5, warmup = 1, backend = WM_BACKEND_AUTO, threads = 0;
     int window = -2, sinks = -1, max_cache = 0;
     uint64_t seed = 1;
+    wm_accel_params accel;
+    memset(&accel, 0, sizeof accel);
+    /* the plugin's defaults (accel.c) are not known before it is loaded: the same values here */
+    accel.tc_threshold = 0.95f, accel.sa_bits = 3, accel.sa_tables = 1, accel.sa_dense_steps = 0.3f;
+    accel.ca_bits = 3, accel.ca_tables = 2;
     for (int i = 1; i < argc; i++) {
+        int r = wm_accel_parse_arg(argc, argv, &i, &accel);
+        if (r < 0) return 2;
+        if (r > 0) continue;
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (strcmp(a, name) == 0 && v && (i++, 1))
@@ -89,6 +105,9 @@ int main(int argc, char **argv) {
     sp.window_frames = window;
     sp.sink_frames = sinks;
     sp.max_cache_frames = max_cache;
+    sp.accel = accel;
+    char accel_desc[160];
+    wm_accel_describe(&accel, accel_desc, sizeof accel_desc);
     wm_session *s = NULL;
     if (api->session_new(m, &sp, &s) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
     wm_status st;
@@ -104,20 +123,44 @@ int main(int argc, char **argv) {
     int total = warmup + chunks;
     double *chunk_ms = calloc((size_t)total, sizeof(double)), *dit_ms = calloc((size_t)total, sizeof(double));
     double *dec_ms = calloc((size_t)total, sizeof(double)), *mem_mb = calloc((size_t)total, sizeof(double));
+    double *cache_mb = calloc((size_t)total, sizeof(double)), *sa_d = calloc((size_t)total, sizeof(double));
+    double *ca_d = calloc((size_t)total, sizeof(double)), *sa_r = calloc((size_t)total, sizeof(double));
+    double *ca_r = calloc((size_t)total, sizeof(double));
+    long long *tokens = calloc((size_t)total, sizeof(long long)), *merges = calloc((size_t)total, sizeof(long long));
+    long long *latent_end = calloc((size_t)total, sizeof(long long));
     int64_t video_frames = 0;
+    char stopped[512] = "";
+    int done = 0;
     for (int c = 0; c < total; c++) {
         int nf = 0;
-        if (api->session_generate(s, &nf) != WM_OK) { fprintf(stderr, "wm-bench: chunk %d: %s\n", c, api->last_error()); return 1; }
+        if (api->session_generate(s, &nf) != WM_OK) {
+            snprintf(stopped, sizeof stopped, "chunk %d: %s", c, api->last_error());
+            fprintf(stderr, "wm-bench: %s\n", stopped);
+            break;
+        }
         wm_stats stats = {.size = sizeof stats};
         api->session_get_stats(s, &stats);
         chunk_ms[c] = stats.last_chunk_ms;
         dit_ms[c] = stats.last_dit_ms;
         dec_ms[c] = stats.last_decode_ms;
         mem_mb[c] = stats.backend_bytes / 1048576.0;
+        cache_mb[c] = stats.cache_bytes / 1048576.0;
+        tokens[c] = stats.cache_tokens;
+        merges[c] = stats.tc_merges;
+        sa_d[c] = stats.sa_density, ca_d[c] = stats.ca_density;
+        sa_r[c] = stats.sa_recall, ca_r[c] = stats.ca_recall;
+        latent_end[c] = stats.latent_frames;
         if (c >= warmup) video_frames += nf;
-        fprintf(stderr, "chunk %3d: %9.1f ms (DiT %9.1f, decode %7.1f) cache %lld tokens\n", c, chunk_ms[c], dit_ms[c],
-                dec_ms[c], (long long)stats.cache_tokens);
+        done = c + 1;
+        fprintf(stderr, "chunk %3d: %9.1f ms (DiT %9.1f, decode %7.1f) cache %lld tokens %.0f MB, sa %.3f ca %.3f, merges %lld\n",
+                c, chunk_ms[c], dit_ms[c], dec_ms[c], tokens[c], cache_mb[c], sa_d[c], ca_d[c], merges[c]);
     }
+    if (done <= warmup) {
+        fprintf(stderr, "wm-bench: no chunk measured after the warmup\n");
+        return 1;
+    }
+    chunks = done - warmup;
+    total = done;
     double sum = 0, sum_dit = 0, sum_dec = 0;
     double *sorted = calloc((size_t)chunks, sizeof(double));
     for (int c = 0; c < chunks; c++) {
@@ -142,7 +185,7 @@ int main(int argc, char **argv) {
     FILE *out = json_path ? fopen(json_path, "w") : stdout;
     if (!out) { fprintf(stderr, "wm-bench: cannot write %s\n", json_path); return 1; }
     fprintf(out,
-            "{\n  \"label\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
+            "{\n  \"label\": \"%s\", \"accel\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
             "  \"model\": \"%s\", \"random_weights\": %d, \"n_params\": %lld,\n"
             "  \"latent\": [%d, %d, %d], \"frames_per_chunk\": %d, \"time_upscale\": %d, \"width\": %d, \"height\": %d,\n"
             "  \"chunks\": %d, \"warmup\": %d,\n"
@@ -151,7 +194,7 @@ int main(int argc, char **argv) {
             "  \"video_fps\": %.4f, \"latent_fps\": %.4f,\n"
             "  \"cache_tokens_end\": %lld, \"cache_capacity_bytes\": %lld, \"peak_rss_mb\": %.1f,\n"
             "  \"backend_mb\": %.1f, \"backend_peak_mb\": %.1f,\n  \"chunk_ms_all\": [",
-            label, info.device_name ? info.device_name : "", getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
+            label, accel_desc, info.device_name ? info.device_name : "", getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
             random_weights, (long long)info.n_params, info.latent_channels, info.latent_height, info.latent_width,
             info.latent_frames_per_chunk, info.time_upscale, info.width, info.height, chunks, warmup, sum / chunks,
             pct(sorted, chunks, 0.5), pct(sorted, chunks, 0.99), sorted[0], sorted[chunks - 1], sum_dit / chunks,
@@ -161,11 +204,26 @@ int main(int argc, char **argv) {
     for (int c = 0; c < total; c++) fprintf(out, "%s%.3f", c ? ", " : "", chunk_ms[c]);
     fprintf(out, "],\n  \"dit_ms_all\": [");
     for (int c = 0; c < total; c++) fprintf(out, "%s%.3f", c ? ", " : "", dit_ms[c]);
-    fprintf(out, "],\n  \"backend_mb_all\": [");
-    for (int c = 0; c < total; c++) fprintf(out, "%s%.1f", c ? ", " : "", mem_mb[c]);
-    fprintf(out, "]\n}\n");
+#define SERIES(name, arr, fmt)                                                          \
+    do {                                                                                \
+        fprintf(out, "],\n  \"" name "\": [");                                          \
+        for (int c = 0; c < total; c++) fprintf(out, "%s" fmt, c ? ", " : "", arr[c]); \
+    } while (0)
+    SERIES("backend_mb_all", mem_mb, "%.1f");
+    SERIES("cache_mb_all", cache_mb, "%.1f");
+    SERIES("cache_tokens_all", tokens, "%lld");
+    SERIES("latent_frames_all", latent_end, "%lld");
+    SERIES("tc_merges_all", merges, "%lld");
+    SERIES("sa_density_all", sa_d, "%.4f");
+    SERIES("ca_density_all", ca_d, "%.4f");
+    SERIES("sa_recall_all", sa_r, "%.4f");
+    SERIES("ca_recall_all", ca_r, "%.4f");
+#undef SERIES
+    fprintf(out, "],\n  \"stopped\": \"");
+    for (const char *p = stopped; *p; p++) fputc(*p == '"' || *p == '\\' ? '\'' : *p, out);
+    fprintf(out, "\"\n}\n");
     if (json_path) fclose(out);
     api->session_free(s);
     api->model_free(m);
-    return 0;
+    return stopped[0] ? 3 : 0;
 }

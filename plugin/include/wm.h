@@ -104,6 +104,37 @@ typedef struct wm_model_info {
     const char *device_name;          /* the backend's device, e.g. "NVIDIA H100 80GB HBM3" */
 } wm_model_info;
 
+/* The FAST-AR accelerations (docs/ACCEL.md), each independent; all off = dense attention.
+ * Set at session_new (inside wm_session_params) or live with session_set_accel. */
+typedef struct wm_accel_params {
+    /* TempCache: KV-cache compression by temporal correspondence. After each chunk is committed, a
+     * new key row whose pre-RoPE key has cosine >= tc_threshold with an older row's takes that row
+     * into its group (the group keeps the newest key, the count-weighted mean value, and attention
+     * adds log(group size) to its logit). Sinks are never merged. The cache then keeps at most
+     * tc_budget_tokens rows per layer, evicting the oldest non-sink rows when nothing more merges. */
+    int tempcache;            /* 0 off (default), 1 on */
+    float tc_threshold;       /* default 0.95; > 1 never merges */
+    int64_t tc_budget_tokens; /* per layer; 0 = the cache's allocation less one chunk */
+    /* AnnSA: block-sparse self-attention. Queries and keys of each head are hashed by sign-LSH
+     * (sa_bits per table, sa_tables tables; projections drawn from the session seed), sorted by
+     * bucket, and a 128-query block attends a 128-key block only when they share a bucket; the
+     * chunk's own keys are always attended. */
+    int annsa;                /* 0 off (default), 1 on */
+    int sa_bits;              /* 1..8, default 3 */
+    int sa_tables;            /* 1..4, default 1 */
+    float sa_dense_steps;     /* fraction of the denoising steps, from the first, that stay dense; default 0.3 */
+    uint64_t sa_layers;       /* bit l: layer l sparse (layers >= 64 follow bit 63); 0 = all layers */
+    /* AnnCA: per latent frame, cross-attention only to the prompt tokens that share a bucket with
+     * any of the frame's queries (same schedule as AnnSA). */
+    int annca;                /* 0 off (default), 1 on */
+    int ca_bits;              /* 1..8, default 3 */
+    int ca_tables;            /* 1..4, default 2 */
+    /* Recall probe: after each chunk, this many sampled queries of one layer (rotating) are scored
+     * densely and the share of their attention mass the sparse modules keep is reported in wm_stats.
+     * It downloads the layer's keys: a measurement tool, off by default. */
+    int recall_probe;         /* 0 off, else sampled queries (<= 256) */
+} wm_accel_params;
+
 typedef struct wm_session_params {
     size_t size;             /* sizeof(wm_session_params); set by session_params_init */
     uint64_t seed;           /* noise seed */
@@ -112,6 +143,7 @@ typedef struct wm_session_params {
     int max_cache_frames;    /* unbounded policy capacity; 0 = model default */
     wm_abort_fn abort_cb;
     void *abort_user_data;
+    wm_accel_params accel;   /* session_params_init: every module off, defaults filled in */
 } wm_session_params;
 
 /* One video frame's input. Buttons outside the model's n_buttons, axes outside [-1,1] and
@@ -137,6 +169,15 @@ typedef struct wm_stats {
     int64_t cache_capacity_bytes;
     int64_t backend_bytes;      /* memory the backend holds now (device memory on CUDA), all sessions */
     int64_t backend_peak_bytes; /* the most seen after any chunk of this session */
+    /* accelerations (docs/ACCEL.md); cache_tokens above is the largest layer's row count */
+    int64_t cache_tokens_total;  /* rows held, summed over layers */
+    int64_t tc_merges;           /* TempCache rows merged by the last chunk, all layers */
+    int64_t tc_evictions;        /* rows evicted by the last chunk, all layers (any policy) */
+    int64_t tc_merges_total, tc_evictions_total; /* since reset */
+    double sa_density;           /* AnnSA: attended / all (query, key) block pairs of the last chunk's
+                                    sparse forwards; 1 when off */
+    double ca_density;           /* AnnCA: attended / all (frame, head, prompt token); 1 when off */
+    double sa_recall, ca_recall; /* recall probe of the last chunk; -1 when not measured */
 } wm_stats;
 
 typedef struct wm_model wm_model;
@@ -187,6 +228,11 @@ typedef struct wm_api {
      * positions, chunk by chunk, through the same cache pass a generated chunk gets; they are decoded
      * like generated frames and consume queued actions. *n_video (may be NULL): video frames made. */
     wm_status (*session_prefill_latents)(wm_session *s, const float *latents, int n_frames, int *n_video);
+
+    /* Switch the accelerations live (takes effect from the next chunk; the cache keeps its merged
+     * rows when TempCache goes off). Fails, changing nothing, on invalid settings. */
+    wm_status (*session_set_accel)(wm_session *s, const wm_accel_params *accel);
+    wm_status (*session_get_accel)(const wm_session *s, wm_accel_params *accel);
 } wm_api;
 
 typedef const wm_api *(*wm_get_api_fn)(uint32_t version);

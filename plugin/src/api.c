@@ -59,6 +59,7 @@ static void session_params_init(wm_session_params *p) {
     p->size = sizeof *p;
     p->window_frames = -2;
     p->sink_frames = -1;
+    wm_accel_defaults(&p->accel);
 }
 
 static wm_status session_new(wm_model *m, const wm_session_params *p, wm_session **out) {
@@ -102,6 +103,13 @@ static wm_status state_load(wm_session *s, const void *src, size_t size) {
 static wm_status prefill_latents(wm_session *s, const float *l, int n, int *nv) {
     SESSION_CALL(wm_session_prefill_impl(s, l, n, nv));
 }
+static wm_status set_accel(wm_session *s, const wm_accel_params *a) { SESSION_CALL(wm_session_set_accel_impl(s, a)); }
+static wm_status get_accel(const wm_session *s, wm_accel_params *a) {
+    wm_clear_error();
+    if (!s || !a) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "get_accel: NULL argument");
+    *a = s->accel;
+    return WM_OK;
+}
 static wm_status get_stats(const wm_session *s, wm_stats *st) {
     wm_clear_error();
     if (!s || !st) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "get_stats: NULL argument");
@@ -136,6 +144,8 @@ static const wm_api g_api_v1 = {
     .session_state_load = state_load,
     .session_get_stats = get_stats,
     .session_prefill_latents = prefill_latents,
+    .session_set_accel = set_accel,
+    .session_get_accel = get_accel,
 };
 
 WM_EXPORT const wm_api *wm_get_api(uint32_t version) {

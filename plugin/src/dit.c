@@ -178,7 +178,8 @@ static void timestep_sinusoid(float *dst, const float *t, int F, int freq_dim) {
 }
 
 void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
-                    const float *actions, int F, int64_t frame0, wm_kv **kv, int64_t n_valid, wm_kv **ctx) {
+                    const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
+                    wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
     const int D = c->dim, H = c->num_heads, HD = D / H, ph = c->patch_size[1], pw = c->patch_size[2];
@@ -225,13 +226,20 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
         be->layernorm_mod(be, w->y, w->x, N, D, c->eps, m0, m1, st, tpf);
         be->linear(be, w->q, w->y, k->sa_q_w, k->sa_q_b, N, D, D);
         be->rmsnorm(be, w->q, N, D, c->eps, k->sa_norm_q);
+        const int64_t n_valid = plan->n_valid[l];
         be->linear(be, w->k, w->y, k->sa_k_w, k->sa_k_b, N, D, D);
         be->rmsnorm(be, w->k, N, D, c->eps, k->sa_norm_k);
         be->linear(be, w->v, w->y, k->sa_v_w, k->sa_v_b, N, D, D);
+        if (plan->write_match) be->kv_write_match(be, kv[l], n_valid, w->k, N); /* pre-RoPE: docs/ACCEL.md */
         be->rope(be, w->q, N, H, HD, frame0, gh, gw);
         be->rope(be, w->k, N, H, HD, frame0, gh, gw);
         be->kv_write(be, kv[l], n_valid, w->k, w->v, N);
-        be->attention(be, w->attn, w->q, kv[l], n_valid + N, N, H, HD, scale);
+        const int probe = plan->probe && l == plan->probe_layer;
+        if (probe) plan->probe(plan->probe_user, 0, w->q, N, kv[l], n_valid);
+        if (plan->sa_lsh && ((plan->sa_layers >> (l < 63 ? l : 63)) & 1u))
+            be->attention_annsa(be, w->attn, w->q, kv[l], n_valid, N, H, HD, scale, plan->sa_lsh);
+        else
+            be->attention(be, w->attn, w->q, kv[l], n_valid + N, N, H, HD, scale);
         be->linear(be, w->proj, w->attn, k->sa_o_w, k->sa_o_b, N, D, D);
         be->gated_add(be, w->x, w->proj, N, D, m2, st, tpf);
 
@@ -239,7 +247,11 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
         be->layernorm_affine(be, w->y, w->x, N, D, c->eps, k->norm3_w, k->norm3_b);
         be->linear(be, w->q, w->y, k->ca_q_w, k->ca_q_b, N, D, D);
         be->rmsnorm(be, w->q, N, D, c->eps, k->ca_norm_q);
-        be->attention(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale);
+        if (probe) plan->probe(plan->probe_user, 1, w->q, N, ctx[l], c->text_len);
+        if (plan->ca_lsh)
+            be->attention_annca(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale, tpf, plan->ca_lsh);
+        else
+            be->attention(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale);
         be->linear(be, w->proj, w->attn, k->ca_o_w, k->ca_o_b, N, D, D);
         be->add(be, w->x, w->proj, (size_t)N * D);
 

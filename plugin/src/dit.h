@@ -48,12 +48,28 @@ void wm_dit_work_free(wm_dit_work *w, wm_backend *be);
  * ctx[l] rows [0, text_len) for every layer l. */
 void wm_dit_context(const wm_dit *dit, wm_dit_work *w, const float *emb, wm_kv **ctx);
 
+/* How one forward's attention runs (docs/ACCEL.md). With sa_lsh, ca_lsh and write_match off it is
+ * the dense forward. */
+typedef struct wm_attn_plan {
+    const int64_t *n_valid; /* [layers] committed rows of each layer's cache */
+    int write_match;        /* store this call's unit-norm pre-RoPE keys (TempCache's match plane) */
+    const wm_lsh *sa_lsh;   /* AnnSA on the layers whose bit is set in sa_layers (bit 63 covers l >= 63) */
+    uint64_t sa_layers;
+    const wm_lsh *ca_lsh;   /* AnnCA on every layer */
+    /* Recall probe: called at layer probe_layer with the attention's queries (backend memory) before
+     * the self-attention (cross = 0) and the cross-attention (cross = 1). */
+    void (*probe)(void *user, int cross, const float *q, int Mq, const wm_kv *kv, int64_t n_cache);
+    void *probe_user;
+    int probe_layer;
+} wm_attn_plan;
+
 /* v[F,C,H,W] = DiT(x[F,C,H,W], per-frame timesteps t[F] (host), per-frame action vectors
  * actions[F][action_dim] (host; NULL when the model has none)), frames starting at frame0.
- * kv[l]: layer l's self-attention cache holding n_valid rows (K after RoPE); this call's K/V are
- * written at row n_valid and attention runs over rows [0, n_valid + N). The caller decides whether
- * those rows are kept (the clean pass) or overwritten by the next call (denoising passes). */
+ * kv[l]: layer l's self-attention cache holding plan->n_valid[l] rows (K after RoPE); this call's
+ * K/V are written after them and attention runs over those rows and this call's. The caller decides
+ * whether the new rows are kept (the clean pass) or overwritten by the next call (denoising passes). */
 void wm_dit_forward(const wm_dit *dit, wm_dit_work *w, float *v, const float *x, const float *t,
-                    const float *actions, int F, int64_t frame0, wm_kv **kv, int64_t n_valid, wm_kv **ctx);
+                    const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
+                    wm_kv **ctx);
 
 #endif

@@ -3,7 +3,9 @@
 #ifndef WM_ENGINE_H
 #define WM_ENGINE_H
 
+#include "accel.h"
 #include "backend.h"
+#include "cache.h"
 #include "common.h"
 #include "config.h"
 #include "decoder.h"
@@ -30,13 +32,15 @@ struct wm_session {
     uint64_t seed;
     wm_abort_fn abort_cb;
     void *abort_user_data;
-    /* cache policy */
-    int window;      /* latent frames, -1 unbounded */
-    int sinks;
-    int cap_frames;  /* rows of the cache buffers, in frames */
-    int tpf;         /* tokens per latent frame */
-    wm_kv **kv;      /* [num_layers] self-attention caches */
-    int64_t n_valid_frames; /* committed frames held in the cache */
+    /* the self-attention cache and its policy (cache.h) */
+    int window, sinks; /* latent frames; window -1 = unbounded */
+    int cap_frames;    /* frames of rows each store holds (policy plus one chunk) */
+    int tpf;           /* tokens per latent frame */
+    wm_cache cache;
+    /* accelerations (accel.h) */
+    wm_accel_params accel;
+    wm_lsh *sa_lsh, *ca_lsh;
+    int probe_sa, probe_ca; /* the probe of this chunk measures these */
     /* position */
     int64_t next_latent;    /* absolute index of the next latent frame */
     int64_t chunks;
@@ -79,6 +83,7 @@ wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_fra
 wm_status wm_session_read_frame_impl(wm_session *s, uint8_t *rgb, size_t pitch, size_t size, int64_t *index);
 wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int *n_frames);
 wm_status wm_session_reset_impl(wm_session *s);
+wm_status wm_session_set_accel_impl(wm_session *s, const wm_accel_params *a);
 size_t wm_session_state_size_impl(const wm_session *s);
 wm_status wm_session_state_save_impl(const wm_session *s, void *dst, size_t size);
 wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size);

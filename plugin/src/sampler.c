@@ -87,11 +87,8 @@ wm_status wm_sampler_chunk(wm_session *s) {
     const uint64_t stream = 256ull * (uint64_t)s->chunks;
 
     if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
-    if (s->window < 0 && s->n_valid_frames + F > s->cap_frames)
-        return wm_set_error(WM_ERR_STATE,
-                            "KV cache full: %lld latent frames cached, capacity %d (unbounded policy); "
-                            "raise max_cache_frames or use a window",
-                            (long long)s->n_valid_frames, s->cap_frames);
+    wm_status room = wm_cache_check_room(&s->cache);
+    if (room != WM_OK) return room;
 
     float t[WM_MAX_STEPS], tf[64];
     float acts[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)];
@@ -101,14 +98,14 @@ wm_status wm_sampler_chunk(wm_session *s) {
         wm_sampler_chunk_actions(s, acts, F);
         actions = acts;
     }
-    const int64_t nv = s->n_valid_frames * s->tpf;
-
     wm_take_failure(); /* start clean: only this chunk's op failures count */
     be->noise(be, s->x, n, s->seed, stream);
     for (int k = 0; k < nsteps; k++) {
         if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");
         for (int f = 0; f < F; f++) tf[f] = t[k];
-        wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
+        wm_attn_plan plan;
+        wm_accel_plan(s, k, nsteps, &plan);
+        wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->cache.kv, &plan, s->ctx);
         wm_status fail = wm_take_failure();
         if (fail != WM_OK) return fail; /* the op's message is set; nothing was committed */
         const float sigma = wm_sampler_sigma(c, t[k]);
@@ -131,28 +128,23 @@ wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     wm_backend *be = m->be;
     const int F = c->num_frame_per_block;
     const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
-    const int64_t frame0 = s->next_latent, nv = s->n_valid_frames * s->tpf;
+    const int64_t frame0 = s->next_latent;
     float tf[64];
     /* the cache pass: the clean x0 at timestep context_noise (Self-Forcing's inference pipeline); its K/V stay */
     be->copy(be, s->x, s->x0, n);
     for (int f = 0; f < F; f++) tf[f] = c->context_noise;
-    wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->kv, nv, s->ctx);
+    wm_attn_plan plan;
+    wm_accel_plan(s, c->n_steps, c->n_steps, &plan);
+    wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->cache.kv, &plan, s->ctx);
 
     be->sync(be); /* surface asynchronous device errors before committing */
     wm_status fail = wm_take_failure();
     if (fail != WM_OK) return fail;
-    /* commit: the rows just written become cache; then evict down to the window for the next chunk */
-    s->n_valid_frames += F;
+    /* commit: the rows just written become cache; TempCache merges, the policy evicts */
+    fail = wm_cache_commit(&s->cache);
+    if (fail != WM_OK) return fail;
     s->next_latent += F;
     s->chunks++;
-    if (s->window > 0 && s->n_valid_frames > s->window - F) {
-        const int64_t keep = s->window - F; /* frames to keep, sinks included */
-        const int64_t drop = s->n_valid_frames - keep;
-        const int64_t sinks = s->sinks < keep ? s->sinks : keep;
-        const int64_t tpf = s->tpf;
-        for (int l = 0; l < c->num_layers; l++)
-            be->kv_move(be, s->kv[l], sinks * tpf, (sinks + drop) * tpf, (keep - sinks) * tpf);
-        s->n_valid_frames = keep;
-    }
+    wm_accel_chunk_done(s);
     return WM_OK;
 }

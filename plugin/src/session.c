@@ -49,20 +49,24 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     s->tpf = wm_config_tokens_per_frame(c);
     s->upscale = wm_config_time_upscale(c);
     wm_status st = WM_OK;
-    const size_t rows = (size_t)s->cap_frames * s->tpf, D = (size_t)c->dim;
-    /* one chunk of rows beyond the policy: a chunk's K/V are written before its frames are committed */
-    s->kv = calloc((size_t)c->num_layers, sizeof *s->kv);
+    /* a TempCache budget beyond the policy's rows gets a store that holds it (plus one chunk) */
+    int store_frames = s->cap_frames;
+    if (p->accel.tempcache && p->accel.tc_budget_tokens > 0) {
+        const int64_t need = (p->accel.tc_budget_tokens + s->tpf - 1) / s->tpf + F;
+        if (need > store_frames) store_frames = (int)need;
+    }
     s->ctx = calloc((size_t)c->num_layers, sizeof *s->ctx);
     s->prompt_host = calloc((size_t)c->text_len * c->text_dim, sizeof(float));
     s->latents_host = calloc(latent_floats(c), sizeof(float));
-    if (!s->kv || !s->ctx || !s->prompt_host || !s->latents_host) {
+    if (!s->ctx || !s->prompt_host || !s->latents_host) {
         st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session tables");
         goto fail;
     }
+    if ((st = wm_cache_init(&s->cache, be, c->num_layers, c->dim, s->tpf, F, window, s->sinks, store_frames)) != WM_OK)
+        goto fail;
     for (int l = 0; l < c->num_layers; l++) {
-        if (!(s->kv[l] = be->kv_new(be, (int64_t)rows, (int)D)) || !(s->ctx[l] = be->kv_new(be, c->text_len, (int)D))) {
-            st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the KV cache (%d frames x %d tokens x %d layers)",
-                              s->cap_frames, s->tpf, c->num_layers);
+        if (!(s->ctx[l] = be->kv_new(be, c->text_len, c->dim))) {
+            st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the prompt's cross-attention K/V");
             goto fail;
         }
     }
@@ -90,6 +94,10 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         }
     }
     wm_session_reset_impl(s);
+    wm_accel_params none;
+    wm_accel_defaults(&none);
+    s->accel = none;
+    if ((st = wm_session_set_accel_impl(s, &p->accel)) != WM_OK) goto fail;
     *out = s;
     return WM_OK;
 fail:
@@ -101,9 +109,10 @@ void wm_session_free_impl(wm_session *s) {
     if (!s) return;
     wm_backend *be = s->m->be;
     const wm_config *c = &s->m->cfg;
-    for (int l = 0; s->kv && l < c->num_layers; l++) be->kv_free(be, s->kv[l]);
-    for (int l = 0; s->ctx && l < c->num_layers; l++) be->kv_free(be, s->ctx[l]);
-    free(s->kv);
+    wm_accel_free(s);
+    wm_cache_free(&s->cache);
+    for (int l = 0; s->ctx && l < c->num_layers; l++)
+        if (s->ctx[l]) be->kv_free(be, s->ctx[l]);
     free(s->ctx);
     float *bufs[] = {s->x, s->v, s->x0, s->eps, s->prompt_dev, s->dec_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
@@ -270,9 +279,8 @@ wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_fra
     if (n_video) *n_video = 0;
     float acts[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)];
     for (int k = 0; k < n_frames / F; k++) {
-        if (s->window < 0 && s->n_valid_frames + F > s->cap_frames)
-            return wm_set_error(WM_ERR_STATE, "KV cache full: %lld latent frames cached, capacity %d (unbounded policy)",
-                                (long long)s->n_valid_frames, s->cap_frames);
+        wm_status room = wm_cache_check_room(&s->cache);
+        if (room != WM_OK) return room;
         double t0 = wm_now_ms();
         const int64_t frame0 = s->next_latent;
         const float *actions = NULL;
@@ -325,7 +333,7 @@ wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int 
 
 wm_status wm_session_reset_impl(wm_session *s) {
     if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "reset: NULL session");
-    s->n_valid_frames = 0;
+    wm_cache_reset(&s->cache);
     s->next_latent = 0;
     s->chunks = 0;
     s->video_frames = 0;
@@ -342,13 +350,19 @@ wm_status wm_session_reset_impl(wm_session *s) {
     return WM_OK;
 }
 
+wm_status wm_session_set_accel_impl(wm_session *s, const wm_accel_params *a) { return wm_accel_apply(s, a); }
+
 void wm_session_stats_impl(const wm_session *s, wm_stats *out) {
     const wm_config *c = &s->m->cfg;
+    const wm_backend *be = s->m->be;
+    /* bytes per stored element: the CPU keeps fp32, CUDA bf16 */
+    const int64_t el = be->kind == WM_BACKEND_CUDA ? 2 : 4, row = (int64_t)c->dim * 2 * el;
     wm_stats st = s->stats;
-    st.cache_tokens = s->n_valid_frames * s->tpf;
-    st.cache_bytes = st.cache_tokens * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
+    st.cache_tokens = wm_cache_max_rows(&s->cache);
+    st.cache_tokens_total = wm_cache_total_rows(&s->cache);
+    st.cache_bytes = st.cache_tokens_total * row;
     st.backend_bytes = (int64_t)s->m->be->bytes_in_use(s->m->be);
-    st.cache_capacity_bytes = (int64_t)s->cap_frames * s->tpf * (int64_t)c->dim * 2 * c->num_layers * (int64_t)sizeof(float);
+    st.cache_capacity_bytes = s->cache.store_rows * c->num_layers * row;
     size_t caller = out->size;
     st.size = caller;
     memcpy(out, &st, caller < sizeof st ? caller : sizeof st);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATE_MAGIC "WMSTATE1"
+#define STATE_MAGIC "WMSTATE2" /* 2: per-layer cache rows, group sizes and match plane */
 
 typedef struct cursor {
     uint8_t *w;       /* writing, or NULL */
@@ -22,42 +22,10 @@ static void io(cursor *c, void *p, size_t n) {
 }
 #define IO(c, v) io(c, &(v), sizeof(v))
 
-/* K/V rows travel as host fp32 whatever the backend stores, so snapshots are portable. */
-static void io_kv(cursor *c, wm_backend *be, wm_kv *kv, int64_t rows, int dim) {
-    const size_t bytes = (size_t)rows * dim * sizeof(float);
-    if (c->w) be->kv_read(be, kv, (float *)(c->w + c->off), (float *)(c->w + c->off + bytes), 0, rows);
-    else if (c->r) {
-        /* the blob may be unaligned for floats: bounce through aligned host memory */
-        float *k = malloc(bytes ? bytes : 1), *v = malloc(bytes ? bytes : 1);
-        if (k && v) {
-            memcpy(k, c->r + c->off, bytes);
-            memcpy(v, c->r + c->off + bytes, bytes);
-            be->kv_load(be, kv, k, v, 0, rows);
-        }
-        free(k);
-        free(v);
-    }
-    c->off += 2 * bytes;
-    /* the per-row logit bias (TempCache's log counts), zeros when the store has none */
-    const size_t bb = (size_t)rows * sizeof(float);
-    if (c->w) be->kv_get_bias(be, kv, (float *)(c->w + c->off), 0, rows);
-    else if (c->r) {
-        float *b = malloc(bb ? bb : 1);
-        if (b) {
-            memcpy(b, c->r + c->off, bb);
-            int any = 0;
-            for (int64_t i = 0; i < rows && !any; i++) any = b[i] != 0.0f;
-            if (any) be->kv_set_bias(be, kv, 0, b, rows); /* a dense store stays without one */
-        }
-        free(b);
-    }
-    c->off += bb;
-}
-
 typedef struct state_header {
     char magic[8];
     uint64_t size;
-    int32_t dim, layers, tpf, cap_frames, window, sinks, frames_per_chunk, upscale, text_len, text_dim;
+    int32_t dim, layers, tpf, store_rows, window, sinks, frames_per_chunk, upscale, text_len, text_dim;
     int32_t width, height, in_dim, latent_h, latent_w, dec_state_size;
 } state_header;
 
@@ -66,7 +34,7 @@ static void make_header(const wm_session *s, state_header *h, size_t size) {
     memset(h, 0, sizeof *h);
     memcpy(h->magic, STATE_MAGIC, 8);
     h->size = size;
-    h->dim = c->dim, h->layers = c->num_layers, h->tpf = s->tpf, h->cap_frames = s->cap_frames;
+    h->dim = c->dim, h->layers = c->num_layers, h->tpf = s->tpf, h->store_rows = (int32_t)s->cache.store_rows;
     h->window = s->window, h->sinks = s->sinks, h->frames_per_chunk = c->num_frame_per_block;
     h->upscale = s->upscale, h->text_len = c->text_len, h->text_dim = c->text_dim;
     h->width = s->width, h->height = s->height, h->in_dim = c->in_dim;
@@ -77,16 +45,16 @@ static void make_header(const wm_session *s, state_header *h, size_t size) {
 /* One walk over every field, used for size, save and load alike so they cannot disagree. */
 static void walk(wm_session *s, cursor *c) {
     const wm_config *cf = &s->m->cfg;
-    wm_backend *be = s->m->be;
     IO(c, s->seed);
-    IO(c, s->n_valid_frames);
     IO(c, s->next_latent);
     IO(c, s->chunks);
     IO(c, s->video_frames);
     IO(c, s->has_prompt);
     io(c, s->prompt_host, (size_t)cf->text_len * cf->text_dim * sizeof(float));
-    /* only the committed rows carry information; the rest of the capacity is stored as is */
-    for (int l = 0; l < cf->num_layers; l++) io_kv(c, be, s->kv[l], (int64_t)s->cap_frames * s->tpf, cf->dim);
+    /* the cache at its full capacity, every plane (cache.c) */
+    wm_cache_io cio = {c->w, c->r, c->off};
+    wm_cache_io_walk(&s->cache, &cio);
+    c->off = cio.off;
     io(c, s->latents_host, (size_t)cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float));
     IO(c, s->latents_frames);
     if (s->dec) {
@@ -139,9 +107,11 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
         return wm_set_error(WM_ERR_FORMAT, "state_load: the state was saved by a session of another model shape or cache policy");
     /* validate the scalars before touching the session, so a corrupt blob changes nothing */
     cursor c = {NULL, (const uint8_t *)src, sizeof h};
-    int64_t nv, q_len_off;
-    memcpy(&nv, (const uint8_t *)src + sizeof h + sizeof(uint64_t), sizeof nv);
-    if (nv < 0 || nv > s->cap_frames) return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (cache frames %lld)", (long long)nv);
+    int64_t q_len_off;
+    /* the cache's row counts follow seed, next_latent, chunks, video_frames, has_prompt and the prompt */
+    const size_t cache_at = sizeof h + 4 * sizeof(int64_t) + sizeof(int) + (size_t)s->m->cfg.text_len * s->m->cfg.text_dim * sizeof(float);
+    if (wm_cache_io_check(&s->cache, (const uint8_t *)src + cache_at) != 0)
+        return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (cache row counts out of range)");
     q_len_off = (int64_t)need - (int64_t)(sizeof(int) + sizeof(wm_action) + 3 * sizeof(int64_t));
     int q_len;
     memcpy(&q_len, (const uint8_t *)src + q_len_off, sizeof q_len);

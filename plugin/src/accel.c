@@ -1,0 +1,234 @@
+/* accel.c - TempCache / AnnSA / AnnCA on the session side (accel.h, docs/ACCEL.md). */
+#include "accel.h"
+
+#include "engine.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Philox streams of the LSH projections (far from the noise streams 256 * chunk + step). */
+#define LSH_STREAM_SA 0x4C53480000000001ull
+#define LSH_STREAM_CA 0x4C53480000000002ull
+#define PROBE_MAX 256
+
+void wm_accel_defaults(wm_accel_params *a) {
+    memset(a, 0, sizeof *a);
+    a->tc_threshold = 0.95f;
+    a->tc_budget_tokens = 0;
+    a->sa_bits = 3;
+    a->sa_tables = 1;
+    a->sa_dense_steps = 0.3f;
+    a->sa_layers = 0;
+    a->ca_bits = 3;
+    a->ca_tables = 2;
+}
+
+static wm_status check_lsh(const char *name, int bits, int tables) {
+    if (bits < 1 || bits > 8) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "%s_bits %d: need 1..8", name, bits);
+    if (tables < 1 || tables > 4) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "%s_tables %d: need 1..4", name, tables);
+    return WM_OK;
+}
+
+/* Hash tables with projections drawn from the session seed (the same on every backend). */
+static wm_lsh *make_lsh(wm_session *s, int bits, int tables, uint64_t stream) {
+    const int HD = s->m->cfg.dim / s->m->cfg.num_heads;
+    float *proj = malloc((size_t)bits * tables * HD * sizeof(float));
+    if (!proj) {
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for LSH projections");
+        return NULL;
+    }
+    wm_normal_fill(proj, (size_t)bits * tables * HD, s->seed, stream, 0);
+    wm_lsh *l = s->m->be->lsh_new(s->m->be, HD, bits, tables, proj);
+    free(proj);
+    return l;
+}
+
+wm_status wm_accel_apply(wm_session *s, const wm_accel_params *a) {
+    if (!a) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "accel params: NULL");
+    wm_backend *be = s->m->be;
+    const wm_config *c = &s->m->cfg;
+    wm_status st;
+    if (a->annsa && (st = check_lsh("sa", a->sa_bits, a->sa_tables)) != WM_OK) return st;
+    if (a->annca && (st = check_lsh("ca", a->ca_bits, a->ca_tables)) != WM_OK) return st;
+    if (a->annsa && !(a->sa_dense_steps >= 0.0f && a->sa_dense_steps <= 1.0f))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "sa_dense_steps %g: need a fraction in [0, 1]", a->sa_dense_steps);
+    if (a->recall_probe < 0 || a->recall_probe > PROBE_MAX)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "recall_probe %d: need 0..%d sampled queries", a->recall_probe, PROBE_MAX);
+    if ((a->tempcache || a->annsa || a->annca) && !be->lsh_new)
+        return wm_set_error(WM_ERR_UNSUPPORTED, "the %s backend has no acceleration ops", be->name);
+    if ((a->annsa || a->annca) && (c->dim / c->num_heads) % 8)
+        return wm_set_error(WM_ERR_UNSUPPORTED, "AnnSA/AnnCA need a head dim that is a multiple of 8 (%d)", c->dim / c->num_heads);
+    if (a->tempcache && a->tc_budget_tokens < 0)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "tc_budget_tokens %lld < 0", (long long)a->tc_budget_tokens);
+    /* TempCache's settings are checked against the cache before anything changes */
+    const int tc_was = s->cache.tc_on;
+    const float thr_was = s->cache.tc_threshold;
+    const int64_t budget_was = s->cache.tc_budget;
+    if ((st = wm_cache_set_tempcache(&s->cache, a->tempcache, a->tc_threshold, a->tc_budget_tokens)) != WM_OK) return st;
+    /* new tables only when their shape changes (the projections depend on the seed alone) */
+    wm_lsh *sa = s->sa_lsh, *ca = s->ca_lsh;
+    int new_sa = a->annsa && (!sa || s->accel.sa_bits != a->sa_bits || s->accel.sa_tables != a->sa_tables);
+    int new_ca = a->annca && (!ca || s->accel.ca_bits != a->ca_bits || s->accel.ca_tables != a->ca_tables);
+    wm_lsh *nsa = new_sa ? make_lsh(s, a->sa_bits, a->sa_tables, LSH_STREAM_SA) : NULL;
+    wm_lsh *nca = new_ca ? make_lsh(s, a->ca_bits, a->ca_tables, LSH_STREAM_CA) : NULL;
+    if ((new_sa && !nsa) || (new_ca && !nca)) {
+        if (nsa) be->lsh_free(be, nsa);
+        if (nca) be->lsh_free(be, nca);
+        s->cache.tc_on = tc_was, s->cache.tc_threshold = thr_was, s->cache.tc_budget = budget_was;
+        return WM_ERR_OUT_OF_MEMORY; /* message set by lsh_new */
+    }
+    if (new_sa || (!a->annsa && sa)) {
+        if (sa) be->lsh_free(be, sa);
+        s->sa_lsh = nsa;
+    }
+    if (new_ca || (!a->annca && ca)) {
+        if (ca) be->lsh_free(be, ca);
+        s->ca_lsh = nca;
+    }
+    s->accel = *a;
+    return WM_OK;
+}
+
+void wm_accel_free(wm_session *s) {
+    wm_backend *be = s->m->be;
+    if (s->sa_lsh) be->lsh_free(be, s->sa_lsh);
+    if (s->ca_lsh) be->lsh_free(be, s->ca_lsh);
+    s->sa_lsh = s->ca_lsh = NULL;
+}
+
+/* ---- recall probe: sampled queries against dense attention, on the host ---- */
+
+/* bucket of head vector x in table t: the backends' sign rule (backend.h) */
+static int bucket(const float *proj, int bits, int t, const float *x, int D) {
+    int b = 0;
+    for (int i = 0; i < bits; i++) {
+        const float *p = proj + (size_t)(t * bits + i) * D;
+        float d = 0;
+        for (int j = 0; j < D; j++) d += p[j] * x[j];
+        b |= (d >= 0.0f) << i;
+    }
+    return b;
+}
+
+/* Share of the dense attention mass (with the store's bias) of sampled queries that the sparse module
+ * keeps. AnnSA: a key is counted when it shares a bucket with the query itself or is a chunk row - a
+ * lower bound of the block-sparse kernel's recall (whose blocks hold at least those keys). AnnCA:
+ * exactly the kernel's selection (keys sharing a bucket with any query of the query's frame). */
+static void probe(void *user, int cross, const float *q_dev, int Mq, const wm_kv *kv, int64_t n_cache) {
+    wm_session *s = user;
+    wm_backend *be = s->m->be;
+    const wm_config *c = &s->m->cfg;
+    const int D = c->dim, H = c->num_heads, HD = D / H, S = s->accel.recall_probe;
+    const int bits = cross ? s->accel.ca_bits : s->accel.sa_bits, tables = cross ? s->accel.ca_tables : s->accel.sa_tables;
+    if ((cross && !s->probe_ca) || (!cross && !s->probe_sa)) return;
+    const int64_t nk = cross ? n_cache : n_cache + Mq;
+    const int64_t CH = 4096;
+    float *q = malloc((size_t)Mq * D * sizeof(float)), *proj = malloc((size_t)bits * tables * HD * sizeof(float));
+    float *kb = malloc((size_t)CH * D * sizeof(float)), *vb = malloc((size_t)CH * D * sizeof(float));
+    float *bias = malloc((size_t)nk * sizeof(float)), *score = malloc((size_t)S * H * nk * sizeof(float));
+    unsigned char *allow = malloc((size_t)S * H * nk);
+    unsigned char *qset = calloc((size_t)S * H * tables * 256 + 1, 1); /* AnnCA: bucket sets of each sampled query's frame */
+    if (!q || !proj || !kb || !vb || !bias || !score || !allow || !qset) goto done;
+    be->download(be, q, q_dev, (size_t)Mq * D);
+    wm_normal_fill(proj, (size_t)bits * tables * HD, s->seed, cross ? LSH_STREAM_CA : LSH_STREAM_SA, 0);
+    memset(bias, 0, (size_t)nk * sizeof(float));
+    be->kv_get_bias(be, kv, bias, 0, nk);
+    const float scale = 1.0f / sqrtf((float)HD);
+    int qi[PROBE_MAX];
+    for (int i = 0; i < S; i++) qi[i] = (int)(((int64_t)i * Mq + Mq / 2) / S) % Mq; /* evenly spaced */
+    int *qb = malloc((size_t)S * H * tables * sizeof(int)); /* the sampled queries' own buckets (AnnSA) */
+    if (!qb) goto done;
+    for (int i = 0; i < S; i++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < tables; t++)
+                qb[(i * H + h) * tables + t] = bucket(proj, bits, t, q + (size_t)qi[i] * D + h * HD, HD);
+    if (cross)
+        for (int i = 0; i < S; i++) {
+            const int g0 = qi[i] / s->tpf * s->tpf;
+            for (int r = g0; r < g0 + s->tpf && r < Mq; r++)
+                for (int h = 0; h < H; h++)
+                    for (int t = 0; t < tables; t++)
+                        qset[(((size_t)i * H + h) * tables + t) * 256 + bucket(proj, bits, t, q + (size_t)r * D + h * HD, HD)] = 1;
+        }
+    const int64_t piece = CH;
+    for (int64_t r0 = 0; r0 < nk; r0 += piece) {
+        const int64_t n = nk - r0 < piece ? nk - r0 : piece;
+        be->kv_read(be, kv, kb, vb, r0, n);
+        for (int64_t j = 0; j < n; j++)
+            for (int h = 0; h < H; h++) {
+                const float *kk = kb + (size_t)j * D + h * HD;
+                int kbk[4];
+                for (int t = 0; t < tables; t++) kbk[t] = bucket(proj, bits, t, kk, HD);
+                for (int i = 0; i < S; i++) {
+                    const float *qq = q + (size_t)qi[i] * D + h * HD;
+                    float d = 0;
+                    for (int e = 0; e < HD; e++) d += qq[e] * kk[e];
+                    const size_t o = ((size_t)i * H + h) * nk + r0 + j;
+                    score[o] = d * scale + bias[r0 + j];
+                    int ok = !cross && r0 + j >= n_cache;
+                    for (int t = 0; t < tables && !ok; t++)
+                        ok = cross ? qset[(((size_t)i * H + h) * tables + t) * 256 + kbk[t]]
+                                   : kbk[t] == qb[(i * H + h) * tables + t];
+                    allow[o] = (unsigned char)ok;
+                }
+            }
+    }
+    free(qb);
+    double sum = 0;
+    for (int i = 0; i < S; i++)
+        for (int h = 0; h < H; h++) {
+            const float *sc = score + ((size_t)i * H + h) * nk;
+            const unsigned char *al = allow + ((size_t)i * H + h) * nk;
+            float m = -INFINITY;
+            for (int64_t j = 0; j < nk; j++) m = sc[j] > m ? sc[j] : m;
+            double tot = 0, kept = 0;
+            for (int64_t j = 0; j < nk; j++) {
+                double e = exp((double)sc[j] - m);
+                tot += e;
+                if (al[j]) kept += e;
+            }
+            sum += tot > 0 ? kept / tot : 1.0;
+        }
+    if (cross) s->stats.ca_recall = sum / ((double)S * H);
+    else s->stats.sa_recall = sum / ((double)S * H);
+done:
+    free(q), free(proj), free(kb), free(vb), free(bias), free(score), free(allow), free(qset);
+}
+
+void wm_accel_plan(wm_session *s, int k, int nsteps, wm_attn_plan *plan) {
+    const wm_accel_params *a = &s->accel;
+    memset(plan, 0, sizeof *plan);
+    plan->n_valid = s->cache.rows;
+    const int clean = k >= nsteps;
+    if (k == 0) s->stats.sa_recall = s->stats.ca_recall = -1.0;
+    plan->write_match = clean && a->tempcache;
+    /* the first sa_dense_steps of the denoising steps and the cache pass stay dense (docs/ACCEL.md) */
+    const int sparse = !clean && k >= (int)floorf(a->sa_dense_steps * (float)nsteps + 1e-4f);
+    if (sparse && a->annsa) {
+        plan->sa_lsh = s->sa_lsh;
+        plan->sa_layers = a->sa_layers ? a->sa_layers : ~0ull;
+    }
+    if (sparse && a->annca) plan->ca_lsh = s->ca_lsh;
+    /* the probe looks at the last sparse step of the chunk, one layer per chunk in turn */
+    if (a->recall_probe > 0 && sparse && k == nsteps - 1 && (a->annsa || a->annca)) {
+        plan->probe = probe;
+        plan->probe_user = s;
+        plan->probe_layer = (int)(s->chunks % s->m->cfg.num_layers);
+        s->probe_sa = a->annsa && ((plan->sa_layers >> (plan->probe_layer < 63 ? plan->probe_layer : 63)) & 1u);
+        s->probe_ca = a->annca;
+    }
+}
+
+void wm_accel_chunk_done(wm_session *s) {
+    wm_backend *be = s->m->be;
+    double n[4] = {0, 0, 0, 0};
+    if (be->lsh_take_counts && (s->accel.annsa || s->accel.annca)) be->lsh_take_counts(be, n);
+    s->stats.sa_density = n[1] > 0 ? n[0] / n[1] : 1.0;
+    s->stats.ca_density = n[3] > 0 ? n[2] / n[3] : 1.0;
+    s->stats.tc_merges = s->cache.merges_last;
+    s->stats.tc_evictions = s->cache.evictions_last;
+    s->stats.tc_merges_total = s->cache.merges_total;
+    s->stats.tc_evictions_total = s->cache.evictions_total;
+}
