@@ -34,7 +34,7 @@ done
 say() { echo "setup: $*" >&2; }
 
 # --- system packages ---
-PACKAGES=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev
+PACKAGES=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev libfaiss-dev
     libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libsdl2-dev libpng-dev clang python3-venv ffmpeg
     xvfb xdotool)
 

@@ -19,8 +19,11 @@
 #define PAR(work) if ((size_t)(work) >= PAR_MIN)
 
 typedef struct cpu_impl {
-    size_t bytes; /* activations + weights currently allocated */
+    size_t bytes;             /* activations + weights currently allocated */
+    wm_cpu_lsh_counts counts; /* AnnSA/AnnCA density since the last lsh_take_counts */
 } cpu_impl;
+
+wm_cpu_lsh_counts *wm_cpu_counts(wm_backend *be) { return &((cpu_impl *)be->impl)->counts; }
 
 static float *cpu_alloc(wm_backend *be, size_t n) {
     size_t bytes = (n ? n : 1) * sizeof(float) + 64;
@@ -276,6 +279,7 @@ static void cpu_kv_free(wm_backend *be, wm_kv *kv) {
     cpu_free(be, kv->k);
     cpu_free(be, kv->v);
     cpu_free(be, kv->bias);
+    cpu_free(be, kv->match);
     free(kv);
 }
 static void cpu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n) {
@@ -286,6 +290,8 @@ static void cpu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int
     memmove(kv->k + dst * kv->dim, kv->k + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
     memmove(kv->v + dst * kv->dim, kv->v + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
     if (kv->bias) memmove(kv->bias + dst, kv->bias + src, (size_t)n * sizeof(float));
+    if (kv->match)
+        memmove(kv->match + dst * kv->dim, kv->match + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
 }
 static void cpu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
     if (!kv->bias) {
@@ -383,6 +389,17 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->kv_set_bias = cpu_kv_set_bias;
     be->kv_get_bias = cpu_kv_get_bias;
     be->attention = wm_cpu_attention;
+    be->kv_write_match = wm_cpu_kv_write_match;
+    be->kv_read_match = wm_cpu_kv_read_match;
+    be->kv_load_match = wm_cpu_kv_load_match;
+    be->kv_match = wm_cpu_kv_match;
+    be->kv_merge = wm_cpu_kv_merge;
+    be->kv_compact = wm_cpu_kv_compact;
+    be->lsh_new = wm_cpu_lsh_new;
+    be->lsh_free = wm_cpu_lsh_free;
+    be->attention_annsa = wm_cpu_attention_annsa;
+    be->attention_annca = wm_cpu_attention_annca;
+    be->lsh_take_counts = wm_cpu_lsh_take_counts;
     be->patchify = cpu_patchify;
     be->unpatchify = cpu_unpatchify;
     be->noise = cpu_noise;
