@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (the device tool): builds with CUDA from scratch, runs the gpu-labelled
 # tests and the GPU benchmarks at Wan2.1-1.3B shapes. Logs and JSON go to $OUT (default out/gpu).
-#   scripts/gpu-check.sh [tests|bench|all]
+#   scripts/gpu-check.sh [tests|bench|accel|all]   (accel: tools/bench/accel_bench.sh, long; not in all)
 set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,12 +16,13 @@ if [[ -f .deps/env.sh ]]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 build=build-gpu
-rm -rf "$build"
+[[ -n ${KEEP_BUILD:-} ]] || rm -rf "$build" # KEEP_BUILD=1: reuse a warm machine's build
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
 # the engine, its gpu tests and the benchmarks (other hosts need SDL/FFmpeg, absent on the GPU machine)
 targets="wm test_golden gpu_ops gpu_rollout wm-bench"
 [[ -f tests/gpu_attention.c ]] && targets="$targets gpu_attention"
 [[ -f host/attn-bench/CMakeLists.txt ]] && targets="$targets attn-bench"
+[[ -f tests/gpu_accel.c ]] && targets="$targets gpu_accel test_accel test_accel_ops"
 ninja -C "$build" -j16 $targets >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
 rc=0
 if [[ $what == tests || $what == all ]]; then
@@ -41,5 +42,8 @@ if [[ $what == bench || $what == all ]]; then
         --label "wan1.3b rolling window 21" --json "$OUT/wan_window21.json" 2>"$OUT/wan_window21.log" || rc=1
     tail -n 3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log"
     grep -h '"chunk_ms"\|dit_ms_per\|video_fps\|backend_peak' "$OUT"/wan_*.json
+fi
+if [[ $what == accel ]]; then
+    OUT=$OUT/accel tools/bench/accel_bench.sh "$build" "${ACCEL_PART:-all}" || rc=1
 fi
 exit $rc
