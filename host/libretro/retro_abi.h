@@ -52,9 +52,13 @@
 #define RETRO_REGION_NTSC 0
 
 /* environment commands */
+#define RETRO_ENVIRONMENT_SET_MESSAGE           6  /* const struct retro_message * */
 #define RETRO_ENVIRONMENT_GET_SYSTEM_DIRECTORY  9  /* const char ** */
 #define RETRO_ENVIRONMENT_SET_PIXEL_FORMAT      10 /* const enum retro_pixel_format * */
 #define RETRO_ENVIRONMENT_SET_INPUT_DESCRIPTORS 11 /* const struct retro_input_descriptor * */
+#define RETRO_ENVIRONMENT_GET_VARIABLE          15 /* struct retro_variable * */
+#define RETRO_ENVIRONMENT_SET_VARIABLES         16 /* const struct retro_variable *, ended by {NULL, NULL} */
+#define RETRO_ENVIRONMENT_GET_VARIABLE_UPDATE   17 /* bool *: an option changed since the last GET_VARIABLE */
 #define RETRO_ENVIRONMENT_SET_SUPPORT_NO_GAME   18 /* const bool * */
 #define RETRO_ENVIRONMENT_GET_LIBRETRO_PATH     19 /* const char ** */
 #define RETRO_ENVIRONMENT_GET_LOG_INTERFACE     27 /* struct retro_log_callback * */
@@ -76,6 +80,19 @@ enum retro_log_level {
 typedef void (*retro_log_printf_t)(enum retro_log_level level, const char *fmt, ...);
 struct retro_log_callback {
     retro_log_printf_t log;
+};
+
+/* Core options. SET_VARIABLES: value = "Description; default|other|...", the first value the default.
+ * GET_VARIABLE: the core sets key, the frontend sets value (NULL when the key is unknown). */
+struct retro_variable {
+    const char *key;
+    const char *value;
+};
+
+/* An on-screen notice, shown for `frames` frames. */
+struct retro_message {
+    const char *msg;
+    unsigned frames;
 };
 
 /* An array ended by an entry whose description is NULL. */

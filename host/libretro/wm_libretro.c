@@ -14,7 +14,8 @@
  *
  * Settings from the environment: WM_PLUGIN, WM_BACKEND (cpu|cuda|auto), WM_THREADS, WM_SEED,
  * WM_PROMPT, WM_INPUT_MAP, WM_RANDOM_WEIGHTS=1 (forced; automatic when model.safetensors is absent),
- * WM_WEIGHT_SEED. */
+ * WM_WEIGHT_SEED. Core options (the frontend's menu): wm_tempcache, wm_annsa, wm_annca =
+ * disabled|enabled, the accelerations of docs/ACCEL.md, switched live from the next chunk. */
 #define _GNU_SOURCE /* dladdr */
 #include "retro_abi.h"
 
@@ -74,6 +75,8 @@ static struct {
     size_t state_size; /* of the session */
     size_t serialize_size;
     int failed; /* a generation error: log once, then show black */
+    int accel_refused; /* the options' settings the plugin refused, not retried until they change */
+    wm_accel_params accel_refused_settings;
     struct retro_input_descriptor desc[MAX_DESCRIPTORS + 1];
 } g;
 
@@ -99,6 +102,57 @@ static void on_plugin_log(void *user, wm_log_level level, const char *msg) {
              "%s", msg);
 }
 
+
+/* ---- core options: the accelerations ---- */
+
+static const struct retro_variable OPTIONS[] = {
+    {"wm_tempcache", "TempCache (merge KV-cache keys of similar content); disabled|enabled"},
+    {"wm_annsa", "AnnSA (block-sparse self-attention); disabled|enabled"},
+    {"wm_annca", "AnnCA (sparse cross-attention to the prompt); disabled|enabled"},
+    {NULL, NULL}};
+
+static void notify(const char *msg) {
+    struct retro_message m = {msg, 180}; /* about 3 s at 60 Hz */
+    if (env_cb) env_cb(RETRO_ENVIRONMENT_SET_MESSAGE, &m);
+}
+
+/* 1 when the option is "enabled"; unknown values (and a frontend without options) read as disabled */
+static int option_on(const char *key) {
+    struct retro_variable v = {key, NULL};
+    if (!env_cb || !env_cb(RETRO_ENVIRONMENT_GET_VARIABLE, &v) || !v.value) return 0;
+    if (!strcmp(v.value, "enabled")) return 1;
+    if (strcmp(v.value, "disabled"))
+        core_log(RETRO_LOG_WARN, "option %s: '%s' is neither enabled nor disabled", key, v.value);
+    return 0;
+}
+
+/* Reads the options and switches the session's accelerations to them (from the next chunk). The
+ * other settings (thresholds, hash sizes) stay the plugin's defaults. */
+static void apply_options(void) {
+    if (!g.session) return;
+    wm_accel_params cur, want;
+    if (g.api->session_get_accel(g.session, &cur) != WM_OK) return;
+    want = cur;
+    want.tempcache = option_on("wm_tempcache");
+    want.annsa = option_on("wm_annsa");
+    want.annca = option_on("wm_annca");
+    if (want.tempcache == cur.tempcache && want.annsa == cur.annsa && want.annca == cur.annca) return;
+    if (g.accel_refused && !memcmp(&want, &g.accel_refused_settings, sizeof want)) return;
+    char msg[1024];
+    if (g.api->session_set_accel(g.session, &want) != WM_OK) {
+        snprintf(msg, sizeof msg, "wm: accelerations refused: %s", g.api->last_error());
+        core_log(RETRO_LOG_ERROR, "%s", msg + 4);
+        notify(msg);
+        g.accel_refused = 1;
+        g.accel_refused_settings = want;
+        return;
+    }
+    g.accel_refused = 0;
+    snprintf(msg, sizeof msg, "wm: TempCache %s, AnnSA %s, AnnCA %s (from the next chunk)",
+             want.tempcache ? "on" : "off", want.annsa ? "on" : "off", want.annca ? "on" : "off");
+    core_log(RETRO_LOG_INFO, "%s", msg + 4);
+    notify(msg);
+}
 
 /* ---- the plugin ---- */
 
@@ -141,6 +195,7 @@ RETRO_EXPORT void retro_set_environment(retro_environment_t cb) {
     env_cb = cb;
     bool no_game = true; /* no content: the shipped game / the demo */
     cb(RETRO_ENVIRONMENT_SET_SUPPORT_NO_GAME, &no_game);
+    cb(RETRO_ENVIRONMENT_SET_VARIABLES, (void *)OPTIONS);
     struct retro_log_callback lc;
     if (cb(RETRO_ENVIRONMENT_GET_LOG_INTERFACE, &lc) && lc.log) log_cb = lc.log;
 }
@@ -298,6 +353,7 @@ static void unload(void) {
     memset(&g.info, 0, sizeof g.info);
     g.n_buffered = g.pos = 0;
     g.failed = 0;
+    g.accel_refused = 0;
 }
 
 static uint64_t env_u64(const char *name, uint64_t def) {
@@ -400,6 +456,7 @@ RETRO_EXPORT bool retro_load_game(const struct retro_game_info *game) {
     core_log(RETRO_LOG_INFO, "%s: %dx%d at %g fps on %s (%s)%s", g.info.name, g.info.width, g.info.height,
              g.info.fps, wm_host_backend_name(g.info.backend), g.info.device_name ? g.info.device_name : "?",
              random ? " with random weights" : "");
+    apply_options(); /* before the first chunk; a refusal leaves the session dense */
     return true;
 }
 
@@ -475,6 +532,8 @@ static int generate(void) {
 RETRO_EXPORT void retro_run(void) {
     if (input_poll_cb) input_poll_cb();
     if (!g.session) return;
+    bool updated = false;
+    if (env_cb && env_cb(RETRO_ENVIRONMENT_GET_VARIABLE_UPDATE, &updated) && updated) apply_options();
     poll_input();
     const size_t n_px = (size_t)g.info.width * g.info.height;
     if (g.pos >= g.n_buffered && !g.failed && !generate()) {

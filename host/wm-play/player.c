@@ -101,7 +101,9 @@ int player_open(player *p, const wm_api *api, const player_options *o) {
     sp.seed = o->seed;
     sp.abort_cb = o->abort_cb;
     sp.abort_user_data = o->abort_user_data;
+    if (o->accel) sp.accel = *o->accel;
     if ((st = api->session_new(p->model, &sp, &p->session)) != WM_OK) return api_fail(p, "session", st);
+    if ((st = api->session_get_accel(p->session, &p->accel)) != WM_OK) return api_fail(p, "accel", st);
     p->frame_bytes = (size_t)p->info.width * p->info.height * 3;
     p->max_chunk_frames =
         (int)wm_host_frames_after_chunk(&p->info, 1) - (int)wm_host_frames_after_chunk(&p->info, 0);
@@ -125,7 +127,8 @@ int player_open(player *p, const wm_api *api, const player_options *o) {
         return fail(p, "model '%s' takes prompt embeddings, not text: use --prompt-embedding FILE",
                     p->info.name);
     const char *text = kind == TIMELINE_PROMPT_TEXT ? (o->prompt ? o->prompt : "") : o->prompt_embedding;
-    if (!timeline_restart(&p->tl, kind, text)) return fail(p, "out of memory");
+    if (!timeline_restart(&p->tl, kind, text) || !timeline_set_accel(&p->tl, 0, &p->accel))
+        return fail(p, "out of memory");
     if (!apply_prompt(p, kind, text)) return 0;
     p->prompt_kind = kind;
     p->prompt = text ? strdup(text) : NULL;
@@ -155,11 +158,24 @@ int player_set_prompt(player *p, int kind, const char *text) {
     return 1;
 }
 
+int player_set_accel(player *p, const wm_accel_params *a) {
+    wm_status st = p->api->session_set_accel(p->session, a);
+    if (st != WM_OK) {
+        const char *msg = p->api->last_error();
+        return fail(p, "%s", msg && *msg ? msg : p->api->status_string(st));
+    }
+    /* read back: the plugin's view of what it applied */
+    if ((st = p->api->session_get_accel(p->session, &p->accel)) != WM_OK) return api_fail(p, "accel", st);
+    if (!timeline_set_accel(&p->tl, player_frame(p), &p->accel)) return fail(p, "out of memory");
+    return 1;
+}
+
 int player_reset(player *p) {
     if (p->writer && !player_record_stop(p)) return 0;
     wm_status st = p->api->session_reset(p->session);
     if (st != WM_OK) return api_fail(p, "reset", st);
-    if (!timeline_restart(&p->tl, p->prompt_kind, p->prompt)) return fail(p, "out of memory");
+    if (!timeline_restart(&p->tl, p->prompt_kind, p->prompt) || !timeline_set_accel(&p->tl, 0, &p->accel))
+        return fail(p, "out of memory");
     p->chunk_frames = 0;
     return refresh_stats(p);
 }
@@ -174,6 +190,12 @@ int player_chunk(player *p, const wm_action *live) {
         if (tp && (tp->kind != p->prompt_kind || (tp->text == NULL) != (p->prompt == NULL) ||
                    (tp->text && strcmp(tp->text, p->prompt))))
             if (!player_set_prompt(p, tp->kind, tp->text)) return 0;
+        const timeline_accel *ta = timeline_accel_at(r, first);
+        if (ta && !timeline_accel_equal(&ta->accel, &p->accel) && !player_set_accel(p, &ta->accel)) {
+            char msg[sizeof p->err];
+            snprintf(msg, sizeof msg, "%s", p->err);
+            return fail(p, "the replay's accelerations at frame %" PRId64 ": %s", first, msg);
+        }
     }
     for (int k = 0; k < n; k++) {
         wm_action a;
@@ -287,6 +309,12 @@ int player_slot_load(player *p, const player_slot *s) {
     wm_status st = p->api->session_state_load(p->session, s->state, s->size);
     if (st != WM_OK) return api_fail(p, "load", st);
     if (!timeline_copy_stream(&p->tl, &s->stream)) return fail(p, "out of memory");
+    /* the session keeps its accelerations: the stream goes on with them from the loaded frame */
+    if (!refresh_stats(p)) return 0;
+    const timeline_accel *ta = timeline_accel_at(&p->tl, player_frame(p));
+    if ((!ta || !timeline_accel_equal(&ta->accel, &p->accel)) &&
+        !timeline_set_accel(&p->tl, player_frame(p), &p->accel))
+        return fail(p, "out of memory");
     free(p->prompt);
     p->prompt = s->prompt ? strdup(s->prompt) : NULL;
     p->prompt_kind = s->prompt_kind;
@@ -309,6 +337,8 @@ int player_slot_write(const player *p, const player_slot *s, const char *base) {
     out.n_actions = s->stream.n_actions;
     out.prompts = s->stream.prompts;
     out.n_prompts = s->stream.n_prompts;
+    out.accels = s->stream.accels;
+    out.n_accels = s->stream.n_accels;
     out.video = NULL;
     out.first_frame = s->stream.n_actions;
     out.hashes = NULL;

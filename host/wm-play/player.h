@@ -27,6 +27,7 @@ typedef struct player_options {
     wm_abort_fn
         abort_cb; /* polled during generation: non-zero stops the chunk (the session stays as it was) */
     void *abort_user_data;
+    const wm_accel_params *accel; /* the session's accelerations at start; NULL = the plugin's defaults */
 } player_options;
 
 typedef struct player_slot {
@@ -53,7 +54,8 @@ typedef struct player {
     /* the prompt the next chunk uses */
     int prompt_kind; /* timeline_prompt_kind */
     char *prompt;
-    timeline tl; /* metadata + the stream since reset */
+    wm_accel_params accel; /* the accelerations the next chunk uses (session_get_accel) */
+    timeline tl;           /* metadata + the stream since reset */
     /* recording */
     video_writer *writer;
     char *rec_path;
@@ -74,10 +76,13 @@ int player_next_chunk_frames(const player *p);
 
 /* The prompt of the next chunk on (logged in the timeline). kind: timeline_prompt_kind. */
 int player_set_prompt(player *p, int kind, const char *text);
-/* Back to frame 0 with an empty cache; keeps prompt and seed. Stops a recording. */
+/* The accelerations from the next chunk on (logged in the timeline, so that replays apply them at the
+ * same frame). 0 with p->err (the plugin's message) when the plugin refuses them; nothing changes. */
+int player_set_accel(player *p, const wm_accel_params *a);
+/* Back to frame 0 with an empty cache; keeps prompt, seed and accelerations. Stops a recording. */
 int player_reset(player *p);
 /* Generates the next chunk into chunk_rgb. `live`: the action of each of its frames; NULL = replay
- * (p->replay's actions and prompts). Records, hashes and checks the frames. 1 = ok. */
+ * (p->replay's actions, prompts and acceleration changes). Records, hashes and checks the frames. 1 = ok. */
 int player_chunk(player *p, const wm_action *live);
 
 /* Recording: frames generated from now on go to `path` (see video_writer.h for the formats) and
@@ -87,7 +92,8 @@ int player_record_stop(player *p);
 int player_recording(const player *p);
 
 int player_slot_save(player *p, player_slot *s);
-int player_slot_load(player *p, const player_slot *s); /* stops a recording */
+/* Stops a recording; the accelerations stay as they are (a state holds no settings). */
+int player_slot_load(player *p, const player_slot *s);
 /* Slot files: `base`.wmstate (the blob) and `base`.json (its stream). */
 int player_slot_write(const player *p, const player_slot *s, const char *base);
 int player_slot_read(player *p, player_slot *s, const char *base);

@@ -44,6 +44,7 @@ void timeline_free(timeline *t) {
     free(t->actions);
     free_prompts(t);
     free(t->prompts);
+    free(t->accels);
     free(t->hashes);
     free_action_text(t);
     timeline_init(t);
@@ -51,6 +52,7 @@ void timeline_free(timeline *t) {
 
 int timeline_restart(timeline *t, int kind, const char *text) {
     t->n_actions = 0;
+    t->n_accels = 0;
     free_prompts(t);
     return timeline_set_prompt(t, 0, kind, text);
 }
@@ -90,6 +92,35 @@ int timeline_set_prompt(timeline *t, int64_t frame, int kind, const char *text) 
     return 1;
 }
 
+int timeline_accel_equal(const wm_accel_params *a, const wm_accel_params *b) {
+    return a->tempcache == b->tempcache && a->tc_threshold == b->tc_threshold &&
+           a->tc_budget_tokens == b->tc_budget_tokens && a->annsa == b->annsa && a->sa_bits == b->sa_bits &&
+           a->sa_tables == b->sa_tables && a->sa_dense_steps == b->sa_dense_steps &&
+           a->sa_layers == b->sa_layers && a->annca == b->annca && a->ca_bits == b->ca_bits &&
+           a->ca_tables == b->ca_tables && a->recall_probe == b->recall_probe;
+}
+
+int timeline_set_accel(timeline *t, int64_t frame, const wm_accel_params *a) {
+    if (t->n_accels > 0 && t->accels[t->n_accels - 1].frame == frame) t->n_accels--; /* replaced */
+    if (t->n_accels > 0 && timeline_accel_equal(&t->accels[t->n_accels - 1].accel, a)) return 1;
+    if (t->n_accels == t->cap_accels) {
+        int cap = t->cap_accels ? 2 * t->cap_accels : 8;
+        timeline_accel *na = realloc(t->accels, (size_t)cap * sizeof *na);
+        if (!na) return 0;
+        t->accels = na;
+        t->cap_accels = cap;
+    }
+    t->accels[t->n_accels].frame = frame;
+    t->accels[t->n_accels++].accel = *a;
+    return 1;
+}
+
+const timeline_accel *timeline_accel_at(const timeline *t, int64_t frame) {
+    const timeline_accel *p = NULL;
+    for (int i = 0; i < t->n_accels && t->accels[i].frame <= frame; i++) p = &t->accels[i];
+    return p;
+}
+
 int timeline_push_hash(timeline *t, uint64_t h) {
     if (t->n_hashes == t->cap_hashes) {
         int64_t cap = t->cap_hashes ? 2 * t->cap_hashes : 1024;
@@ -110,6 +141,9 @@ int timeline_copy_stream(timeline *dst, const timeline *src) {
     for (int i = 0; i < src->n_prompts; i++)
         if (!timeline_set_prompt(dst, src->prompts[i].frame, src->prompts[i].kind, src->prompts[i].text))
             return 0;
+    dst->n_accels = 0;
+    for (int i = 0; i < src->n_accels; i++)
+        if (!timeline_set_accel(dst, src->accels[i].frame, &src->accels[i].accel)) return 0;
     return 1;
 }
 
@@ -177,6 +211,29 @@ int timeline_write(const timeline *t, const wm_model_info *info, const char *pat
             cJSON_AddNullToObject(p, "embedding");
         cJSON_AddItemToArray(prompts, p);
     }
+    if (t->n_accels > 0) {
+        cJSON *accel = cJSON_AddArrayToObject(root, "accel");
+        for (int i = 0; i < t->n_accels; i++) {
+            if (t->accels[i].frame >= end && i > 0) break;
+            const wm_accel_params *a = &t->accels[i].accel;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "frame", (double)t->accels[i].frame);
+            cJSON_AddBoolToObject(o, "tempcache", a->tempcache);
+            cJSON_AddNumberToObject(o, "tc_threshold", a->tc_threshold);
+            cJSON_AddNumberToObject(o, "tc_budget_tokens", (double)a->tc_budget_tokens);
+            cJSON_AddBoolToObject(o, "annsa", a->annsa);
+            cJSON_AddNumberToObject(o, "sa_bits", a->sa_bits);
+            cJSON_AddNumberToObject(o, "sa_tables", a->sa_tables);
+            cJSON_AddNumberToObject(o, "sa_dense_steps", a->sa_dense_steps);
+            snprintf(hex, sizeof hex, "0x%" PRIx64, a->sa_layers); /* 64 bits: a string */
+            cJSON_AddStringToObject(o, "sa_layers", hex);
+            cJSON_AddBoolToObject(o, "annca", a->annca);
+            cJSON_AddNumberToObject(o, "ca_bits", a->ca_bits);
+            cJSON_AddNumberToObject(o, "ca_tables", a->ca_tables);
+            cJSON_AddNumberToObject(o, "recall_probe", a->recall_probe);
+            cJSON_AddItemToArray(accel, o);
+        }
+    }
     cJSON *actions = cJSON_AddArrayToObject(root, "actions");
     cJSON *hashes = cJSON_AddArrayToObject(root, "hashes");
     for (int64_t i = 0; i < end; i++) {
@@ -217,6 +274,51 @@ static int get_u64(const cJSON *o, const char *key, uint64_t *out) {
         return 1;
     }
     return 0;
+}
+
+/* One "accel" entry; every field is required (the plugin's defaults are not known here). */
+static int read_accel(const cJSON *o, int64_t *frame, wm_accel_params *a) {
+    static const char *const BOOLS[] = {"tempcache", "annsa", "annca"};
+    static const char *const NUMS[] = {"frame",     "tc_threshold", "tc_budget_tokens", "sa_bits",
+                                       "sa_tables", "sa_dense_steps", "ca_bits",        "ca_tables",
+                                       "recall_probe"};
+    double v[9];
+    int b[3];
+    if (!cJSON_IsObject(o)) return 0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, BOOLS[i]);
+        if (!cJSON_IsBool(x)) return 0;
+        b[i] = cJSON_IsTrue(x);
+    }
+    for (int i = 0; i < 9; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, NUMS[i]);
+        if (!cJSON_IsNumber(x)) return 0;
+        v[i] = x->valuedouble;
+    }
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(o, "sa_layers");
+    if (!cJSON_IsString(layers)) return 0;
+    char *end;
+    errno = 0;
+    const unsigned long long mask = strtoull(layers->valuestring, &end, 0);
+    if (end == layers->valuestring || *end || errno) return 0;
+    if (v[0] < 0 || v[0] > 9e15 || v[2] < 0 || v[2] > 9e15) return 0;
+    for (int i = 3; i < 9; i++)
+        if (i != 5 && (v[i] < -1e9 || v[i] > 1e9)) return 0; /* ints; the plugin checks the ranges */
+    memset(a, 0, sizeof *a);
+    *frame = (int64_t)v[0];
+    a->tempcache = b[0];
+    a->tc_threshold = (float)v[1];
+    a->tc_budget_tokens = (int64_t)v[2];
+    a->annsa = b[1];
+    a->sa_bits = (int)v[3];
+    a->sa_tables = (int)v[4];
+    a->sa_dense_steps = (float)v[5];
+    a->sa_layers = mask;
+    a->annca = b[2];
+    a->ca_bits = (int)v[6];
+    a->ca_tables = (int)v[7];
+    a->recall_probe = (int)v[8];
+    return 1;
 }
 
 int timeline_read(timeline *t, const char *path, char *err, size_t err_size) {
@@ -298,6 +400,38 @@ int timeline_read(timeline *t, const char *path, char *err, size_t err_size) {
     if (t->n_prompts == 0) {
         fail(err, err_size, "%s: \"prompts\" is empty (the first entry is the prompt at frame 0)", path);
         goto done;
+    }
+    const cJSON *accel = cJSON_GetObjectItemCaseSensitive(root, "accel");
+    if (accel && !cJSON_IsArray(accel)) {
+        fail(err, err_size, "%s: \"accel\" is not an array", path);
+        goto done;
+    }
+    i = 0;
+    cJSON_ArrayForEach(it, accel) {
+        wm_accel_params a;
+        int64_t frame = -1;
+        if (!read_accel(it, &frame, &a) ||
+            !(i == 0 ? frame >= 0 : frame > t->accels[t->n_accels - 1].frame)) {
+            fail(err, err_size,
+                 "%s: accel[%d]: expected {\"frame\": N, \"tempcache\": BOOL, \"tc_threshold\": X, ...} "
+                 "with every field of wm_accel_params, frames increasing",
+                 path, i);
+            goto done;
+        }
+        /* entries are kept as written (timeline_set_accel would drop repeats) */
+        if (t->n_accels == t->cap_accels) {
+            int cap = t->cap_accels ? 2 * t->cap_accels : 8;
+            timeline_accel *na = realloc(t->accels, (size_t)cap * sizeof *na);
+            if (!na) {
+                fail(err, err_size, "%s: out of memory", path);
+                goto done;
+            }
+            t->accels = na;
+            t->cap_accels = cap;
+        }
+        t->accels[t->n_accels].frame = frame;
+        t->accels[t->n_accels++].accel = a;
+        i++;
     }
     const int n_act = cJSON_GetArraySize(actions);
     t->action_text = calloc((size_t)n_act + 1, sizeof *t->action_text);

@@ -5,7 +5,7 @@
  *
  * Threads: the main thread owns SDL (events, rendering) and the input map; the generator thread owns
  * the player (plugin session). They meet under one mutex: the frame ring, the input state, the
- * commands (reset, prompt, save/load, record) and the status the HUD shows.
+ * commands (reset, prompt, accelerations, save/load, record) and the status the HUD shows.
  *
  * Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 a replay that differs from its recording. */
 #include "font.h"
@@ -15,6 +15,7 @@
 #include "timeline.h"
 #include "wm_host.h"
 
+#include "accel_args.h"
 #include "actions.h"
 #include "cli.h"
 #include "video_writer.h" /* host/common */
@@ -46,7 +47,7 @@
 #endif
 
 enum { EXIT_RUNTIME = WM_CLI_EXIT_RUNTIME, EXIT_USAGE = WM_CLI_EXIT_USAGE, EXIT_REPLAY_DIFFERS = 3 };
-enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32 };
+enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32, MAX_ACCEL_ARGS = 64 };
 
 /* the input map's pad codes are SDL's */
 _Static_assert((int)SDL_CONTROLLER_BUTTON_A == (int)INPUT_PAD_A &&
@@ -82,6 +83,9 @@ typedef struct options {
     int print_map;
     int verbose;
     int quiet;
+    /* the acceleration flags, by position in argv: applied over the plugin's defaults once it is loaded */
+    int accel_argi[MAX_ACCEL_ARGS];
+    int n_accel_args;
 } options;
 
 static const char *g_prog = "wm-play";
@@ -120,11 +124,16 @@ static void usage(FILE *f) {
             "  --verbose / --quiet      more / less output\n"
             "  --help                   this text\n"
             "\n"
+            "Accelerations (docs/ACCEL.md), the settings at start (Alt+1/2/3/0 switch them live; a replay\n"
+            "takes them from its file):\n"
+            "%s"
+            "\n"
             "Keys: F1 HUD  F2/Pause pause  F3 reset  F4 next prompt preset  F6 type a prompt\n"
             "      F5 save slot  F9 load slot  F7/F8 slot -/+  F10 record  F11 fullscreen  F12 screenshot\n"
+            "      Alt+1 TempCache  Alt+2 AnnSA  Alt+3 AnnCA  Alt+0 all on/off (from the next chunk)\n"
             "      Esc release the mouse / quit. Game controls come from the input map.\n"
             "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 replay differs from the recording.\n",
-            g_prog);
+            g_prog, wm_accel_args_help);
 }
 
 
@@ -218,7 +227,15 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
         } else {
-            return wm_cli_usage_error("unknown option '%s'", a);
+            /* an acceleration flag: checked now, applied once the plugin's defaults are known */
+            wm_accel_params scratch;
+            memset(&scratch, 0, sizeof scratch);
+            const int at = i;
+            const int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
+            if (r < 0) return WM_CLI_EXIT_USAGE;
+            if (r == 0) return wm_cli_usage_error("unknown option '%s'", a);
+            if (o->n_accel_args == MAX_ACCEL_ARGS) return wm_cli_usage_error("too many acceleration flags");
+            o->accel_argi[o->n_accel_args++] = at;
         }
 #undef NEED_VALUE
     }
@@ -381,6 +398,11 @@ typedef struct app {
     atomic_int abort_now; /* read by the plugin's abort callback, without the lock */
     int slot;
     char prompt_text[512];
+    /* accelerations: the main thread asks (want_accel, accel_req), the generator applies them between
+     * chunks (a session is used by one thread at a time) and reports what is in effect (accel_cur) */
+    int want_accel;
+    wm_accel_params accel_req, accel_cur;
+    char accel_what[64]; /* what the last request switched, for the notice */
     /* generator status for the HUD */
     wm_stats stats;
     int64_t gen_frame;
@@ -415,6 +437,25 @@ static void set_toast(app *a, const char *fmt, ...) {
     if (!a->o.quiet) printf("%s: %s\n", g_prog, a->toast);
 }
 
+/* mu held, main thread: switches one acceleration module (0 TempCache, 1 AnnSA, 2 AnnCA; -1: all on,
+ * or all off when all are on) in the settings the generator applies before its next chunk. Requests
+ * made before it gets to them add up. */
+static void toggle_accel(app *a, int module) {
+    static const char *const NAMES[3] = {"TempCache", "AnnSA", "AnnCA"};
+    wm_accel_params r = a->want_accel ? a->accel_req : a->accel_cur;
+    int *const on[3] = {&r.tempcache, &r.annsa, &r.annca};
+    if (module < 0) {
+        const int all = !(r.tempcache && r.annsa && r.annca);
+        r.tempcache = r.annsa = r.annca = all;
+        snprintf(a->accel_what, sizeof a->accel_what, "all accelerations %s", all ? "on" : "off");
+    } else {
+        *on[module] = !*on[module];
+        snprintf(a->accel_what, sizeof a->accel_what, "%s %s", NAMES[module], *on[module] ? "on" : "off");
+    }
+    a->accel_req = r;
+    a->want_accel = 1;
+}
+
 static void timestamp_name(char *buf, size_t size, const char *dir, const char *suffix) {
     time_t t = time(NULL);
     struct tm tm;
@@ -446,6 +487,16 @@ static void run_commands(app *a) {
             set_toast(a, "prompt: %s", a->prompt_text);
         else
             set_toast(a, "prompt failed: %s", p->err);
+    }
+    if (a->want_accel) {
+        a->want_accel = 0;
+        if (player_set_accel(p, &a->accel_req)) {
+            char desc[256];
+            wm_accel_describe(&p->accel, desc, sizeof desc);
+            set_toast(a, "%s from frame %" PRId64 ": %s", a->accel_what, player_frame(p), desc);
+        } else {
+            set_toast(a, "%s refused: %s", a->accel_what, p->err);
+        }
     }
     if (a->want_save) {
         a->want_save = 0;
@@ -546,6 +597,7 @@ static void run_commands(app *a) {
     if (a->recording) snprintf(a->rec_path, sizeof a->rec_path, "%s", p->rec_path);
     a->stats = p->stats;
     a->gen_frame = player_frame(p);
+    a->accel_cur = p->accel;
 }
 
 static int generator_main(void *user) {
@@ -615,6 +667,12 @@ static int generator_main(void *user) {
         a->replay_first_bad = p->replay_first_bad;
         a->recording = player_recording(p);
         if (a->replay_mode) snprintf(a->cur_prompt, sizeof a->cur_prompt, "%s", p->prompt ? p->prompt : "");
+        if (!timeline_accel_equal(&a->accel_cur, &p->accel)) { /* a replay switched them */
+            char desc[256];
+            wm_accel_describe(&p->accel, desc, sizeof desc);
+            set_toast(a, "accelerations of the recording from frame %" PRId64 ": %s", p->chunk_first, desc);
+            a->accel_cur = p->accel;
+        }
     }
     if (player_recording(p) && !player_record_stop(p)) {
         a->failed = 1;
@@ -657,6 +715,35 @@ static void draw_panel(SDL_Renderer *r, hud *h, const char *text, int x, int y, 
     SDL_UpdateTexture(h->tex, NULL, h->pixels, h->tex_w * 4);
     SDL_Rect src = {0, 0, w, ht}, dst = {x, y, w * scale, ht * scale};
     SDL_RenderCopy(r, h->tex, &src, &dst);
+}
+
+/* mu held: the HUD's acceleration lines (after a '\n'): per module its state (and the state asked for
+ * when the generator has not applied it yet), then what the last chunk did. Returns the length. */
+static size_t hud_accel(const app *a, char *buf, size_t size) {
+    const wm_stats *s = &a->stats;
+    const wm_accel_params *c = &a->accel_cur, *r = a->want_accel ? &a->accel_req : &a->accel_cur;
+    const int cur[3] = {c->tempcache, c->annsa, c->annca}, req[3] = {r->tempcache, r->annsa, r->annca};
+    static const char *const NAMES[3] = {"TempCache", "AnnSA    ", "AnnCA    "};
+    size_t len = 0;
+    for (int m = 0; m < 3 && len < size; m++) {
+        len += (size_t)snprintf(buf + len, size - len, "\n%s %-3s (Alt+%d)", NAMES[m], cur[m] ? "ON" : "off",
+                                m + 1);
+        if (req[m] != cur[m] && len < size)
+            len += (size_t)snprintf(buf + len, size - len, " -> %s next chunk", req[m] ? "ON" : "off");
+        if (!cur[m] || len >= size) continue;
+        if (m == 0) {
+            len += (size_t)snprintf(buf + len, size - len,
+                                    "  merges %" PRId64 "  cache %" PRId64 " tokens (all layers) %.2f MB",
+                                    s->tc_merges, s->cache_tokens_total, s->cache_bytes / 1048576.0);
+        } else {
+            const double density = m == 1 ? s->sa_density : s->ca_density;
+            const double recall = m == 1 ? s->sa_recall : s->ca_recall;
+            len += (size_t)snprintf(buf + len, size - len, "  density %.3f", density);
+            if (recall >= 0 && len < size)
+                len += (size_t)snprintf(buf + len, size - len, "  recall %.3f", recall);
+        }
+    }
+    return len < size ? len : size - 1;
 }
 
 /* The largest rectangle of the frame's aspect that fits the output, centred (letterbox / pillarbox). */
@@ -807,8 +894,16 @@ static int run_window(app *a) {
                 }
                 if (ev.key.repeat) break;
                 const int ctrl = (ev.key.keysym.mod & KMOD_CTRL) != 0;
+                const int alt = (ev.key.keysym.mod & KMOD_ALT) != 0;
+                const SDL_Scancode sc = ev.key.keysym.scancode; /* by position: any layout */
                 const int live = !a->replay_mode;
-                if (k == SDLK_ESCAPE) {
+                if (alt && (sc == SDL_SCANCODE_1 || sc == SDL_SCANCODE_2 || sc == SDL_SCANCODE_3 ||
+                            sc == SDL_SCANCODE_0)) {
+                    if (!live)
+                        set_toast(a, "replaying: the recording sets the accelerations");
+                    else
+                        toggle_accel(a, sc == SDL_SCANCODE_0 ? -1 : (int)(sc - SDL_SCANCODE_1));
+                } else if (k == SDLK_ESCAPE) {
                     if (mouse_grab) {
                         SDL_SetRelativeMouseMode(SDL_FALSE);
                         mouse_grab = 0;
@@ -1017,10 +1112,10 @@ static int run_window(app *a) {
                     len += (size_t)snprintf(text + len, sizeof text - len,
                                             "\nREPLAY %" PRId64 "/%" PRId64 " checked, %" PRId64 " differ",
                                             a->replay_checked, a->replay.n_hashes, a->replay_mismatches);
+                len += hud_accel(a, text + len, sizeof text - len);
                 len += (size_t)snprintf(
                     text + len, sizeof text - len,
-                    "\naccel: n/a (needs TempCache/AnnSA/AnnCA)\n"
-                    "F1 HUD F2 pause F3 reset F4/F6 prompt F5/F9 save/load F10 rec F12 shot");
+                    "\nF1 HUD F2 pause F3 reset F4/F6 prompt F5/F9 save/load F10 rec F12 shot");
             }
             const int toast = t < a->toast_until;
             char toast_text[600];
@@ -1251,8 +1346,23 @@ int main(int argc, char **argv) {
     if (!api) return finish(a, wm_cli_runtime_error("%s", err));
     if (o->verbose) printf("%s: plugin %s: %s\n", g_prog, plugin, api->build_info());
 
+    /* the acceleration flags over the plugin's defaults; a replay takes its settings from the file */
+    wm_session_params defaults;
+    api->session_params_init(&defaults);
+    wm_accel_params accel = defaults.accel;
+    if (a->replay_mode && o->n_accel_args > 0) {
+        if (!o->quiet)
+            printf("%s: note: the acceleration flags are ignored: a replay applies the recording's\n",
+                   g_prog);
+    } else {
+        for (int k = 0; k < o->n_accel_args; k++) {
+            int at = o->accel_argi[k];
+            wm_accel_parse_arg(argc, argv, &at, &accel);
+        }
+    }
     player_options po = {o->model,  o->random_weights,   o->weight_seed, o->backend, o->threads, o->seed,
-                         o->prompt, o->prompt_embedding, on_log,         o,          on_abort,   a};
+                         o->prompt, o->prompt_embedding, on_log,         o,          on_abort,   a,
+                         &accel};
     if (a->replay_mode && a->replay.n_prompts > 0) { /* start with the recording's first prompt */
         const timeline_prompt *tp = &a->replay.prompts[0];
         po.prompt = tp->kind == TIMELINE_PROMPT_TEXT ? tp->text : NULL;
@@ -1277,6 +1387,13 @@ int main(int argc, char **argv) {
                info->prompt_kind == WM_PROMPT_TEXT ? ", prompt \"" : "",
                info->prompt_kind == WM_PROMPT_TEXT ? (a->pl.prompt ? a->pl.prompt : "") : "",
                info->prompt_kind == WM_PROMPT_TEXT ? "\"" : "");
+    a->accel_cur = a->pl.accel;
+    if (!o->quiet && !a->replay_mode) {
+        char desc[256];
+        wm_accel_describe(&a->pl.accel, desc, sizeof desc);
+        printf("%s: accelerations: %s%s\n", g_prog, desc,
+               o->headless ? "" : " (Alt+1/2/3 switch TempCache/AnnSA/AnnCA, Alt+0 all)");
+    }
     if (a->replay_mode) {
         if (!timeline_bind(&a->replay, info, o->replay, err, sizeof err))
             return finish(a, wm_cli_runtime_error("%s", err));

@@ -1,7 +1,9 @@
 #!/bin/sh
 # replay_cpu.sh WM_PLAY SOURCE_DIR - headless recordings replay bit for bit on the CPU: raw video and the
 # replay file from an action script, an edited action log, seed or prompt is caught (exit 3, naming the
-# first frame that differs), an MP4 recording decodes to the frame count its replay file states.
+# first frame that differs), a recording with accelerations on replays with them (the file logs them;
+# command-line flags do not override them; without them the frames differ), an MP4 recording decodes
+# to the frame count its replay file states.
 set -u
 play=$1 src=$2
 work=$(mktemp -d)
@@ -55,6 +57,32 @@ check "edited seed: exit 3" [ $? -eq 3 ]
 sed 's/"a walk through the forest"/"the red city at night"/' "$work/a.rgb.json" > "$work/prompt.json"
 "$play" --headless --replay "$work/prompt.json" --threads 1 --quiet 2>/dev/null
 check "edited prompt: exit 3" [ $? -eq 3 ]
+# accelerations: logged in the replay file and applied by the replay, whatever the command line says
+"$play" --headless --model "$tiny" --random-weights --backend cpu --threads 1 --quiet \
+    --actions "$work/walk.txt" --frames 30 --prompt "a walk through the forest" \
+    --tempcache --tc-threshold 0.6 --annca --record "$work/acc.rgb"
+check "record with accelerations" [ $? -eq 0 ]
+j="$work/acc.rgb.json"
+check "the replay file logs them" sh -c "grep -q '\"tempcache\":[[:space:]]*true' '$j' &&
+    grep -q '\"annca\":[[:space:]]*true' '$j' && grep -q '\"tc_threshold\":[[:space:]]*0.6' '$j'"
+check "accelerations change the frames" sh -c "! cmp -s '$work/a.rgb' '$work/acc.rgb'"
+out=$("$play" --headless --replay "$work/acc.rgb.json" --threads 1 --accel none --record "$work/acc2.rgb" 2>&1)
+check "replay with accelerations: exit 0" [ $? -eq 0 ]
+check "the flags are ignored, with a note" sh -c "echo \"\$1\" | grep -q 'acceleration flags are ignored'" _ "$out"
+check "replayed video is byte-identical" cmp -s "$work/acc.rgb" "$work/acc2.rgb"
+sed 's/"annca":[[:space:]]*true/"annca": false/' "$work/acc.rgb.json" > "$work/noca.json"
+out=$("$play" --headless --replay "$work/noca.json" --threads 1 --quiet 2>&1); rc=$?
+echo "$out"
+check "edited acceleration log: exit 3" [ $rc -eq 3 ]
+check "edited acceleration log: from frame 0" sh -c "echo \"\$1\" | grep -q 'the first at frame 0\$'" _ "$out"
+sed 's/"sa_bits":[[:space:]]*3/"sa_bits": "3"/' "$work/acc.rgb.json" > "$work/badacc.json"
+out=$("$play" --headless --replay "$work/badacc.json" --threads 1 --quiet 2>&1); rc=$?
+echo "$out"
+check "malformed acceleration entry: exit 1" [ $rc -eq 1 ]
+check "malformed acceleration entry: named" sh -c "echo \"\$1\" | grep -q 'accel\[0\]'" _ "$out"
+out=$("$play" --headless --model "$tiny" --random-weights --threads 1 --tempcache --tc-threshold 2>&1); rc=$?
+check "an acceleration flag without its value: exit 2" [ $rc -eq 2 ]
+
 # a damaged replay file is an error, not a crash
 echo '{"format": "wm-play-replay"}' > "$work/bad.json"
 out=$("$play" --headless --replay "$work/bad.json" --threads 1 --quiet 2>&1); rc=$?

@@ -4,7 +4,10 @@
 # taken with FFmpeg's x11grab. Checks that the shown frames change, that the key reached the model (the
 # replay file logs it, and the same replay without it differs from the frame the key was first held),
 # the F12 screenshot, the MP4 recording's frame count, and that the recording replays bit for bit, both
-# headless and in the window. Exit 77 (skipped) without Xvfb, xdotool or ffmpeg.
+# headless and in the window. The acceleration hotkeys: Alt+2 asks for AnnSA with a setting the plugin
+# refuses (the notice carries its message), Alt+1 / Alt+3 switch TempCache and AnnCA on mid-stream (the
+# notice names the frame, the frames keep changing, the replay file logs the switch and its replays
+# stay bit-identical). Exit 77 (skipped) without Xvfb, xdotool or ffmpeg.
 set -u
 play=$1 src=$2 shot_out=${3:-}
 for tool in Xvfb xdotool ffmpeg; do
@@ -43,8 +46,9 @@ grab() { # grab FILE: the whole screen as raw RGB
 }
 
 tiny="$src/tests/scripts_play/tiny.json"
-"$play" --model "$tiny" --random-weights --backend cpu --threads 1 --no-hud --scale 8 --max-frames 260 \
-    --record "$work/rec.mp4" --out-dir "$work" > "$work/play.log" 2>&1 &
+# --sa-dense-steps 2 is accepted while AnnSA is off and refused by the plugin once Alt+2 turns it on
+"$play" --model "$tiny" --random-weights --backend cpu --threads 1 --no-hud --scale 8 --max-frames 300 \
+    --tc-threshold 0.6 --sa-dense-steps 2 --record "$work/rec.mp4" --out-dir "$work" > "$work/play.log" 2>&1 &
 play_pid=$!
 win=$(timeout 20 xdotool search --sync --name '^wm-play' | head -1)
 [ -n "$win" ] || { echo "FAIL: no wm-play window"; cat "$work/play.log"; exit 1; }
@@ -65,6 +69,17 @@ sleep 0.2
 xdotool type --delay 20 "red city"
 xdotool key Return
 sleep 1
+# the accelerations, live: AnnSA refused, then TempCache and AnnCA on from the next chunk
+xdotool key alt+2
+sleep 0.4
+xdotool key alt+1
+sleep 0.4
+xdotool key alt+3
+sleep 0.8
+grab "$work/s3.rgb"
+sleep 0.7
+grab "$work/s4.rgb"
+check "the shown frames change with TempCache and AnnCA on" sh -c "! cmp -s '$work/s3.rgb' '$work/s4.rgb'"
 # state slots and a second recording that starts from a loaded state (its replay regenerates the
 # slot's history first), then reset and pause
 xdotool key F10
@@ -100,6 +115,14 @@ if command -v ffprobe > /dev/null 2>&1; then
     check "recording frame count" [ "$n" = "$want" ]
 fi
 
+check "Alt+2: the plugin's refusal is shown" \
+    grep -q "AnnSA on refused: sa_dense_steps 2: need a fraction in \[0, 1\]" "$work/play.log"
+check "Alt+1: TempCache on from a chunk boundary" \
+    grep -q "TempCache on from frame [1-9][0-9]*: tempcache(0.60" "$work/play.log"
+check "Alt+3: AnnCA on with TempCache" \
+    grep -q "AnnCA on from frame [1-9][0-9]*: tempcache(0.60.*annca" "$work/play.log"
+check "the replay file logs the switch" sh -c \
+    "grep -q '\"tempcache\":[[:space:]]*false' '$json' && grep -q '\"tempcache\":[[:space:]]*true' '$json'"
 check "saved a slot" grep -q "saved slot 0 at frame" "$work/play.log"
 check "loaded the slot" grep -q "loaded slot 0" "$work/play.log"
 check "reset" grep -q "reset to frame 0 (recording stopped)" "$work/play.log"
