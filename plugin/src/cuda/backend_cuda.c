@@ -73,6 +73,8 @@ static void *dev_malloc(cuda_impl *c, size_t bytes, const char *what) {
     return NULL;
 }
 
+void *wm_cu_malloc(cuda_impl *c, size_t bytes, const char *what) { return dev_malloc(c, bytes, what); }
+
 /* ---- memory ---- */
 
 static float *cu_alloc(wm_backend *be, size_t n) {
@@ -323,6 +325,10 @@ static void cu_kv_free(wm_backend *be, wm_kv *kv) {
         c->bytes -= (size_t)(kv->rows > 0 ? kv->rows : 1) * sizeof(float);
         cudaFree(kv->bias);
     }
+    if (kv->match) {
+        c->bytes -= (size_t)(kv->rows > 0 ? kv->rows : 1) * (size_t)kv->dim * sizeof(uint16_t);
+        cudaFree(kv->match);
+    }
     free(kv);
 }
 static void cu_kv_write(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n) {
@@ -339,6 +345,7 @@ static void cu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int6
     dev_memmove(c, kv->v + d, kv->v + s, bytes, "kv_move (v)");
     if (kv->bias)
         dev_memmove(c, kv->bias + dst, kv->bias + src, (size_t)n * sizeof(float), "kv_move (bias)");
+    if (kv->match) dev_memmove(c, kv->match + d, kv->match + s, bytes, "kv_move (match)");
 }
 static void cu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
     cuda_impl *c = cuda_of(be);
@@ -449,6 +456,7 @@ static void impl_free(cuda_impl *c) {
 #endif
     for (size_t i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
     free(c->allocs);
+    if (c->accel_counters) cudaFree(c->accel_counters);
     if (c->pool) cudaMemPoolDestroy(c->pool);
     if (c->lt_workspace) cudaFree(c->lt_workspace);
     if (c->lt) cublasLtDestroy(c->lt);
@@ -493,6 +501,9 @@ static int impl_init(cuda_impl *c) {
     }
     cublasSetStream(c->blas, c->stream);
     if (!(c->lt_workspace = dev_malloc(c, CUDA_LT_WORKSPACE, "the cuBLASLt workspace"))) return 0;
+    if (!(c->accel_counters = dev_malloc(c, 4 * sizeof(unsigned long long), "the density counters"))) return 0;
+    if (cudaMemsetAsync(c->accel_counters, 0, 4 * sizeof(unsigned long long), c->stream) != cudaSuccess)
+        cudaGetLastError(); /* a device that cannot run this build is reported just below */
     e = wm_cuda_fill((float *)c->lt_workspace, 0.0f, 1, c->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) {
@@ -580,6 +591,17 @@ wm_backend *wm_backend_cuda_new(void) {
     be->attention = cu_attention;
     be->kv_set_bias = cu_kv_set_bias;
     be->kv_get_bias = cu_kv_get_bias;
+    be->kv_write_match = wm_cu_kv_write_match;
+    be->kv_read_match = wm_cu_kv_read_match;
+    be->kv_load_match = wm_cu_kv_load_match;
+    be->kv_match = wm_cu_kv_match;
+    be->kv_merge = wm_cu_kv_merge;
+    be->kv_compact = wm_cu_kv_compact;
+    be->lsh_new = wm_cu_lsh_new;
+    be->lsh_free = wm_cu_lsh_free;
+    be->attention_annsa = wm_cu_attention_annsa;
+    be->attention_annca = wm_cu_attention_annca;
+    be->lsh_take_counts = wm_cu_lsh_take_counts;
     be->patchify = cu_patchify;
     be->unpatchify = cu_unpatchify;
     be->noise = cu_noise;

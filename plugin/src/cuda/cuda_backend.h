@@ -22,7 +22,8 @@ struct wm_weight {
 /* A CUDA K/V store: bf16 rows, [rows, dim] each. */
 struct wm_kv {
     uint16_t *k, *v;
-    float *bias; /* [rows] fp32 additive logit bias, NULL until kv_set_bias */
+    float *bias;     /* [rows] fp32 additive logit bias, NULL until kv_set_bias */
+    uint16_t *match; /* [rows, dim] bf16 unit-norm match rows (TempCache), NULL until enabled */
     int64_t rows;
     int dim;
 };
@@ -62,6 +63,9 @@ typedef struct cuda_impl {
     cuda_lt_plan plans[CUDA_LT_PLANS];
     int n_plans, next_plan;
     wm_cudnn *cudnn;
+    /* density counters of AnnSA / AnnCA (device, 4 x u64: attended, total block pairs; selected,
+     * total keys), accumulated by the ops' kernels, read and reset by lsh_take_counts */
+    unsigned long long *accel_counters;
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(wm_backend *be) { return (cuda_impl *)be->impl; }
@@ -69,6 +73,9 @@ static inline cuda_impl *cuda_of(wm_backend *be) { return (cuda_impl *)be->impl;
 /* Records a CUDA / cuBLAS failure (WM_ERR_INTERNAL) in the error message; returns 0 on failure. */
 int wm_cu_ok(cudaError_t e, const char *what);
 int wm_cublas_ok(cublasStatus_t s, const char *what);
+/* cudaMalloc that gives the scratch pool's reserve back and retries once; NULL with
+ * WM_ERR_OUT_OF_MEMORY set (not noted as an op failure). */
+void *wm_cu_malloc(cuda_impl *c, size_t bytes, const char *what);
 /* Stream-ordered scratch from the backend's pool; NULL with WM_ERR_OUT_OF_MEMORY set. */
 void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what);
 void wm_cu_scratch_free(cuda_impl *c, void *p);
@@ -87,5 +94,31 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
 void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
                   int Cout, int H, int Wd, int k);
 void wm_cu_plans_free(cuda_impl *c);
+
+/* accel_cuda.c: TempCache (match plane, kv_match/merge/compact), sign-LSH, AnnSA, AnnCA */
+void wm_cu_kv_write_match(wm_backend *be, wm_kv *kv, int64_t row, const float *x, int64_t n);
+void wm_cu_kv_read_match(wm_backend *be, const wm_kv *kv, float *host, int64_t row, int64_t n);
+void wm_cu_kv_load_match(wm_backend *be, wm_kv *kv, const float *host, int64_t row, int64_t n);
+void wm_cu_kv_match(wm_backend *be, const wm_kv *kv, int64_t q0, int64_t nq, int64_t c0, int64_t nc, int64_t *best,
+                    float *sim);
+void wm_cu_kv_merge(wm_backend *be, wm_kv *kv, const int64_t *dst, const int64_t *src, const float *a,
+                    const float *b, int64_t n);
+void wm_cu_kv_compact(wm_backend *be, wm_kv *kv, const int64_t *keep, int64_t n);
+wm_lsh *wm_cu_lsh_new(wm_backend *be, int D, int bits, int tables, const float *proj);
+void wm_cu_lsh_free(wm_backend *be, wm_lsh *lsh);
+void wm_cu_attention_annsa(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_cache, int Mq,
+                           int H, int D, float scale, const wm_lsh *lsh);
+void wm_cu_attention_annca(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
+                           int H, int D, float scale, int group, const wm_lsh *lsh);
+void wm_cu_lsh_take_counts(wm_backend *be, double out[4]);
+/* Testing hook: bucket codes [nvec][tables] (device) of nvec head vectors at x (device; fp32 when
+ * x_is_f32, else bf16), as the ops compute them. Returns 1 on success. */
+int wm_cu_lsh_hash(wm_backend *be, const wm_lsh *lsh, uint8_t *codes, const void *x, int x_is_f32, int64_t nvec);
+/* Stage timing of attention_annsa (tests, benchmarks; process-wide, not thread-safe): after
+ * wm_cu_accel_profile(1), each call records events between its stages (hash, sort, block list,
+ * gathers, flash attention, scatter); wm_cu_accel_profile_read waits and gives the last call's
+ * stage times in ms, returning how many. */
+void wm_cu_accel_profile(int on);
+int wm_cu_accel_profile_read(float *ms, int max);
 
 #endif
