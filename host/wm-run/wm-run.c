@@ -2,6 +2,7 @@
  * scripted actions and writes the frames to a video file, with a progress bar and a timing summary.
  *
  * Exit codes: 0 ok, 1 runtime error (the plugin's message is printed), 2 usage error. */
+#include "accel_args.h"
 #include "actions.h"
 #include "st_reader.h"
 #include "video_writer.h"
@@ -48,6 +49,12 @@ typedef struct options {
     int window, sinks;
     const char *latents;
     int quiet, verbose, info_only;
+    /* acceleration flags (accel_args.h): checked while parsing, applied in order on top of the
+     * plugin's defaults (session_params_init) once it is loaded */
+    int argc;
+    char **argv;
+    int accel_argi[256];
+    int n_accel;
 } options;
 
 static const char *g_prog = "wm-run";
@@ -85,9 +92,12 @@ static void usage(FILE *f) {
         "  --verbose               also the plugin's debug log\n"
         "  --help                  this text\n"
         "\n"
+        "Accelerations (docs/ACCEL.md; default: all off, dense attention):\n"
+        "%s"
+        "\n"
         "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n"
         "This build writes %s.\n",
-        g_prog,
+        g_prog, wm_accel_args_help,
         video_writer_have_ffmpeg() ? ".mp4 .mkv .mov .avi (FFmpeg), .y4m and .rgb"
                                    : ".y4m and .rgb (no FFmpeg)");
 }
@@ -100,9 +110,22 @@ static int parse_args(int argc, char **argv, options *o) {
     o->backend = WM_BACKEND_AUTO;
     o->window = -2;
     o->sinks = -1;
+    o->argc = argc;
+    o->argv = argv;
+    wm_accel_params scratch; /* only to check the flags' values here */
+    memset(&scratch, 0, sizeof scratch);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         long long v;
+        const int flag_at = i;
+        const int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
+        if (r < 0) return EXIT_USAGE; /* the message is printed */
+        if (r > 0) {
+            if (o->n_accel == (int)(sizeof o->accel_argi / sizeof *o->accel_argi))
+                return wm_cli_usage_error("too many acceleration flags");
+            o->accel_argi[o->n_accel++] = flag_at;
+            continue;
+        }
 /* consumes the option's value */
 #define NEED_VALUE()                                                                                         \
     do {                                                                                                     \
@@ -447,11 +470,24 @@ int main(int argc, char **argv) {
     sp.window_frames = o.window;
     sp.sink_frames = o.sinks;
     sp.abort_cb = on_abort;
+    for (int k = 0; k < o.n_accel; k++) {
+        int j = o.accel_argi[k];
+        wm_accel_parse_arg(o.argc, o.argv, &j, &sp.accel); /* checked in parse_args */
+    }
+    const int accel_on = sp.accel.tempcache || sp.accel.annsa || sp.accel.annca || sp.accel.recall_probe > 0;
+    char accel_desc[192];
+    wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
     st = api->session_new(model, &sp, &session);
     if (st != WM_OK) {
-        ret = wm_cli_runtime_error("cannot start a session: %s: %s", api->status_string(st), api->last_error());
+        /* settings the plugin refuses (a budget below one chunk, ...) are the user's to fix */
+        if (st == WM_ERR_INVALID_ARGUMENT && o.n_accel > 0)
+            ret = wm_cli_usage_error("acceleration settings refused: %s", api->last_error());
+        else
+            ret = wm_cli_runtime_error("cannot start a session: %s: %s", api->status_string(st),
+                                       api->last_error());
         goto done;
     }
+    if (accel_on && !o.quiet) fprintf(stderr, "wm-run: accelerations: %s\n", accel_desc);
 
     /* prompt */
     if (o.prompt_embedding) {
@@ -529,6 +565,9 @@ int main(int argc, char **argv) {
     memset(&stats, 0, sizeof stats);
     stats.size = sizeof stats;
     int64_t peak_cache = 0;
+    /* accelerations, summed over chunks for the summary */
+    double sum_sa = 0, sum_ca = 0, sum_sa_recall = 0, sum_ca_recall = 0;
+    long long n_sa_recall = 0, n_ca_recall = 0;
     const double t0 = now_s();
     progress(&o, 0, o.frames, 0, 0, 0);
     while (done_frames < o.frames) {
@@ -561,6 +600,9 @@ int main(int argc, char **argv) {
             dec_ms[n_timed] = stats.last_decode_ms;
             n_timed++;
             if (stats.cache_bytes > peak_cache) peak_cache = stats.cache_bytes;
+            sum_sa += stats.sa_density, sum_ca += stats.ca_density;
+            if (stats.sa_recall >= 0) sum_sa_recall += stats.sa_recall, n_sa_recall++;
+            if (stats.ca_recall >= 0) sum_ca_recall += stats.ca_recall, n_ca_recall++;
         }
         if (latf) {
             int lf = 0;
@@ -621,6 +663,18 @@ int main(int argc, char **argv) {
                 chunk_ms[n_timed - 1], first, mean_dit, mean_dec);
         fprintf(stderr, "wm-run: KV cache: %lld tokens per layer, %.2f MiB now, %.2f MiB peak\n",
                 (long long)stats.cache_tokens, stats.cache_bytes / 1048576.0, peak_cache / 1048576.0);
+        if (accel_on) {
+            /* densities: attended share of what dense attention computes, mean over chunks (1 = dense) */
+            fprintf(stderr,
+                    "wm-run: accel %s: SA density %.3f, CA density %.3f (mean per chunk); TempCache %lld "
+                    "merges, %lld evictions (all layers)",
+                    accel_desc, sum_sa / n_timed, sum_ca / n_timed, (long long)stats.tc_merges_total,
+                    (long long)stats.tc_evictions_total);
+            if (n_sa_recall) fprintf(stderr, "; recall SA %.3f", sum_sa_recall / n_sa_recall);
+            if (n_ca_recall)
+                fprintf(stderr, "%s CA %.3f", n_sa_recall ? "," : "; recall", sum_ca_recall / n_ca_recall);
+            fputc('\n', stderr);
+        }
     }
 
 done:
