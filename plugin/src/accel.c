@@ -112,10 +112,78 @@ static int bucket(const float *proj, int bits, int t, const float *x, int D) {
     return b;
 }
 
+/* bf16 round-to-nearest-even: CUDA hashes the bf16 queries its attention sees */
+static float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* AnnSA's pattern for one head, rebuilt from the definition (backend.h): per key row its block in
+ * the head's order, per (block, table) the bucket sets of the sorted queries and keys. */
+typedef struct sa_pattern {
+    int64_t *kpos;            /* [nk] position of key row j in the head's key order */
+    int *qpos;                /* [Mq] position of query i in the head's query order */
+    uint64_t *kset, *qset;    /* [blocks][tables][4] 256-bit bucket sets */
+    int nkb, nqb;
+} sa_pattern;
+
+static int cmp_bucket(const void *a, const void *b) {
+    const int64_t *x = a, *y = b; /* (bucket, row) pairs */
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] < y[1] ? -1 : x[1] > y[1]);
+}
+
+/* buckets kb[j*T + t] of the n_cache cache keys and qb[i*T + t] of the queries -> the pattern */
+static int sa_build(sa_pattern *p, const int *kb, int64_t n_cache, int64_t nk, const int *qb, int Mq, int T) {
+    const int B = 128;
+    p->nkb = (int)((nk + B - 1) / B), p->nqb = (Mq + B - 1) / B;
+    p->kpos = malloc((size_t)nk * sizeof(int64_t));
+    p->qpos = malloc((size_t)Mq * sizeof(int));
+    p->kset = calloc((size_t)p->nkb * T * 4, sizeof(uint64_t));
+    p->qset = calloc((size_t)p->nqb * T * 4, sizeof(uint64_t));
+    int64_t *pairs = malloc((size_t)(n_cache > Mq ? n_cache : Mq) * 2 * sizeof(int64_t));
+    if (!p->kpos || !p->qpos || !p->kset || !p->qset || !pairs) {
+        free(pairs);
+        return 0;
+    }
+    for (int64_t j = 0; j < n_cache; j++) pairs[2 * j] = kb[j * T], pairs[2 * j + 1] = j;
+    qsort(pairs, (size_t)n_cache, 2 * sizeof(int64_t), cmp_bucket);
+    for (int64_t r = 0; r < n_cache; r++) p->kpos[pairs[2 * r + 1]] = r;
+    for (int64_t j = n_cache; j < nk; j++) p->kpos[j] = j; /* the chunk's rows follow in order */
+    for (int64_t j = 0; j < n_cache; j++)
+        for (int t = 0; t < T; t++) {
+            const int b = kb[j * T + t];
+            p->kset[((p->kpos[j] / B) * T + t) * 4 + b / 64] |= 1ull << (b % 64);
+        }
+    for (int i = 0; i < Mq; i++) pairs[2 * i] = qb[(int64_t)i * T], pairs[2 * i + 1] = i;
+    qsort(pairs, (size_t)Mq, 2 * sizeof(int64_t), cmp_bucket);
+    for (int r = 0; r < Mq; r++) p->qpos[pairs[2 * r + 1]] = r;
+    for (int i = 0; i < Mq; i++)
+        for (int t = 0; t < T; t++) {
+            const int b = qb[(int64_t)i * T + t];
+            p->qset[((p->qpos[i] / B) * T + t) * 4 + b / 64] |= 1ull << (b % 64);
+        }
+    free(pairs);
+    return 1;
+}
+
+static int sa_attended(const sa_pattern *p, int qblock, int64_t kblock, int64_t n_cache, int T) {
+    if ((kblock + 1) * 128 > n_cache) return 1; /* holds a chunk row */
+    for (int t = 0; t < T; t++)
+        for (int w = 0; w < 4; w++)
+            if (p->qset[((size_t)qblock * T + t) * 4 + w] & p->kset[((size_t)kblock * T + t) * 4 + w]) return 1;
+    return 0;
+}
+
+static void sa_free(sa_pattern *p) { free(p->kpos), free(p->qpos), free(p->kset), free(p->qset); }
+
 /* Share of the dense attention mass (with the store's bias) of sampled queries that the sparse module
- * keeps. AnnSA: a key is counted when it shares a bucket with the query itself or is a chunk row - a
- * lower bound of the block-sparse kernel's recall (whose blocks hold at least those keys). AnnCA:
- * exactly the kernel's selection (keys sharing a bucket with any query of the query's frame). */
+ * keeps, with the kernels' exact patterns rebuilt on the host from the definitions in backend.h:
+ * AnnSA's sorted 128-row blocks (the queries' bf16 values on CUDA, as its kernel hashes them) and
+ * AnnCA's per-frame selection. Only buckets on a knife's edge (a projection within rounding of 0)
+ * can differ from the device's. */
 static void probe(void *user, int cross, const float *q_dev, int Mq, const wm_kv *kv, int64_t n_cache) {
     wm_session *s = user;
     wm_backend *be = s->m->be;
@@ -132,18 +200,26 @@ static void probe(void *user, int cross, const float *q_dev, int Mq, const wm_kv
     unsigned char *qset = calloc((size_t)S * H * tables * 256 + 1, 1); /* AnnCA: bucket sets of each sampled query's frame */
     if (!q || !proj || !kb || !vb || !bias || !score || !allow || !qset) goto done;
     be->download(be, q, q_dev, (size_t)Mq * D);
+    if (be->kind == WM_BACKEND_CUDA)
+        for (size_t i = 0; i < (size_t)Mq * D; i++) q[i] = bf16_round(q[i]);
     wm_normal_fill(proj, (size_t)bits * tables * HD, s->seed, cross ? LSH_STREAM_CA : LSH_STREAM_SA, 0);
     memset(bias, 0, (size_t)nk * sizeof(float));
     be->kv_get_bias(be, kv, bias, 0, nk);
     const float scale = 1.0f / sqrtf((float)HD);
     int qi[PROBE_MAX];
     for (int i = 0; i < S; i++) qi[i] = (int)(((int64_t)i * Mq + Mq / 2) / S) % Mq; /* evenly spaced */
-    int *qb = malloc((size_t)S * H * tables * sizeof(int)); /* the sampled queries' own buckets (AnnSA) */
-    if (!qb) goto done;
-    for (int i = 0; i < S; i++)
+    /* AnnSA: every key's and query's buckets per head, [h][row][t] */
+    int *kbk_all = cross ? NULL : malloc((size_t)H * nk * tables * sizeof(int));
+    int *qb_all = cross ? NULL : malloc((size_t)H * Mq * tables * sizeof(int));
+    if (!cross && (!kbk_all || !qb_all)) {
+        free(kbk_all), free(qb_all);
+        goto done;
+    }
+    if (!cross)
         for (int h = 0; h < H; h++)
-            for (int t = 0; t < tables; t++)
-                qb[(i * H + h) * tables + t] = bucket(proj, bits, t, q + (size_t)qi[i] * D + h * HD, HD);
+            for (int i = 0; i < Mq; i++)
+                for (int t = 0; t < tables; t++)
+                    qb_all[((size_t)h * Mq + i) * tables + t] = bucket(proj, bits, t, q + (size_t)i * D + h * HD, HD);
     if (cross)
         for (int i = 0; i < S; i++) {
             const int g0 = qi[i] / s->tpf * s->tpf;
@@ -160,22 +236,40 @@ static void probe(void *user, int cross, const float *q_dev, int Mq, const wm_kv
             for (int h = 0; h < H; h++) {
                 const float *kk = kb + (size_t)j * D + h * HD;
                 int kbk[4];
-                for (int t = 0; t < tables; t++) kbk[t] = bucket(proj, bits, t, kk, HD);
+                for (int t = 0; t < tables; t++) {
+                    kbk[t] = bucket(proj, bits, t, kk, HD);
+                    if (!cross) kbk_all[((size_t)h * nk + r0 + j) * tables + t] = kbk[t];
+                }
                 for (int i = 0; i < S; i++) {
                     const float *qq = q + (size_t)qi[i] * D + h * HD;
                     float d = 0;
                     for (int e = 0; e < HD; e++) d += qq[e] * kk[e];
                     const size_t o = ((size_t)i * H + h) * nk + r0 + j;
                     score[o] = d * scale + bias[r0 + j];
-                    int ok = !cross && r0 + j >= n_cache;
-                    for (int t = 0; t < tables && !ok; t++)
-                        ok = cross ? qset[(((size_t)i * H + h) * tables + t) * 256 + kbk[t]]
-                                   : kbk[t] == qb[(i * H + h) * tables + t];
-                    allow[o] = (unsigned char)ok;
+                    int ok = 0;
+                    for (int t = 0; t < tables && cross && !ok; t++) ok = qset[(((size_t)i * H + h) * tables + t) * 256 + kbk[t]];
+                    allow[o] = (unsigned char)ok; /* AnnSA: decided below, once every key is hashed */
                 }
             }
     }
-    free(qb);
+    if (!cross) {
+        for (int h = 0; h < H; h++) {
+            sa_pattern pat;
+            memset(&pat, 0, sizeof pat);
+            if (!sa_build(&pat, kbk_all + (size_t)h * nk * tables, n_cache, nk, qb_all + (size_t)h * Mq * tables, Mq, tables)) {
+                sa_free(&pat);
+                free(kbk_all), free(qb_all);
+                goto done;
+            }
+            for (int i = 0; i < S; i++) {
+                const int qblock = pat.qpos[qi[i]] / 128;
+                unsigned char *al = allow + ((size_t)i * H + h) * nk;
+                for (int64_t j = 0; j < nk; j++) al[j] = (unsigned char)sa_attended(&pat, qblock, pat.kpos[j] / 128, n_cache, tables);
+            }
+            sa_free(&pat);
+        }
+        free(kbk_all), free(qb_all);
+    }
     double sum = 0;
     for (int i = 0; i < S; i++)
         for (int h = 0; h < H; h++) {

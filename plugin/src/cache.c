@@ -20,17 +20,18 @@ wm_status wm_cache_init(wm_cache *c, wm_backend *be, int layers, int dim, int tp
     c->kv = calloc((size_t)layers, sizeof *c->kv);
     c->rows = calloc((size_t)layers, sizeof *c->rows);
     c->count = calloc((size_t)layers, sizeof *c->count);
+    c->frame = calloc((size_t)layers, sizeof *c->frame);
     c->biased = calloc((size_t)layers, 1);
     const size_t n = (size_t)c->store_rows;
     c->best = malloc(n * sizeof(int64_t)), c->keep = malloc(n * sizeof(int64_t));
     c->dst = malloc(n * sizeof(int64_t)), c->src = malloc(n * sizeof(int64_t));
     c->sim = malloc(n * sizeof(float)), c->wa = malloc(n * sizeof(float)), c->wb = malloc(n * sizeof(float));
     c->bias = malloc(n * sizeof(float));
-    if (!c->kv || !c->rows || !c->count || !c->biased || !c->best || !c->keep || !c->dst || !c->src || !c->sim || !c->wa || !c->wb ||
+    if (!c->kv || !c->rows || !c->count || !c->frame || !c->biased || !c->best || !c->keep || !c->dst || !c->src || !c->sim || !c->wa || !c->wb ||
         !c->bias)
         return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for the cache tables");
     for (int l = 0; l < layers; l++) {
-        if (!(c->count[l] = malloc(n * sizeof(float))))
+        if (!(c->count[l] = malloc(n * sizeof(float))) || !(c->frame[l] = calloc(n, sizeof(int64_t))))
             return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for the cache tables");
         if (!(c->kv[l] = be->kv_new(be, c->store_rows, dim)))
             return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the KV cache (%d frames x %d tokens x %d layers)",
@@ -44,6 +45,8 @@ void wm_cache_free(wm_cache *c) {
     for (int l = 0; c->kv && l < c->layers; l++)
         if (c->kv[l]) c->be->kv_free(c->be, c->kv[l]);
     for (int l = 0; c->count && l < c->layers; l++) free(c->count[l]);
+    for (int l = 0; c->frame && l < c->layers; l++) free(c->frame[l]);
+    free(c->frame);
     free(c->kv), free(c->rows), free(c->count), free(c->biased);
     free(c->best), free(c->keep), free(c->dst), free(c->src), free(c->sim), free(c->wa), free(c->wb), free(c->bias);
     memset(c, 0, sizeof *c);
@@ -106,6 +109,7 @@ static void evict(wm_cache *c, int l, int64_t drop) {
     const int64_t s = c->sink_rows, rest = c->rows[l] - s - drop;
     be->kv_move(be, c->kv[l], s, s + drop, rest);
     memmove(c->count[l] + s, c->count[l] + s + drop, (size_t)rest * sizeof(float));
+    memmove(c->frame[l] + s, c->frame[l] + s + drop, (size_t)rest * sizeof(int64_t));
     c->rows[l] -= drop;
     c->evictions_last += drop;
 }
@@ -148,10 +152,12 @@ static void merge_layer(wm_cache *c, int l) {
     be->kv_set_bias(be, kv, r0, c->bias, N);
     c->biased[l] = 1;
     int64_t k = 0;
+    int64_t *fr = c->frame[l];
     for (int64_t j = 0; j < c->rows[l]; j++)
         if (cnt[j] != 0.0f) {
             c->keep[k] = j;
             cnt[k] = cnt[j];
+            fr[k] = fr[j];
             k++;
         }
     be->kv_compact(be, kv, c->keep, k);
@@ -160,12 +166,22 @@ static void merge_layer(wm_cache *c, int l) {
     c->rows[l] = k;
 }
 
-wm_status wm_cache_commit(wm_cache *c) {
+/* Rows after the sinks whose newest frame is older than `oldest` (rows are in age order). */
+static int64_t older_than(const wm_cache *c, int l, int64_t oldest) {
+    int64_t j = c->sink_rows;
+    while (j < c->rows[l] && c->frame[l][j] < oldest) j++;
+    return j - c->sink_rows;
+}
+
+wm_status wm_cache_commit(wm_cache *c, int64_t frame0) {
     const int64_t N = c->chunk_rows;
     c->merges_last = c->evictions_last = 0;
     for (int l = 0; l < c->layers; l++) {
         c->rows[l] += N;
-        for (int64_t i = c->rows[l] - N; i < c->rows[l]; i++) c->count[l][i] = 1.0f;
+        for (int64_t i = 0; i < N; i++) {
+            c->count[l][c->rows[l] - N + i] = 1.0f;
+            c->frame[l][c->rows[l] - N + i] = frame0 + i / c->tpf;
+        }
     }
     /* the first `sinks` frames committed become the sinks */
     const int64_t want_sinks = (int64_t)c->sinks * c->tpf;
@@ -174,14 +190,13 @@ wm_status wm_cache_commit(wm_cache *c) {
         for (int l = 1; l < c->layers; l++) r = c->rows[l] < r ? c->rows[l] : r;
         c->sink_rows = r < want_sinks ? r : want_sinks;
     }
+    /* the window (sinks included) holds (W - F) frames for the next chunk: the sinks and the frames
+     * >= next - (W - F - S) */
+    const int64_t F = N / c->tpf, next = frame0 + F, oldest = next - (c->window - F - c->sinks);
     for (int l = 0; l < c->layers; l++) {
-        if (c->tc_on) {
-            merge_layer(c, l);
-            if (c->rows[l] > c->tc_budget) evict(c, l, c->rows[l] - c->tc_budget);
-        } else if (c->window > 0) {
-            const int64_t keep = (int64_t)(c->window) * c->tpf - N; /* room for the next chunk */
-            if (c->rows[l] > keep) evict(c, l, c->rows[l] - keep);
-        }
+        if (c->tc_on) merge_layer(c, l);
+        if (c->window > 0) evict(c, l, older_than(c, l, oldest));
+        if (c->tc_on && c->rows[l] > c->tc_budget) evict(c, l, c->rows[l] - c->tc_budget);
         /* compaction and eviction leave old bias values beyond the rows: the next chunk is written there */
         clear_bias(c, l, c->rows[l], N);
     }
@@ -255,6 +270,7 @@ void wm_cache_io_walk(wm_cache *c, wm_cache_io *io) {
     io_bytes(io, &c->evictions_total, sizeof c->evictions_total);
     for (int l = 0; l < c->layers; l++) {
         io_bytes(io, c->count[l], (size_t)c->store_rows * sizeof(float));
+        io_bytes(io, c->frame[l], (size_t)c->store_rows * sizeof(int64_t));
         io_plane(c, io, l, PLANE_KV);
         io_plane(c, io, l, PLANE_BIAS);
         if (c->be->kv_read_match) io_plane(c, io, l, PLANE_MATCH);

@@ -6,8 +6,10 @@
  * then the oldest, then the newest, so eviction always removes the contiguous block after the sinks.
  *
  * Policies:
- * - window W frames (sinks S): after each commit, evict down to (W - F) frames of rows so the next
- *   chunk fits (Self-Forcing's rolling window);
+ * - window W frames (sinks S): after each commit, keep the sinks and the rows whose newest frame is
+ *   among the last (W - F - S), so the next chunk fits (Self-Forcing's rolling window). With TempCache a
+ *   merged group stays as long as it keeps being refreshed, but never holds content the window
+ *   would have dropped: models trained with a window never see older relative positions;
  * - unbounded: grow up to the store's capacity, then refuse the next chunk;
  * - TempCache on (either policy): after each commit, the chunk's rows merge into older groups
  *   whose pre-RoPE keys are similar enough, then the oldest non-sink rows are evicted down to the
@@ -26,6 +28,7 @@ typedef struct wm_cache {
     wm_kv **kv;          /* [layers] */
     int64_t *rows;       /* [layers] committed rows */
     float **count;       /* [layers][store_rows] group sizes (host); 1 for a plain row */
+    int64_t **frame;     /* [layers][store_rows] latent frame of each row's newest member (host) */
     unsigned char *biased; /* [layers] the store has a bias plane (kept zero beyond the rows) */
     /* TempCache */
     int tc_on;
@@ -51,9 +54,9 @@ wm_status wm_cache_set_tempcache(wm_cache *c, int on, float threshold, int64_t b
 /* Rows the next chunk may still append, or an error when an unbounded store is full. */
 wm_status wm_cache_check_room(const wm_cache *c);
 
-/* The chunk's rows [rows[l], rows[l] + chunk_rows) of every layer were written by the cache pass:
- * make them committed, merge (TempCache), evict (policy). */
-wm_status wm_cache_commit(wm_cache *c);
+/* The chunk's rows [rows[l], rows[l] + chunk_rows) of every layer, latent frames frame0.., were
+ * written by the cache pass: make them committed, merge (TempCache), evict (policy). */
+wm_status wm_cache_commit(wm_cache *c, int64_t frame0);
 
 /* Committed rows, the most over layers, and their sum. */
 int64_t wm_cache_max_rows(const wm_cache *c);

@@ -141,7 +141,7 @@ wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     wm_status fail = wm_take_failure();
     if (fail != WM_OK) return fail;
     /* commit: the rows just written become cache; TempCache merges, the policy evicts */
-    fail = wm_cache_commit(&s->cache);
+    fail = wm_cache_commit(&s->cache, frame0);
     if (fail != WM_OK) return fail;
     s->next_latent += F;
     s->chunks++;
