@@ -15,7 +15,7 @@ const char wm_accel_args_help[] =
     "  --tc-threshold X        TempCache cosine threshold of pre-RoPE keys (default 0.95)\n"
     "  --tc-budget N           TempCache cache budget, tokens per layer (default: the cache's size)\n"
     "  --annsa                 AnnSA: block-sparse self-attention in LSH buckets (default off)\n"
-    "  --sa-bits N             AnnSA hash bits per table, 1..8 (default 3)\n"
+    "  --sa-bits N             AnnSA hash bits per table, 1..8 (default 1)\n"
     "  --sa-tables N           AnnSA hash tables, 1..4 (default 1)\n"
     "  --sa-dense-steps X      fraction of denoising steps kept dense (default 0.3)\n"
     "  --sa-layers MASK        bit mask of the sparse layers, e.g. 0xfffffffc (default all)\n"

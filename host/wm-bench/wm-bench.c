@@ -47,15 +47,19 @@ int main(int argc, char **argv) {
     int random_weights = 0, chunks = 5, warmup = 1, backend = WM_BACKEND_AUTO, threads = 0;
     int window = -2, sinks = -1, max_cache = 0;
     uint64_t seed = 1;
-    wm_accel_params accel;
-    memset(&accel, 0, sizeof accel);
-    /* the plugin's defaults (accel.c) are not known before it is loaded: the same values here */
-    accel.tc_threshold = 0.95f, accel.sa_bits = 3, accel.sa_tables = 1, accel.sa_dense_steps = 0.3f;
-    accel.ca_bits = 3, accel.ca_tables = 2;
+    /* acceleration flags are checked now and applied over the plugin's defaults once it is loaded */
+    wm_accel_params scratch;
+    memset(&scratch, 0, sizeof scratch);
+    int accel_argi[64], n_accel = 0;
     for (int i = 1; i < argc; i++) {
-        int r = wm_accel_parse_arg(argc, argv, &i, &accel);
+        const int at = i;
+        int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
         if (r < 0) return 2;
-        if (r > 0) continue;
+        if (r > 0) {
+            if (n_accel == 64) { usage(); return 2; }
+            accel_argi[n_accel++] = at;
+            continue;
+        }
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (strcmp(a, name) == 0 && v && (i++, 1))
@@ -105,9 +109,12 @@ int main(int argc, char **argv) {
     sp.window_frames = window;
     sp.sink_frames = sinks;
     sp.max_cache_frames = max_cache;
-    sp.accel = accel;
+    for (int k = 0; k < n_accel; k++) {
+        int j = accel_argi[k];
+        wm_accel_parse_arg(argc, argv, &j, &sp.accel); /* checked above */
+    }
     char accel_desc[160];
-    wm_accel_describe(&accel, accel_desc, sizeof accel_desc);
+    wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
     wm_session *s = NULL;
     if (api->session_new(m, &sp, &s) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
     wm_status st;

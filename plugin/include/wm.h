@@ -120,7 +120,7 @@ typedef struct wm_accel_params {
      * bucket, and a 128-query block attends a 128-key block only when they share a bucket; the
      * chunk's own keys are always attended. */
     int annsa;                /* 0 off (default), 1 on */
-    int sa_bits;              /* 1..8, default 3 */
+    int sa_bits;              /* 1..8, default 1 */
     int sa_tables;            /* 1..4, default 1 */
     float sa_dense_steps;     /* fraction of the denoising steps, from the first, that stay dense; default 0.3 */
     uint64_t sa_layers;       /* bit l: layer l sparse (layers >= 64 follow bit 63); 0 = all layers */

@@ -17,7 +17,7 @@ void wm_accel_defaults(wm_accel_params *a) {
     memset(a, 0, sizeof *a);
     a->tc_threshold = 0.95f;
     a->tc_budget_tokens = 0;
-    a->sa_bits = 3;
+    a->sa_bits = 1; /* the shipped game's recall >= 0.9 needs it (docs/ACCEL_QUALITY.md) */
     a->sa_tables = 1;
     a->sa_dense_steps = 0.3f;
     a->sa_layers = 0;

@@ -75,7 +75,7 @@ out=$("$play" --headless --replay "$work/noca.json" --threads 1 --quiet 2>&1); r
 echo "$out"
 check "edited acceleration log: exit 3" [ $rc -eq 3 ]
 check "edited acceleration log: from frame 0" sh -c "echo \"\$1\" | grep -q 'the first at frame 0\$'" _ "$out"
-sed 's/"sa_bits":[[:space:]]*3/"sa_bits": "3"/' "$work/acc.rgb.json" > "$work/badacc.json"
+sed 's/"sa_bits":[[:space:]]*\([0-9]\)/"sa_bits": "\1"/' "$work/acc.rgb.json" > "$work/badacc.json"
 out=$("$play" --headless --replay "$work/badacc.json" --threads 1 --quiet 2>&1); rc=$?
 echo "$out"
 check "malformed acceleration entry: exit 1" [ $rc -eq 1 ]
