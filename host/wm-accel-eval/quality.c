@@ -106,3 +106,25 @@ double quality_ssim_rgb(quality_ssim *q, const uint8_t *a, const uint8_t *b, siz
         }
     return total / ((double)hv * wv);
 }
+
+void quality_frame_stats(const uint8_t *rgb, int width, int height, size_t pitch, double *sharpness,
+                         double mean_rgb[3]) {
+    double sum[3] = {0, 0, 0}, lap = 0;
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+            for (int ch = 0; ch < 3; ch++) sum[ch] += rgb[(size_t)y * pitch + (size_t)x * 3 + ch];
+#define LUMA(yy, xx)                                                                                  \
+    (0.299 * rgb[(size_t)(yy) * pitch + (size_t)(xx) * 3] + 0.587 * rgb[(size_t)(yy) * pitch + (size_t)(xx) * 3 + 1] + \
+     0.114 * rgb[(size_t)(yy) * pitch + (size_t)(xx) * 3 + 2])
+    long n = 0;
+    for (int y = 1; y + 1 < height; y++)
+        for (int x = 1; x + 1 < width; x++) {
+            const double l = LUMA(y - 1, x) + LUMA(y + 1, x) + LUMA(y, x - 1) + LUMA(y, x + 1) - 4.0 * LUMA(y, x);
+            lap += l * l;
+            n++;
+        }
+#undef LUMA
+    const double px = (double)width * height;
+    for (int ch = 0; ch < 3; ch++) mean_rgb[ch] = px > 0 ? sum[ch] / px : 0;
+    *sharpness = n > 0 ? lap / (double)n : 0;
+}

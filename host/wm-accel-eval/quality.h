@@ -25,4 +25,9 @@ quality_ssim *quality_ssim_new(int width, int height); /* work buffers; NULL whe
 double quality_ssim_rgb(quality_ssim *q, const uint8_t *a, const uint8_t *b, size_t pitch);
 void quality_ssim_free(quality_ssim *q);
 
+/* Drift statistics of one RGB8 frame: sharpness = mean squared 4-neighbour Laplacian of the luma
+ * (interior pixels; blur-out drives it towards 0) and the mean of each channel (colour drift). */
+void quality_frame_stats(const uint8_t *rgb, int width, int height, size_t pitch, double *sharpness,
+                         double mean_rgb[3]);
+
 #endif

@@ -393,6 +393,11 @@ enum {
     S_DENSE_CACHE_TOKENS,
     S_DENSE_CACHE_BYTES,
     S_PSNR_CHUNK, /* mean PSNR of the chunk's frames */
+    /* drift: the chunk's mean sharpness and colour, each session (quality_frame_stats) */
+    S_DENSE_SHARP,
+    S_ACCEL_SHARP,
+    S_DENSE_R, S_DENSE_G, S_DENSE_B,
+    S_ACCEL_R, S_ACCEL_G, S_ACCEL_B,
     S_COUNT
 };
 static const char *const series_names[S_COUNT] = {"psnr",
@@ -414,10 +419,18 @@ static const char *const series_names[S_COUNT] = {"psnr",
                                                   "cache_bytes",
                                                   "dense_cache_tokens",
                                                   "dense_cache_bytes",
-                                                  "psnr_chunk_mean"};
+                                                  "psnr_chunk_mean",
+                                                  "dense_sharpness",
+                                                  "accel_sharpness",
+                                                  "dense_mean_r",
+                                                  "dense_mean_g",
+                                                  "dense_mean_b",
+                                                  "accel_mean_r",
+                                                  "accel_mean_g",
+                                                  "accel_mean_b"};
 /* decimals kept in the JSON (-1: integers) */
 static const int series_decimals[S_COUNT] = {4, 5, -1, -1, 3,  3,  3,  3,  4,  4,
-                                             4, 4, -1, -1, -1, -1, -1, -1, -1, 3};
+                                             4, 4, -1, -1, -1, -1, -1, -1, -1, 3, 2, 2, 2, 2, 2, 2, 2, 2};
 
 static double round_to(double x, int decimals) {
     if (!isfinite(x)) return 0;
@@ -611,6 +624,20 @@ static cJSON *build_json(const options *o, const run *r) {
     add_num(sum, "ca_density_mean", mean_range(&r->s[S_CA_DENSITY], 0, r->chunks), 4);
     add_num(sum, "sa_recall_mean", mean_measured(&r->s[S_SA_RECALL]), 4);
     add_num(sum, "ca_recall_mean", mean_measured(&r->s[S_CA_RECALL]), 4);
+    /* drift over the last quarter of the chunks (at least one): the accelerated rollout's sharpness
+     * relative to the dense one's (1 = as sharp; blur-out drives it down) and the largest gap of a
+     * channel mean in 8-bit levels (colour drift) */
+    {
+        const long long n = r->chunks, a = n - (n / 4 > 0 ? n / 4 : 1) > 0 ? n - (n / 4 > 0 ? n / 4 : 1) : 0;
+        const double ds = mean_range(&r->s[S_DENSE_SHARP], a, n), as = mean_range(&r->s[S_ACCEL_SHARP], a, n);
+        add_num(sum, "sharpness_ratio_last_quarter", ds > 0 ? as / ds : NAN, 4);
+        double gap = 0;
+        for (int ch = 0; ch < 3; ch++) {
+            const double g = fabs(mean_range(&r->s[S_ACCEL_R + ch], a, n) - mean_range(&r->s[S_DENSE_R + ch], a, n));
+            gap = g > gap ? g : gap;
+        }
+        add_num(sum, "colour_gap_last_quarter", gap, 3);
+    }
     cJSON_AddNumberToObject(sum, "tc_merges_total", (double)r->merges_total);
     cJSON_AddNumberToObject(sum, "tc_evictions_total", (double)r->evictions_total);
     const long long last = r->chunks - 1;
@@ -921,7 +948,7 @@ int main(int argc, char **argv) {
                      na);
             break;
         }
-        double chunk_psnr = 0;
+        double chunk_psnr = 0, drift[8] = {0};
         int scored = 0;
         for (int k = 0; k < nd; k++) {
             if ((st = api->session_read_frame(r.dense, fd, pitch, fbytes, NULL)) != WM_OK ||
@@ -940,6 +967,11 @@ int main(int argc, char **argv) {
             }
             r.identical += same;
             chunk_psnr += p, scored++;
+            double sh, rgb[3];
+            quality_frame_stats(fd, info->width, info->height, pitch, &sh, rgb);
+            drift[0] += sh, drift[2] += rgb[0], drift[3] += rgb[1], drift[4] += rgb[2];
+            quality_frame_stats(fa, info->width, info->height, pitch, &sh, rgb);
+            drift[1] += sh, drift[5] += rgb[0], drift[6] += rgb[1], drift[7] += rgb[2];
             if ((wd && !video_writer_write(wd, fd, pitch, err, sizeof err)) ||
                 (wa && !video_writer_write(wa, fa, pitch, err, sizeof err))) {
                 snprintf(r.stopped, sizeof r.stopped, "writing a video: %s", err);
@@ -965,7 +997,15 @@ int main(int argc, char **argv) {
                                      [S_CACHE_BYTES] = (double)sa_.cache_bytes,
                                      [S_DENSE_CACHE_TOKENS] = (double)sd.cache_tokens,
                                      [S_DENSE_CACHE_BYTES] = (double)sd.cache_bytes,
-                                     [S_PSNR_CHUNK] = scored ? chunk_psnr / scored : NAN};
+                                     [S_PSNR_CHUNK] = scored ? chunk_psnr / scored : NAN,
+                                     [S_DENSE_SHARP] = scored ? drift[0] / scored : NAN,
+                                     [S_ACCEL_SHARP] = scored ? drift[1] / scored : NAN,
+                                     [S_DENSE_R] = scored ? drift[2] / scored : NAN,
+                                     [S_DENSE_G] = scored ? drift[3] / scored : NAN,
+                                     [S_DENSE_B] = scored ? drift[4] / scored : NAN,
+                                     [S_ACCEL_R] = scored ? drift[5] / scored : NAN,
+                                     [S_ACCEL_G] = scored ? drift[6] / scored : NAN,
+                                     [S_ACCEL_B] = scored ? drift[7] / scored : NAN};
         int ok = 1;
         for (int k = S_FRAMES_END; k < S_COUNT; k++) ok &= push(&r.s[k], row[k]);
         if (!ok) snprintf(r.stopped, sizeof r.stopped, "out of memory");
