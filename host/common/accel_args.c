@@ -20,7 +20,7 @@ const char wm_accel_args_help[] =
     "  --sa-dense-steps X      fraction of denoising steps kept dense (default 0.3)\n"
     "  --sa-layers MASK        bit mask of the sparse layers, e.g. 0xfffffffc (default all)\n"
     "  --annca                 AnnCA: cross-attention to the prompt tokens in the frame's buckets\n"
-    "  --ca-bits N             AnnCA hash bits per table, 1..8 (default 3)\n"
+    "  --ca-bits N             AnnCA hash bits per table, 1..8 (default 2)\n"
     "  --ca-tables N           AnnCA hash tables, 1..4 (default 2)\n"
     "  --recall-probe N        measure attention recall on N sampled queries per chunk (slow)\n";
 

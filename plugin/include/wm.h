@@ -127,7 +127,7 @@ typedef struct wm_accel_params {
     /* AnnCA: per latent frame, cross-attention only to the prompt tokens that share a bucket with
      * any of the frame's queries (same schedule as AnnSA). */
     int annca;                /* 0 off (default), 1 on */
-    int ca_bits;              /* 1..8, default 3 */
+    int ca_bits;              /* 1..8, default 2 */
     int ca_tables;            /* 1..4, default 2 */
     /* Recall probe: after each chunk, this many sampled queries of one layer (rotating) are scored
      * densely and the share of their attention mass the sparse modules keep is reported in wm_stats.

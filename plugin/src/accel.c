@@ -21,7 +21,7 @@ void wm_accel_defaults(wm_accel_params *a) {
     a->sa_tables = 1;
     a->sa_dense_steps = 0.3f;
     a->sa_layers = 0;
-    a->ca_bits = 3;
+    a->ca_bits = 2; /* recall ~0.99: the 16-token game prompt loses its colours below that */
     a->ca_tables = 2;
 }
 
