@@ -60,7 +60,7 @@ check "edited prompt: exit 3" [ $? -eq 3 ]
 # accelerations: logged in the replay file and applied by the replay, whatever the command line says
 "$play" --headless --model "$tiny" --random-weights --backend cpu --threads 1 --quiet \
     --actions "$work/walk.txt" --frames 30 --prompt "a walk through the forest" \
-    --tempcache --tc-threshold 0.6 --annca --record "$work/acc.rgb"
+    --tempcache --tc-threshold 0.6 --annca --ca-bits 4 --ca-tables 1 --record "$work/acc.rgb"
 check "record with accelerations" [ $? -eq 0 ]
 j="$work/acc.rgb.json"
 check "the replay file logs them" sh -c "grep -q '\"tempcache\":[[:space:]]*true' '$j' &&
