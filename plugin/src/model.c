@@ -1,6 +1,7 @@
 /* model.c - loading a model: config.json, the backend, and every named tensor bound by the manifest
  * of its components (DiT, text encoder, decoder). */
 #include "engine.h"
+#include "profile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ static wm_backend *make_backend(const wm_model_params *p, const wm_logger *lg, w
     }
     if (!be) be = wm_backend_cpu_new(p->n_threads);
     if (!be) *st = WM_ERR_OUT_OF_MEMORY;
+    const char *prof = getenv("WM_PROFILE");
+    if (be && prof && *prof && strcmp(prof, "0") != 0) wm_backend_profile(be); /* developer tool: profile.c */
     return be;
 }
 

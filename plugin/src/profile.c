@@ -1,0 +1,126 @@
+/* profile.c - per-op timing of any backend, for finding where a forward's time goes (issue 3).
+ * WM_PROFILE=1 in the environment at model load wraps the backend's ops: each op waits for the device
+ * before and after it runs, so the time it records is its own; the table is printed to stderr when
+ * the model is freed. The waits serialise the pipeline, so the total is larger than an unprofiled
+ * run: read the shares, not the sum. One profiled backend per process (a developer tool). */
+#include "common.h"
+#include "profile.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_OPS 48
+static wm_backend g_orig; /* the backend's own table */
+static struct {
+    const char *name;
+    double ms;
+    long calls;
+} g_ops[MAX_OPS];
+static int g_n;
+
+static double begin(wm_backend *be) {
+    g_orig.sync(be);
+    return wm_now_ms();
+}
+static void end(wm_backend *be, const char *name, double t0) {
+    g_orig.sync(be);
+    const double dt = wm_now_ms() - t0;
+    int i = 0;
+    while (i < g_n && strcmp(g_ops[i].name, name) != 0) i++;
+    if (i == g_n) {
+        if (g_n == MAX_OPS) return;
+        g_ops[g_n++].name = name;
+    }
+    g_ops[i].ms += dt;
+    g_ops[i].calls++;
+}
+
+#define WRAP(op, params, args)                 \
+    static void p_##op params {                \
+        const double t0 = begin(be);           \
+        g_orig.op args;                        \
+        end(be, #op, t0);                      \
+    }
+WRAP(linear, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M, int K, int N),
+     (be, y, x, W, b, M, K, N))
+WRAP(ffn, (wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0, const wm_weight *W2,
+           const wm_weight *b2, int M, int K, int F, int N, float *hidden),
+     (be, y, x, W0, b0, W2, b2, M, K, F, N, hidden))
+WRAP(silu, (wm_backend *be, float *x, size_t n), (be, x, n))
+WRAP(gelu_tanh, (wm_backend *be, float *x, size_t n), (be, x, n))
+WRAP(axpby, (wm_backend *be, float *y, float a, const float *x, float b, size_t n), (be, y, a, x, b, n))
+WRAP(add, (wm_backend *be, float *y, const float *x, size_t n), (be, y, x, n))
+WRAP(copy, (wm_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
+WRAP(upload, (wm_backend *be, float *d, const float *s, size_t n), (be, d, s, n))
+WRAP(layernorm_mod, (wm_backend *be, float *y, const float *x, int M, int C, float eps, const float *shift,
+                     const float *scale, int stride, int rpg),
+     (be, y, x, M, C, eps, shift, scale, stride, rpg))
+WRAP(layernorm_affine, (wm_backend *be, float *y, const float *x, int M, int C, float eps, const wm_weight *w,
+                        const wm_weight *b),
+     (be, y, x, M, C, eps, w, b))
+WRAP(rmsnorm, (wm_backend *be, float *x, int M, int C, float eps, const wm_weight *w), (be, x, M, C, eps, w))
+WRAP(rope, (wm_backend *be, float *x, int M, int H, int D, int64_t f0, int gh, int gw), (be, x, M, H, D, f0, gh, gw))
+WRAP(gated_add, (wm_backend *be, float *x, const float *y, int M, int C, const float *g, int stride, int rpg),
+     (be, x, y, M, C, g, stride, rpg))
+WRAP(kv_write, (wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n),
+     (be, kv, row, k, v, n))
+WRAP(kv_write_match, (wm_backend *be, wm_kv *kv, int64_t row, const float *x, int64_t n), (be, kv, row, x, n))
+WRAP(attention, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n, int Mq, int H, int D,
+                 float scale),
+     (be, out, q, kv, n, Mq, H, D, scale))
+WRAP(attention_annsa, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t nc, int Mq, int H,
+                       int D, float scale, const wm_lsh *l),
+     (be, out, q, kv, nc, Mq, H, D, scale, l))
+WRAP(attention_annca, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n, int Mq, int H,
+                       int D, float scale, int group, const wm_lsh *l),
+     (be, out, q, kv, n, Mq, H, D, scale, group, l))
+WRAP(kv_match, (wm_backend *be, const wm_kv *kv, int64_t q0, int64_t nq, int64_t c0, int64_t nc, int64_t *best,
+                float *sim),
+     (be, kv, q0, nq, c0, nc, best, sim))
+WRAP(kv_merge, (wm_backend *be, wm_kv *kv, const int64_t *d, const int64_t *s, const float *a, const float *b,
+                int64_t n),
+     (be, kv, d, s, a, b, n))
+WRAP(kv_compact, (wm_backend *be, wm_kv *kv, const int64_t *keep, int64_t n), (be, kv, keep, n))
+WRAP(kv_move, (wm_backend *be, wm_kv *kv, int64_t d, int64_t s, int64_t n), (be, kv, d, s, n))
+WRAP(patchify, (wm_backend *be, float *p, const float *l, int F, int C, int H, int W, int ph, int pw),
+     (be, p, l, F, C, H, W, ph, pw))
+WRAP(unpatchify, (wm_backend *be, float *l, const float *t, int F, int C, int H, int W, int ph, int pw),
+     (be, l, t, F, C, H, W, ph, pw))
+WRAP(noise, (wm_backend *be, float *d, size_t n, uint64_t seed, uint64_t stream), (be, d, n, seed, stream))
+WRAP(conv2d, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin, int Cout,
+              int H, int Wd, int k),
+     (be, y, x, W, b, Cin, Cout, H, Wd, k))
+WRAP(upsample2x, (wm_backend *be, float *y, const float *x, int C, int H, int W), (be, y, x, C, H, W))
+WRAP(to_rgb8, (wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W), (be, rgb, pitch, x, H, W))
+
+static int cmp_ms(const void *a, const void *b) {
+    const double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void p_destroy(wm_backend *be) {
+    double total = 0, rows[MAX_OPS][2];
+    for (int i = 0; i < g_n; i++) total += g_ops[i].ms, rows[i][0] = g_ops[i].ms, rows[i][1] = i;
+    qsort(rows, (size_t)g_n, sizeof rows[0], cmp_ms);
+    fprintf(stderr, "wm profile (%s, each op synchronised): %.1f ms in ops\n", be->device_name, total);
+    for (int r = 0; r < g_n; r++) {
+        const int i = (int)rows[r][1];
+        fprintf(stderr, "  %5.1f%% %10.2f ms %8ld calls %8.3f ms/call  %s\n", total > 0 ? 100 * g_ops[i].ms / total : 0,
+                g_ops[i].ms, g_ops[i].calls, g_ops[i].ms / (double)g_ops[i].calls, g_ops[i].name);
+    }
+    g_orig.destroy(be);
+}
+
+void wm_backend_profile(wm_backend *be) {
+    g_orig = *be;
+    g_n = 0;
+#define SET(op) if (be->op) be->op = p_##op
+    SET(linear); SET(ffn); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
+    SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);
+    SET(kv_write_match); SET(attention); SET(attention_annsa); SET(attention_annca); SET(kv_match);
+    SET(kv_merge); SET(kv_compact); SET(kv_move); SET(patchify); SET(unpatchify); SET(noise); SET(conv2d);
+    SET(upsample2x); SET(to_rgb8);
+#undef SET
+    be->destroy = p_destroy;
+}

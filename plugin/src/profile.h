@@ -1,0 +1,10 @@
+/* profile.h - WM_PROFILE=1: per-op timing of a backend (profile.c). */
+#ifndef WM_PROFILE_H
+#define WM_PROFILE_H
+
+#include "backend.h"
+
+/* Wraps the ops of `be` in place; the report goes to stderr when the backend is destroyed. */
+void wm_backend_profile(wm_backend *be);
+
+#endif
