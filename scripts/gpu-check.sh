@@ -23,6 +23,7 @@ targets="wm test_golden gpu_ops gpu_rollout wm-bench"
 [[ -f tests/gpu_attention.c ]] && targets="$targets gpu_attention"
 [[ -f host/attn-bench/CMakeLists.txt ]] && targets="$targets attn-bench"
 [[ -f tests/gpu_accel.c ]] && targets="$targets gpu_accel test_accel test_accel_ops"
+[[ -f tests/test_rope_far.c ]] && targets="$targets test_rope_far"
 ninja -C "$build" -j16 $targets >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
 rc=0
 if [[ $what == tests || $what == all ]]; then
