@@ -111,7 +111,8 @@ typedef struct wm_accel_params {
      * new key row whose pre-RoPE key has cosine >= tc_threshold with an older row's takes that row
      * into its group (the group keeps the newest key, the count-weighted mean value, and attention
      * adds log(group size) to its logit). Sinks are never merged. The cache then keeps at most
-     * tc_budget_tokens rows per layer, evicting the oldest non-sink rows when nothing more merges. */
+     * tc_budget_tokens rows per layer, evicting the oldest non-sink rows when nothing more merges;
+     * with a window, groups whose newest member the window would have dropped go too. */
     int tempcache;            /* 0 off (default), 1 on */
     float tc_threshold;       /* default 0.95; > 1 never merges */
     int64_t tc_budget_tokens; /* per layer; 0 = the cache's allocation less one chunk */
