@@ -10,7 +10,9 @@
  * arrays (chunk time, cache tokens and bytes, device memory, densities, merges) are what
  * tools/bench/plot_accel.py draws against frames.
  *
- * The commit is taken from $WM_COMMIT (tools/bench/*.sh set it).
+ * The commit is taken from $WM_COMMIT (tools/bench/*.sh set it). --profile OUT.json times every backend
+ * op separately (each synchronised) and writes ms, calls and achieved TFLOP/s of the GEMMs and
+ * attentions per op (plugin/src/profile.c; the stderr table has the same).
  * Seconds per DiT forward = DiT time of a chunk / (denoising steps + 1 clean pass); the JSON gives
  * both. Compare numbers only within one run on one machine. */
 #define _GNU_SOURCE
@@ -38,12 +40,13 @@ static double pct(const double *sorted, int n, double p) {
 static void usage(void) {
     fprintf(stderr, "usage: wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N]\n"
                     "                [--backend cpu|cuda|auto] [--threads N] [--window W] [--sinks S] [--max-cache N]\n"
-                    "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [acceleration flags]\n%s",
+                    "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [--profile OUT.json]\n"
+            "                [acceleration flags]\n%s",
             wm_accel_args_help);
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *json_path = NULL, *label = "", *plugin = getenv("WM_PLUGIN");
+    const char *model = NULL, *json_path = NULL, *label = "", *plugin = getenv("WM_PLUGIN"), *profile = NULL;
     int random_weights = 0, chunks = 5, warmup = 1, backend = WM_BACKEND_AUTO, threads = 0;
     int window = -2, sinks = -1, max_cache = 0;
     uint64_t seed = 1;
@@ -74,6 +77,7 @@ int main(int argc, char **argv) {
         else if (ARG("--seed")) seed = strtoull(v, NULL, 0);
         else if (ARG("--json")) json_path = v;
         else if (ARG("--label")) label = v;
+        else if (ARG("--profile")) profile = v;
         else if (ARG("--plugin")) plugin = v;
         else if (ARG("--backend")) {
             if (!strcmp(v, "cpu")) backend = WM_BACKEND_CPU;
@@ -85,6 +89,7 @@ int main(int argc, char **argv) {
     }
     if (!model || chunks < 1 || warmup < 0) { usage(); return 2; }
     if (!plugin) plugin = WM_DEFAULT_PLUGIN;
+    if (profile) setenv("WM_PROFILE", profile, 1); /* per-op times and TFLOP/s as JSON (profile.c) */
     void *so = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
     if (!so) { fprintf(stderr, "wm-bench: cannot load plugin: %s\n", dlerror()); return 1; }
     wm_get_api_fn get = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);

@@ -29,7 +29,10 @@ static wm_backend *make_backend(const wm_model_params *p, const wm_logger *lg, w
     if (!be) be = wm_backend_cpu_new(p->n_threads);
     if (!be) *st = WM_ERR_OUT_OF_MEMORY;
     const char *prof = getenv("WM_PROFILE");
-    if (be && prof && *prof && strcmp(prof, "0") != 0) wm_backend_profile(be); /* developer tool: profile.c */
+    if (be && prof && *prof && strcmp(prof, "0") != 0) { /* developer tool: profile.c */
+        const size_t n = strlen(prof);
+        wm_backend_profile(be, n > 5 && !strcmp(prof + n - 5, ".json") ? prof : NULL);
+    }
     return be;
 }
 

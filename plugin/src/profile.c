@@ -1,7 +1,8 @@
 /* profile.c - per-op timing of any backend, for finding where a forward's time goes (issue 3).
  * WM_PROFILE=1 in the environment at model load wraps the backend's ops: each op waits for the device
- * before and after it runs, so the time it records is its own; the table is printed to stderr when
- * the model is freed. The waits serialise the pipeline, so the total is larger than an unprofiled
+ * before and after it runs, so the time it records is its own; the table (with the achieved TFLOP/s
+ * of the GEMMs and attentions, from their shapes) is printed to stderr when the model is freed, and
+ * written as JSON when WM_PROFILE names a .json file (wm-bench --profile FILE). The waits serialise the pipeline, so the total is larger than an unprofiled
  * run: read the shares, not the sum. One profiled backend per process (a developer tool). */
 #include "common.h"
 #include "profile.h"
@@ -14,10 +15,12 @@
 static wm_backend g_orig; /* the backend's own table */
 static struct {
     const char *name;
-    double ms;
+    double ms, flops;
     long calls;
 } g_ops[MAX_OPS];
 static int g_n;
+static double g_flops; /* of the op being timed: set by the wrappers that know their work */
+static char g_json[512];
 
 static double begin(wm_backend *be) {
     g_orig.sync(be);
@@ -34,19 +37,24 @@ static void end(wm_backend *be, const char *name, double t0) {
     }
     g_ops[i].ms += dt;
     g_ops[i].calls++;
+    g_ops[i].flops += g_flops;
+    g_flops = 0;
 }
 
-#define WRAP(op, params, args)                 \
+#define WRAP(op, params, args) WRAP_F(op, params, args, 0)
+/* flops: the op's floating-point work (a multiply-add counts 2) */
+#define WRAP_F(op, params, args, flops)        \
     static void p_##op params {                \
         const double t0 = begin(be);           \
         g_orig.op args;                        \
+        g_flops = (flops);                     \
         end(be, #op, t0);                      \
     }
-WRAP(linear, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M, int K, int N),
-     (be, y, x, W, b, M, K, N))
-WRAP(ffn, (wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0, const wm_weight *W2,
+WRAP_F(linear, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M, int K, int N),
+       (be, y, x, W, b, M, K, N), 2.0 * M * K * N)
+WRAP_F(ffn, (wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0, const wm_weight *W2,
            const wm_weight *b2, int M, int K, int F, int N, float *hidden),
-     (be, y, x, W0, b0, W2, b2, M, K, F, N, hidden))
+     (be, y, x, W0, b0, W2, b2, M, K, F, N, hidden), 2.0 * M * F * ((double)K + N))
 WRAP(silu, (wm_backend *be, float *x, size_t n), (be, x, n))
 WRAP(gelu_tanh, (wm_backend *be, float *x, size_t n), (be, x, n))
 WRAP(axpby, (wm_backend *be, float *y, float a, const float *x, float b, size_t n), (be, y, a, x, b, n))
@@ -66,9 +74,9 @@ WRAP(gated_add, (wm_backend *be, float *x, const float *y, int M, int C, const f
 WRAP(kv_write, (wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n),
      (be, kv, row, k, v, n))
 WRAP(kv_write_match, (wm_backend *be, wm_kv *kv, int64_t row, const float *x, int64_t n), (be, kv, row, x, n))
-WRAP(attention, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n, int Mq, int H, int D,
-                 float scale),
-     (be, out, q, kv, n, Mq, H, D, scale))
+WRAP_F(attention, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n, int Mq, int H, int D,
+                   float scale),
+       (be, out, q, kv, n, Mq, H, D, scale), 4.0 * Mq * (double)n * H * D)
 WRAP(attention_annsa, (wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t nc, int Mq, int H,
                        int D, float scale, const wm_lsh *l),
      (be, out, q, kv, nc, Mq, H, D, scale, l))
@@ -88,9 +96,9 @@ WRAP(patchify, (wm_backend *be, float *p, const float *l, int F, int C, int H, i
 WRAP(unpatchify, (wm_backend *be, float *l, const float *t, int F, int C, int H, int W, int ph, int pw),
      (be, l, t, F, C, H, W, ph, pw))
 WRAP(noise, (wm_backend *be, float *d, size_t n, uint64_t seed, uint64_t stream), (be, d, n, seed, stream))
-WRAP(conv2d, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin, int Cout,
-              int H, int Wd, int k),
-     (be, y, x, W, b, Cin, Cout, H, Wd, k))
+WRAP_F(conv2d, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin, int Cout,
+                int H, int Wd, int k),
+       (be, y, x, W, b, Cin, Cout, H, Wd, k), 2.0 * Cout * Cin * k * k * (double)H * Wd)
 WRAP(upsample2x, (wm_backend *be, float *y, const float *x, int C, int H, int W), (be, y, x, C, H, W))
 WRAP(to_rgb8, (wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W), (be, rgb, pitch, x, H, W))
 
@@ -104,17 +112,30 @@ static void p_destroy(wm_backend *be) {
     for (int i = 0; i < g_n; i++) total += g_ops[i].ms, rows[i][0] = g_ops[i].ms, rows[i][1] = i;
     qsort(rows, (size_t)g_n, sizeof rows[0], cmp_ms);
     fprintf(stderr, "wm profile (%s, each op synchronised): %.1f ms in ops\n", be->device_name, total);
+    FILE *js = g_json[0] ? fopen(g_json, "w") : NULL;
+    if (js) fprintf(js, "{\n  \"device\": \"%s\", \"note\": \"each op synchronised\", \"total_ms\": %.3f, \"ops\": [", be->device_name, total);
     for (int r = 0; r < g_n; r++) {
         const int i = (int)rows[r][1];
-        fprintf(stderr, "  %5.1f%% %10.2f ms %8ld calls %8.3f ms/call  %s\n", total > 0 ? 100 * g_ops[i].ms / total : 0,
-                g_ops[i].ms, g_ops[i].calls, g_ops[i].ms / (double)g_ops[i].calls, g_ops[i].name);
+        const double tfs = g_ops[i].flops > 0 && g_ops[i].ms > 0 ? g_ops[i].flops / (g_ops[i].ms * 1e9) : 0;
+        char tf[32] = "";
+        if (tfs > 0) snprintf(tf, sizeof tf, "%7.1f TFLOP/s", tfs);
+        fprintf(stderr, "  %5.1f%% %10.2f ms %8ld calls %8.3f ms/call %15s  %s\n", total > 0 ? 100 * g_ops[i].ms / total : 0,
+                g_ops[i].ms, g_ops[i].calls, g_ops[i].ms / (double)g_ops[i].calls, tf, g_ops[i].name);
+        if (js)
+            fprintf(js, "%s\n    {\"op\": \"%s\", \"ms\": %.3f, \"calls\": %ld, \"tflops\": %.2f}", r ? "," : "", g_ops[i].name,
+                    g_ops[i].ms, g_ops[i].calls, tfs);
+    }
+    if (js) {
+        fprintf(js, "\n  ]\n}\n");
+        fclose(js);
     }
     g_orig.destroy(be);
 }
 
-void wm_backend_profile(wm_backend *be) {
+void wm_backend_profile(wm_backend *be, const char *json_path) {
     g_orig = *be;
     g_n = 0;
+    snprintf(g_json, sizeof g_json, "%s", json_path ? json_path : "");
 #define SET(op) if (be->op) be->op = p_##op
     SET(linear); SET(ffn); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
     SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);

@@ -4,7 +4,8 @@
 
 #include "backend.h"
 
-/* Wraps the ops of `be` in place; the report goes to stderr when the backend is destroyed. */
-void wm_backend_profile(wm_backend *be);
+/* Wraps the ops of `be` in place; the report goes to stderr when the backend is destroyed, and as
+ * JSON to json_path when it is not NULL. */
+void wm_backend_profile(wm_backend *be, const char *json_path);
 
 #endif
