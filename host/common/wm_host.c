@@ -1,7 +1,10 @@
 /* wm_host.c - see wm_host.h. */
 #include "wm_host.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -108,4 +111,33 @@ void wm_host_model_dir(const char *model, char *dir, size_t size) {
         snprintf(dir, size, ".");
     else
         snprintf(dir, size, "%.*s", (int)(slash - model), model);
+}
+
+int wm_host_model_prompts(const char *model, char **out, int max) {
+    char path[4096 + 16];
+    if (wm_host_is_dir(model)) snprintf(path, sizeof path, "%s/config.json", model);
+    else snprintf(path, sizeof path, "%s", model);
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char *text = NULL;
+    size_t len = 0;
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (size > 0 && (text = malloc((size_t)size + 1))) len = fread(text, 1, (size_t)size, f);
+    fclose(f);
+    if (!text) return 0;
+    text[len] = 0;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "_prompts")) {
+        if (cJSON_IsString(it) && n < max) {
+            char *p = strdup(it->valuestring);
+            if (p) out[n++] = p;
+        }
+    }
+    cJSON_Delete(root);
+    return n;
 }

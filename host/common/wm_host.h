@@ -18,6 +18,11 @@ const wm_api *wm_host_get_api(wm_get_api_fn get, const char *path, char *err, si
  * Returns 1, or 0 when neither exists. */
 int wm_host_default_model(const char *assets_dir, char *path, size_t size, int *random_weights);
 
+/* Prompt presets: the "_prompts" array of a model's config.json (keys starting with '_' belong to
+ * the hosts, docs/MODEL.md). model is a directory or a config.json path. Up to max strdup'ed
+ * strings into out (the caller frees them); returns the count (0 when there are none). */
+int wm_host_model_prompts(const char *model, char **out, int max);
+
 /* "cpu", "cuda", "auto"; and the reverse (-1 for an unknown name). */
 /* Path tests, and the directory of a model path (the path itself, or the folder of a config.json). */
 int wm_host_is_file(const char *path);

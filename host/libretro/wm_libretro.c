@@ -235,27 +235,8 @@ RETRO_EXPORT void retro_set_controller_port_device(unsigned port, unsigned devic
 }
 
 static char *first_preset(const char *model) {
-    char path[PATH_MAX + 16];
-    if (wm_host_is_dir(model))
-        snprintf(path, sizeof path, "%s/config.json", model);
-    else
-        snprintf(path, sizeof path, "%s", model);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = size > 0 ? malloc((size_t)size + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
-    fclose(f);
-    if (!text) return NULL;
-    text[got] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "_prompts"), 0);
-    char *out = cJSON_IsString(first) ? strdup(first->valuestring) : NULL;
-    cJSON_Delete(root);
-    return out;
+    char *p[1] = {NULL};
+    return wm_host_model_prompts(model, p, 1) == 1 ? p[0] : NULL;
 }
 
 /* RetroPad id -> the input map's pad button (SDL_GameController order; SNES face layout mapped by

@@ -238,30 +238,8 @@ static double now_s(void) {
 /* ---- the default prompt: the first "_prompts" entry of the model's config.json ---- */
 
 static char *default_prompt(const char *model) {
-    char dir[PATH_MAX], path[PATH_MAX + 16];
-    if (wm_host_is_dir(model)) {
-        snprintf(path, sizeof path, "%s/config.json", model);
-    } else {
-        wm_host_model_dir(model, dir, sizeof dir);
-        snprintf(path, sizeof path, "%s", model);
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *text = NULL;
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    size_t len = 0;
-    if (size > 0 && (text = malloc((size_t)size + 1))) len = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    if (!text) return NULL;
-    text[len] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "_prompts"), 0);
-    char *out = cJSON_IsString(first) ? strdup(first->valuestring) : NULL;
-    cJSON_Delete(root);
-    return out;
+    char *p[1] = {NULL};
+    return wm_host_model_prompts(model, p, 1) == 1 ? p[0] : NULL;
 }
 
 /* ---- the scripted random walk ---- */

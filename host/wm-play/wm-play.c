@@ -260,36 +260,9 @@ static void on_log(void *user, wm_log_level level, const char *msg) {
         fprintf(stderr, "wm: %s\n", msg);
 }
 
-/* Prompt presets: the "_prompts" array of the model's config.json (keys starting with '_' are the
- * host's, docs/MODEL.md). Returns the count. */
+/* Prompt presets: the "_prompts" array of the model's config.json. Returns the count. */
 static int load_presets(const char *model, char *presets[MAX_PRESETS]) {
-    char dir[PATH_MAX], path[PATH_MAX + 16];
-    if (wm_host_is_dir(model)) {
-        snprintf(path, sizeof path, "%s/config.json", model);
-    } else {
-        wm_host_model_dir(model, dir, sizeof dir);
-        snprintf(path, sizeof path, "%s", model);
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char *text = NULL;
-    size_t len = 0;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (size > 0 && (text = malloc((size_t)size + 1))) len = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    if (!text) return 0;
-    text[len] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    int n = 0;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "_prompts"), *it;
-    cJSON_ArrayForEach(it, arr) {
-        if (cJSON_IsString(it) && n < MAX_PRESETS) presets[n++] = strdup(it->valuestring);
-    }
-    cJSON_Delete(root);
-    return n;
+    return wm_host_model_prompts(model, presets, MAX_PRESETS);
 }
 
 /* ---- input map: SDL scancode names ---- */
