@@ -5,9 +5,8 @@
  *  - kv_match asks FAISS (8-bit scalar quantizer, inner product) for a few candidates per query row
  *    and re-ranks them by the exact fp32 dot product;
  *  - buckets come from FAISS's IndexLSH with our projection in place of its random rotation;
- *  - the sparse attentions run the dense computation of attention.c (same sgemm calls, same blocking,
- *    same softmax) with the keys a query may not see set to -inf before the softmax, so a pattern that
- *    attends everything reproduces `attention` bit for bit. */
+ *  - the sparse attentions are attention.c's one implementation with a mask (the keys a query may
+ *    not see at -inf), so a pattern that attends everything reproduces `attention` bit for bit. */
 #include "common.h"
 #include "cpu_ops.h"
 #include "faiss_shim.h"
@@ -18,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define Q_BLOCK      256 /* attention.c's query blocking (the bit-identical dense case depends on it) */
 #define SPARSE_BLOCK 128 /* AnnSA's query and key blocks (the CUDA kernel's tile) */
 #define MATCH_K      8   /* FAISS candidates per query row that kv_match re-ranks exactly */
 #define PAR_MIN      65536
@@ -244,65 +242,6 @@ void wm_cpu_lsh_take_counts(wm_backend *be, double out[4]) {
 
 /* ---- masked dense attention ---- */
 
-/* Which keys query i of head h sees: an implementation sets row[j] = -inf for the others. */
-typedef void (*mask_fn)(const void *ctx, int h, int i, float *row, int Mk);
-
-/* attention.c's computation (same sgemm calls and blocking, same softmax) with a mask applied after
- * the bias; a row with nothing left gives zeros. */
-static void masked_attention(float *out, const float *q, const wm_kv *kv, int Mk, int Mq, int H, int D,
-                             float scale, mask_fn mask, const void *ctx) {
-    const float *k = kv->k, *v = kv->v;
-    const int ld = H * D;
-    const int n_qb = (Mq + Q_BLOCK - 1) / Q_BLOCK;
-    const int work = H * n_qb;
-    #pragma omp parallel if ((size_t)Mq * Mk * D >= (1u << 20))
-    {
-        float *S = malloc((size_t)Q_BLOCK * (size_t)(Mk > 0 ? Mk : 1) * sizeof(float));
-        #pragma omp for schedule(dynamic)
-        for (int w = 0; w < work; w++) {
-            if (!S) {
-                #pragma omp critical
-                {
-                    wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for attention scores (%d keys)", Mk);
-                    wm_note_failure(WM_ERR_OUT_OF_MEMORY);
-                }
-                continue;
-            }
-            const int h = w / n_qb, q0 = (w % n_qb) * Q_BLOCK;
-            const int nq = Mq - q0 < Q_BLOCK ? Mq - q0 : Q_BLOCK;
-            if (Mk <= 0) {
-                for (int i = 0; i < nq; i++)
-                    memset(out + (size_t)(q0 + i) * ld + h * D, 0, (size_t)D * sizeof(float));
-                continue;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Mk, D, scale,
-                        q + (size_t)q0 * ld + h * D, ld, k + h * D, ld, 0.0f, S, Mk);
-            for (int i = 0; i < nq; i++) {
-                float *row = S + (size_t)i * Mk;
-                if (kv->bias)
-                    for (int j = 0; j < Mk; j++) row[j] += kv->bias[j];
-                mask(ctx, h, q0 + i, row, Mk);
-                float m = -INFINITY;
-                for (int j = 0; j < Mk; j++) m = row[j] > m ? row[j] : m;
-                if (m == -INFINITY) { /* every key masked: zero output, no NaN */
-                    memset(row, 0, (size_t)Mk * sizeof(float));
-                    continue;
-                }
-                float sum = 0;
-                for (int j = 0; j < Mk; j++) {
-                    row[j] = expf(row[j] - m);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < Mk; j++) row[j] *= inv;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, Mk, 1.0f, S, Mk, v + h * D, ld,
-                        0.0f, out + (size_t)q0 * ld + h * D, ld);
-        }
-        free(S);
-    }
-}
-
 /* 256-bit set of buckets */
 typedef struct bset {
     uint64_t w[4];
@@ -394,7 +333,7 @@ void wm_cpu_attention_annsa(wm_backend *be, float *out, const float *q, const wm
             }
     }
     annsa_ctx ctx = {kblk, qblk, att, n_rows, Mq, n_qb, n_kb};
-    masked_attention(out, q, kv, n_rows, Mq, H, D, scale, annsa_mask, &ctx);
+    wm_cpu_attention_masked(out, q, kv, n_rows, Mq, H, D, scale, annsa_mask, &ctx);
     add_counts(be, attended, (double)H * n_qb * n_kb, 0, 0);
 done:
     free(kbk), free(qbk), free(kblk), free(qblk), free(att), free(kset), free(qset);
@@ -453,7 +392,7 @@ void wm_cpu_attention_annca(wm_backend *be, float *out, const float *q, const wm
             }
         }
     annca_ctx ctx = {sel, H, nr, group};
-    masked_attention(out, q, kv, nr, Mq, H, D, scale, annca_mask, &ctx);
+    wm_cpu_attention_masked(out, q, kv, nr, Mq, H, D, scale, annca_mask, &ctx);
     add_counts(be, 0, 0, selected, (double)G * H * nr);
 done:
     free(kbk), free(qbk), free(sel);

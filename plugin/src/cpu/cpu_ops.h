@@ -29,6 +29,12 @@ struct wm_kv {
 };
 
 /* attention.c */
+/* Which keys query i of head h sees: a mask sets row[j] = -inf for the others (after the bias). */
+typedef void (*wm_cpu_mask_fn)(const void *ctx, int h, int i, float *row, int Mk);
+/* Softmax attention over kv rows [0, Mk) with an optional mask (NULL = dense); rows with every key
+ * masked give zeros. */
+void wm_cpu_attention_masked(float *out, const float *q, const wm_kv *kv, int Mk, int Mq, int H, int D,
+                             float scale, wm_cpu_mask_fn mask, const void *ctx);
 void wm_cpu_attention(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_rows, int Mq,
                       int H, int D, float scale);
 
