@@ -211,9 +211,10 @@ static wm_weight *cu_weight_new(wm_backend *be, const float *host, size_t n) {
 static void cu_weight_free(wm_backend *be, wm_weight *w) {
     if (!w) return;
     cuda_impl *c = cuda_of(be);
-    c->bytes -= (w->n ? w->n : 1) * (sizeof(float) + sizeof(uint16_t));
+    c->bytes -= (w->n ? w->n : 1) * (sizeof(float) + sizeof(uint16_t)) + w->derived_bytes;
     cudaFree(w->f32);
     cudaFree(w->bf16);
+    if (w->derived) cudaFree(w->derived);
     free(w);
 }
 static const float *cu_weight_f32(wm_backend *be, const wm_weight *w) { return w ? w->f32 : NULL; }

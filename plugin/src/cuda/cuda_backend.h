@@ -17,6 +17,11 @@ struct wm_weight {
     float *f32;     /* [n] */
     uint16_t *bf16; /* [n] bf16 bits */
     size_t n;
+    /* A copy in another layout that one op derives on first use and owns with the weight (freed
+     * with it): conv2d keeps its cuDNN filter here, self_attn_in the q|k|v concatenation on the q
+     * weight. derived_bytes counts towards bytes_in_use. */
+    void *derived;
+    size_t derived_bytes;
 };
 
 /* A CUDA K/V store: bf16 rows, [rows, dim] each. */
