@@ -25,14 +25,14 @@ static __global__ void gelu_tanh_kernel(float *x, size_t n) {
         x[i] = __fmul_rn(__fmul_rn(0.5f, v), 1.0f + t);
     }
 }
-/* GELU (tanh) of fp32 x written as bf16: the FFN hidden goes straight to the second GEMM's input. */
-static __global__ void gelu_tanh_to_bf16_kernel(uint16_t *dst, const float *x, size_t n) {
+/* GELU (tanh) in place on bf16: the FFN hidden as the first GEMM wrote it */
+static __global__ void gelu_tanh_bf16_kernel(uint16_t *x, size_t n) {
     const float c = 0.7978845608028654f;
     GRID_STRIDE(i, n) {
-        float v = x[i];
+        float v = wm_bf16_to_f32(x[i]);
         float v3 = __fmul_rn(__fmul_rn(__fmul_rn(0.044715f, v), v), v);
         float t = tanhf(__fmul_rn(c, __fadd_rn(v, v3)));
-        dst[i] = wm_f32_to_bf16(__fmul_rn(__fmul_rn(0.5f, v), 1.0f + t));
+        x[i] = wm_f32_to_bf16(__fmul_rn(__fmul_rn(0.5f, v), 1.0f + t));
     }
 }
 static __global__ void relu_kernel(float *x, size_t n) { GRID_STRIDE(i, n) x[i] = x[i] > 0.0f ? x[i] : 0.0f; }
@@ -82,8 +82,8 @@ extern "C" cudaError_t wm_cuda_silu(float *x, size_t n, cudaStream_t s) {
     if (n) silu_kernel<<<wm_grid_for(n, THREADS), THREADS, 0, s>>>(x, n);
     return cudaGetLastError();
 }
-extern "C" cudaError_t wm_cuda_gelu_tanh_to_bf16(uint16_t *dst, const float *x, size_t n, cudaStream_t s) {
-    if (n) gelu_tanh_to_bf16_kernel<<<wm_grid_for(n, THREADS), THREADS, 0, s>>>(dst, x, n);
+extern "C" cudaError_t wm_cuda_gelu_tanh_bf16(uint16_t *x, size_t n, cudaStream_t s) {
+    if (n) gelu_tanh_bf16_kernel<<<wm_grid_for(n, THREADS), THREADS, 0, s>>>(x, n);
     return cudaGetLastError();
 }
 extern "C" cudaError_t wm_cuda_gelu_tanh(float *x, size_t n, cudaStream_t s) {

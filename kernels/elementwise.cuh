@@ -13,8 +13,8 @@ extern "C" {
 
 cudaError_t wm_cuda_silu(float *x, size_t n, cudaStream_t stream);      /* x / (1 + exp(-x)) */
 cudaError_t wm_cuda_gelu_tanh(float *x, size_t n, cudaStream_t stream); /* tanh approximation */
-/* dst (bf16 bits) = gelu_tanh(x): one pass from a GEMM's fp32 output to the next GEMM's input */
-cudaError_t wm_cuda_gelu_tanh_to_bf16(uint16_t *dst, const float *x, size_t n, cudaStream_t stream);
+/* x (bf16 bits) = gelu_tanh(x) in place: the FFN hidden between its two GEMMs */
+cudaError_t wm_cuda_gelu_tanh_bf16(uint16_t *x, size_t n, cudaStream_t stream);
 cudaError_t wm_cuda_relu(float *x, size_t n, cudaStream_t stream);
 /* y = a*x + b*y */
 cudaError_t wm_cuda_axpby(float *y, float a, const float *x, float b, size_t n, cudaStream_t stream);

@@ -21,36 +21,42 @@ static __device__ __forceinline__ void row_stats(const float *xr, int C, float e
     *rstd = 1.0f / sqrtf(v / (float)C + eps);
 }
 
-static __global__ void layernorm_mod_kernel(float *y, const float *x, int C, float eps, const float *shift,
+/* The LayerNorm outputs come as fp32 or, for a GEMM's input, as bf16: the same values, rounded once. */
+static __device__ __forceinline__ void put(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void put(uint16_t *p, float v) { *p = wm_f32_to_bf16(v); }
+
+template <typename T>
+static __global__ void layernorm_mod_kernel(T *y, const float *x, int C, float eps, const float *shift,
                                             const float *scale, int stride, int rows_per_group) {
     __shared__ float sh[32];
     const int r = blockIdx.x;
     const float *xr = x + (size_t)r * C;
-    float *yr = y + (size_t)r * C;
+    T *yr = y + (size_t)r * C;
     float m, rs;
     row_stats(xr, C, eps, sh, &m, &rs);
     if (!scale) {
-        for (int c = threadIdx.x; c < C; c += blockDim.x) yr[c] = __fmul_rn(xr[c] - m, rs);
+        for (int c = threadIdx.x; c < C; c += blockDim.x) put(&yr[c], __fmul_rn(xr[c] - m, rs));
         return;
     }
     const size_t g = (size_t)(r / rows_per_group) * stride;
     const float *sc = scale + g, *sf = shift + g;
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        yr[c] = __fadd_rn(__fmul_rn(__fmul_rn(xr[c] - m, rs), 1.0f + sc[c]), sf[c]);
+        put(&yr[c], __fadd_rn(__fmul_rn(__fmul_rn(xr[c] - m, rs), 1.0f + sc[c]), sf[c]));
 }
 
-static __global__ void layernorm_affine_kernel(float *y, const float *x, int C, float eps, const float *w,
+template <typename T>
+static __global__ void layernorm_affine_kernel(T *y, const float *x, int C, float eps, const float *w,
                                                const float *b) {
     __shared__ float sh[32];
     const float *xr = x + (size_t)blockIdx.x * C;
-    float *yr = y + (size_t)blockIdx.x * C;
+    T *yr = y + (size_t)blockIdx.x * C;
     float m, rs;
     row_stats(xr, C, eps, sh, &m, &rs);
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float v = __fmul_rn(xr[c] - m, rs);
         if (w) v = __fmul_rn(v, w[c]);
         if (b) v = __fadd_rn(v, b[c]);
-        yr[c] = v;
+        put(&yr[c], v);
     }
 }
 
@@ -67,19 +73,39 @@ static __global__ void rmsnorm_kernel(float *x, int C, float eps, const float *w
     }
 }
 
+template <typename T>
+static cudaError_t launch_layernorm_mod(T *y, const float *x, int M, int C, float eps, const float *shift,
+                                        const float *scale, int stride, int rows_per_group, cudaStream_t s) {
+    if (M <= 0 || C <= 0) return cudaSuccess;
+    if (rows_per_group <= 0) rows_per_group = M;
+    layernorm_mod_kernel<T><<<(unsigned)M, THREADS, 0, s>>>(y, x, C, eps, shift, scale, stride, rows_per_group);
+    return cudaGetLastError();
+}
+template <typename T>
+static cudaError_t launch_layernorm_affine(T *y, const float *x, int M, int C, float eps, const float *w,
+                                           const float *b, cudaStream_t s) {
+    if (M <= 0 || C <= 0) return cudaSuccess;
+    layernorm_affine_kernel<T><<<(unsigned)M, THREADS, 0, s>>>(y, x, C, eps, w, b);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t wm_cuda_layernorm_mod(float *y, const float *x, int M, int C, float eps,
                                              const float *shift, const float *scale, int stride,
                                              int rows_per_group, cudaStream_t s) {
-    if (M <= 0 || C <= 0) return cudaSuccess;
-    if (rows_per_group <= 0) rows_per_group = M;
-    layernorm_mod_kernel<<<(unsigned)M, THREADS, 0, s>>>(y, x, C, eps, shift, scale, stride, rows_per_group);
-    return cudaGetLastError();
+    return launch_layernorm_mod(y, x, M, C, eps, shift, scale, stride, rows_per_group, s);
+}
+extern "C" cudaError_t wm_cuda_layernorm_mod_bf16(uint16_t *y, const float *x, int M, int C, float eps,
+                                                  const float *shift, const float *scale, int stride,
+                                                  int rows_per_group, cudaStream_t s) {
+    return launch_layernorm_mod(y, x, M, C, eps, shift, scale, stride, rows_per_group, s);
 }
 extern "C" cudaError_t wm_cuda_layernorm_affine(float *y, const float *x, int M, int C, float eps,
                                                 const float *w, const float *b, cudaStream_t s) {
-    if (M <= 0 || C <= 0) return cudaSuccess;
-    layernorm_affine_kernel<<<(unsigned)M, THREADS, 0, s>>>(y, x, C, eps, w, b);
-    return cudaGetLastError();
+    return launch_layernorm_affine(y, x, M, C, eps, w, b, s);
+}
+extern "C" cudaError_t wm_cuda_layernorm_affine_bf16(uint16_t *y, const float *x, int M, int C, float eps,
+                                                     const float *w, const float *b, cudaStream_t s) {
+    return launch_layernorm_affine(y, x, M, C, eps, w, b, s);
 }
 extern "C" cudaError_t wm_cuda_rmsnorm(float *x, int M, int C, float eps, const float *w, cudaStream_t s) {
     if (M <= 0 || C <= 0) return cudaSuccess;

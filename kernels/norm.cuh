@@ -18,6 +18,11 @@ cudaError_t wm_cuda_layernorm_mod(float *y, const float *x, int M, int C, float 
 /* y = LN(x) * w + b; w or b NULL means 1 or 0 */
 cudaError_t wm_cuda_layernorm_affine(float *y, const float *x, int M, int C, float eps, const float *w,
                                      const float *b, cudaStream_t stream);
+/* The same two, written as bf16 (a GEMM's input): the fp32 value of the above, rounded to nearest even. */
+cudaError_t wm_cuda_layernorm_mod_bf16(uint16_t *y, const float *x, int M, int C, float eps, const float *shift,
+                                       const float *scale, int stride, int rows_per_group, cudaStream_t stream);
+cudaError_t wm_cuda_layernorm_affine_bf16(uint16_t *y, const float *x, int M, int C, float eps, const float *w,
+                                          const float *b, cudaStream_t stream);
 /* x = x / sqrt(mean(x^2) + eps) * w, in place */
 cudaError_t wm_cuda_rmsnorm(float *x, int M, int C, float eps, const float *w, cudaStream_t stream);
 

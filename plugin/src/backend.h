@@ -20,6 +20,46 @@ typedef struct wm_kv wm_kv;
 /* Sign-LSH hash tables for AnnSA/AnnCA (backend-owned projection). */
 typedef struct wm_lsh wm_lsh;
 
+/* Arguments of self_attn_in, the self-attention input of a DiT block:
+ *   y = layernorm_mod(x; shift, scale, stride, rows_per_group)
+ *   q = linear(y; wq, bq); rmsnorm(q; norm_q)
+ *   k = linear(y; wk, bk); rmsnorm(k; norm_k)
+ *   v = linear(y; wv, bv)
+ *   if write_match: kv_write_match(kv, row, k, M)        (pre-RoPE keys, docs/ACCEL.md)
+ *   rope(q; H, D, frame0, gh, gw); rope(k; ...)
+ *   kv_write(kv, row, k, v, M)
+ * q is the output [M, C] (C = H * D); y, k, v are fp32 scratch [M, C] a composing backend may use. */
+typedef struct wm_self_attn_in {
+    float *q;
+    const float *x;
+    int M, C, H, D;
+    float eps;
+    const float *shift, *scale;
+    int stride, rows_per_group;
+    const wm_weight *wq, *bq, *wk, *bk, *wv, *bv, *norm_q, *norm_k;
+    int64_t frame0;
+    int gh, gw;
+    wm_kv *kv;
+    int64_t row;
+    int write_match;
+    float *y, *k, *v;
+} wm_self_attn_in;
+
+/* Arguments of ffn_block, the FFN sub-layer of a DiT block, in place on the residual stream x:
+ *   y = layernorm_mod(x; shift, scale, stride, rows_per_group)
+ *   h = ffn(y; w0, b0, w2, b2)                            (hidden width F)
+ *   gated_add(x, h; gate, stride, rows_per_group)
+ * y, h: fp32 scratch [M, C]; hidden: fp32 scratch [M, F] (as ffn's). */
+typedef struct wm_ffn_block {
+    float *x;
+    int M, C, F;
+    float eps;
+    const float *shift, *scale, *gate;
+    int stride, rows_per_group;
+    const wm_weight *w0, *b0, *w2, *b2;
+    float *y, *h, *hidden;
+} wm_ffn_block;
+
 typedef struct wm_backend wm_backend;
 struct wm_backend {
     const char *name;
@@ -147,6 +187,24 @@ struct wm_backend {
      * (query block, key block) pairs, out[2..3] = AnnCA selected / total (group, head, key) triples.
      * Waits for the device. */
     void (*lsh_take_counts)(wm_backend *be, double out[4]);
+    /* ---- fused sub-layers of the DiT block (docs/MODEL.md section 3) ----
+     * Each is, by definition, the composition of the primitives above that its comment spells out;
+     * fused_ref.c writes those compositions down once (the CPU backend uses them as they are, and
+     * they are what the GPU tests compare against). CUDA fuses them so that the activations between
+     * the steps stay in registers or in bf16 instead of making fp32 round trips through memory. */
+    /* The self-attention input (wm_self_attn_in, below). */
+    void (*self_attn_in)(wm_backend *be, const wm_self_attn_in *a);
+    /* Cross-attention queries: y = layernorm_affine(x; ln_w, ln_b); q = linear(y; Wq, bq);
+     * rmsnorm(q; norm_q). x, q [M, C]; y: fp32 scratch [M, C] a composing backend may use. */
+    void (*cross_attn_in)(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
+                          const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
+                          float *y);
+    /* Residual projection: x[M,N] += linear(a[M,K]; W, b). tmp: fp32 scratch [M, N]. */
+    void (*linear_add)(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M,
+                       int K, int N, float *tmp);
+    /* The FFN sub-layer (wm_ffn_block, below). */
+    void (*ffn_block)(wm_backend *be, const wm_ffn_block *a);
+
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
     void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
                      int ph, int pw);

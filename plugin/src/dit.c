@@ -222,18 +222,19 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
         float *m0 = w->mod, *m1 = w->mod + D, *m2 = w->mod + 2 * D, *m3 = w->mod + 3 * D, *m4 = w->mod + 4 * D,
               *m5 = w->mod + 5 * D;
 
-        /* self-attention over [cache rows 0..n_valid ; this call's rows] */
-        be->layernorm_mod(be, w->y, w->x, N, D, c->eps, m0, m1, st, tpf);
-        be->linear(be, w->q, w->y, k->sa_q_w, k->sa_q_b, N, D, D);
-        be->rmsnorm(be, w->q, N, D, c->eps, k->sa_norm_q);
+        /* self-attention over [cache rows 0..n_valid ; this call's rows]; the keys (pre-RoPE on the
+         * match plane: docs/ACCEL.md) and values of this call go to the store at n_valid */
         const int64_t n_valid = plan->n_valid[l];
-        be->linear(be, w->k, w->y, k->sa_k_w, k->sa_k_b, N, D, D);
-        be->rmsnorm(be, w->k, N, D, c->eps, k->sa_norm_k);
-        be->linear(be, w->v, w->y, k->sa_v_w, k->sa_v_b, N, D, D);
-        if (plan->write_match) be->kv_write_match(be, kv[l], n_valid, w->k, N); /* pre-RoPE: docs/ACCEL.md */
-        be->rope(be, w->q, N, H, HD, frame0, gh, gw);
-        be->rope(be, w->k, N, H, HD, frame0, gh, gw);
-        be->kv_write(be, kv[l], n_valid, w->k, w->v, N);
+        const wm_self_attn_in sa = {
+            .q = w->q, .x = w->x, .M = N, .C = D, .H = H, .D = HD, .eps = c->eps,
+            .shift = m0, .scale = m1, .stride = st, .rows_per_group = tpf,
+            .wq = k->sa_q_w, .bq = k->sa_q_b, .wk = k->sa_k_w, .bk = k->sa_k_b, .wv = k->sa_v_w, .bv = k->sa_v_b,
+            .norm_q = k->sa_norm_q, .norm_k = k->sa_norm_k,
+            .frame0 = frame0, .gh = gh, .gw = gw,
+            .kv = kv[l], .row = n_valid, .write_match = plan->write_match,
+            .y = w->y, .k = w->k, .v = w->v,
+        };
+        be->self_attn_in(be, &sa);
         const int probe = plan->probe && l == plan->probe_layer;
         if (probe) plan->probe(plan->probe_user, 0, w->q, N, kv[l], n_valid);
         if (plan->sa_lsh && ((plan->sa_layers >> (l < 63 ? l : 63)) & 1u))
@@ -244,21 +245,23 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
         be->gated_add(be, w->x, w->proj, N, D, m2, st, tpf);
 
         /* cross-attention to the prompt (no modulation, no RoPE) */
-        be->layernorm_affine(be, w->y, w->x, N, D, c->eps, k->norm3_w, k->norm3_b);
-        be->linear(be, w->q, w->y, k->ca_q_w, k->ca_q_b, N, D, D);
-        be->rmsnorm(be, w->q, N, D, c->eps, k->ca_norm_q);
+        be->cross_attn_in(be, w->q, w->x, N, D, c->eps, k->norm3_w, k->norm3_b, k->ca_q_w, k->ca_q_b, k->ca_norm_q,
+                          w->y);
         if (probe) plan->probe(plan->probe_user, 1, w->q, N, ctx[l], c->text_len);
         if (plan->ca_lsh)
             be->attention_annca(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale, tpf, plan->ca_lsh);
         else
             be->attention(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale);
-        be->linear(be, w->proj, w->attn, k->ca_o_w, k->ca_o_b, N, D, D);
-        be->add(be, w->x, w->proj, (size_t)N * D);
+        be->linear_add(be, w->x, w->attn, k->ca_o_w, k->ca_o_b, N, D, D, w->proj);
 
         /* FFN */
-        be->layernorm_mod(be, w->y, w->x, N, D, c->eps, m3, m4, st, tpf);
-        be->ffn(be, w->proj, w->y, k->ffn0_w, k->ffn0_b, k->ffn2_w, k->ffn2_b, N, D, c->ffn_dim, D, w->hidden);
-        be->gated_add(be, w->x, w->proj, N, D, m5, st, tpf);
+        const wm_ffn_block ff = {
+            .x = w->x, .M = N, .C = D, .F = c->ffn_dim, .eps = c->eps,
+            .shift = m3, .scale = m4, .gate = m5, .stride = st, .rows_per_group = tpf,
+            .w0 = k->ffn0_w, .b0 = k->ffn0_b, .w2 = k->ffn2_w, .b2 = k->ffn2_b,
+            .y = w->y, .h = w->proj, .hidden = w->hidden,
+        };
+        be->ffn_block(be, &ff);
     }
 
     /* head: (n0, n1) = head.modulation + e[f] */

@@ -52,7 +52,7 @@ static char *scratch_aligned(cuda_impl *c, size_t bytes, const char *what, void 
 
 /* ---- the match plane ---- */
 
-static int match_enable(cuda_impl *c, wm_kv *kv) {
+int wm_cu_match_enable(cuda_impl *c, wm_kv *kv) {
     if (kv->match) return 1;
     const size_t bytes = (size_t)(kv->rows > 0 ? kv->rows : 1) * (size_t)kv->dim * sizeof(uint16_t);
     kv->match = wm_cu_malloc(c, bytes, "the K/V match plane");
@@ -71,7 +71,7 @@ void wm_cu_kv_write_match(wm_backend *be, wm_kv *kv, int64_t row, const float *x
         bad_args("kv_write_match", "rows outside the store");
         return;
     }
-    if (!match_enable(c, kv)) return;
+    if (!wm_cu_match_enable(c, kv)) return;
     wm_cu_ok(wm_cuda_match_normalize(kv->match + (size_t)row * kv->dim, x, n, kv->dim, c->stream),
              "kv_write_match");
 }
@@ -96,7 +96,7 @@ void wm_cu_kv_load_match(wm_backend *be, wm_kv *kv, const float *host, int64_t r
     cuda_impl *c = cuda_of(be);
     const size_t cnt = (size_t)(n > 0 ? n : 0) * kv->dim;
     if (!cnt) return;
-    if (!match_enable(c, kv)) return;
+    if (!wm_cu_match_enable(c, kv)) return;
     float *tmp = wm_cu_scratch(c, cnt * sizeof(float), "kv_load_match");
     if (!tmp) return;
     wm_cu_ok(cudaMemcpyAsync(tmp, host, cnt * sizeof(float), cudaMemcpyHostToDevice, c->stream), "kv_load_match");

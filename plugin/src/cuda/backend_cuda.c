@@ -573,6 +573,10 @@ wm_backend *wm_backend_cuda_new(void) {
     be->weight_f32 = cu_weight_f32;
     be->linear = wm_cu_linear;
     be->ffn = wm_cu_ffn;
+    be->self_attn_in = wm_cu_self_attn_in;
+    be->cross_attn_in = wm_cu_cross_attn_in;
+    be->linear_add = wm_cu_linear_add;
+    be->ffn_block = wm_cu_ffn_block;
     be->silu = cu_silu;
     be->gelu_tanh = cu_gelu_tanh;
     be->relu = cu_relu;

@@ -36,7 +36,7 @@ struct wm_kv {
 /* One cached cuBLASLt plan for y[M,N] = x[M,K] W^T (+ bias): descriptors and the chosen algorithm.
  * Keyed by the shape, the bias flag and the alignments of x and y (the heuristic depends on them). */
 typedef struct cuda_lt_plan {
-    int M, N, K, bias;
+    int M, N, K, bias, y_bf16;     /* y_bf16: y is bf16, else fp32 */
     unsigned align_x, align_y; /* of the bf16 copy of x and of y */
     int ok;                    /* 0: cuBLASLt found no algorithm; use cublasGemmEx */
     cublasLtMatmulDesc_t desc;
@@ -92,6 +92,15 @@ int wm_cudnn_conv2d(cuda_impl *c, float *y, const float *x, const wm_weight *W, 
                     int Cout, int H, int Wd, int k);
 
 /* gemm.c */
+/* y[M,N] = xb[M,K] W[N,K]^T (+ bias[N]) (+ y when accumulate), all device memory; y is bf16 when y_bf16,
+ * else fp32. Returns 0 on failure (message set). */
+int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t *xb, const uint16_t *W,
+               const float *bias, int M, int K, int N);
+/* A bf16 copy of x [n] in stream-ordered scratch (free with wm_cu_scratch_free); NULL on failure. */
+uint16_t *wm_cu_to_bf16(cuda_impl *c, const float *x, size_t n, const char *what);
+/* The FFN (backend.h's ffn) from a bf16 input; the hidden stays bf16 in scratch. */
+void wm_cu_ffn_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W0, const wm_weight *b0,
+                       const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N);
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden);
 void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
@@ -100,7 +109,18 @@ void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, 
                   int Cout, int H, int Wd, int k);
 void wm_cu_plans_free(cuda_impl *c);
 
+/* fused_cuda.c: backend.h's fused DiT sub-layers */
+void wm_cu_self_attn_in(wm_backend *be, const wm_self_attn_in *a);
+void wm_cu_cross_attn_in(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
+                         const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
+                         float *y);
+void wm_cu_linear_add(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
+                      int N, float *tmp);
+void wm_cu_ffn_block(wm_backend *be, const wm_ffn_block *a);
+
 /* accel_cuda.c: TempCache (match plane, kv_match/merge/compact), sign-LSH, AnnSA, AnnCA */
+/* Gives the store its match plane (zeroed) if it has none; 0 on failure (noted). */
+int wm_cu_match_enable(cuda_impl *c, wm_kv *kv);
 void wm_cu_kv_write_match(wm_backend *be, wm_kv *kv, int64_t row, const float *x, int64_t n);
 void wm_cu_kv_read_match(wm_backend *be, const wm_kv *kv, float *host, int64_t row, int64_t n);
 void wm_cu_kv_load_match(wm_backend *be, wm_kv *kv, const float *host, int64_t row, int64_t n);

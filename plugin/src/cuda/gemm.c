@@ -1,6 +1,7 @@
-/* gemm.c - the CUDA backend's matrix products: linear (bf16 x bf16 -> fp32 through cuBLASLt with the
- * bias in the epilogue, cublasGemmEx + a bias kernel where cuBLASLt has no algorithm) and conv2d
- * (im2col into bf16 + cublasGemmEx; 1x1 is a plain GEMM). fp32 accumulation throughout. */
+/* gemm.c - the CUDA backend's matrix products: wm_cu_gemm (bf16 x bf16 -> fp32 or bf16 through
+ * cuBLASLt with the bias, and optionally the accumulation into y, in the epilogue; cublasGemmEx + a
+ * bias kernel where cuBLASLt has no algorithm), linear and the FFN on top of it, and conv2d (im2col
+ * into bf16 + cublasGemmEx; 1x1 is a plain GEMM). fp32 accumulation throughout. */
 #include "common.h"
 #include "conv2d.cuh"
 #include "convert.cuh"
@@ -36,13 +37,14 @@ void wm_cu_plans_free(cuda_impl *c) {
 static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     const cublasLtEpilogue_t epi = p->bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const cudaDataType_t ty = p->y_bf16 ? CUDA_R_16BF : CUDA_R_32F;
     if (cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return 0;
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
     if (cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->N, p->K) ||
         cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->M, p->K) ||
-        cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t)p->N, (uint64_t)p->M, p->N))
+        cublasLtMatrixLayoutCreate(&p->c, ty, (uint64_t)p->N, (uint64_t)p->M, p->N))
         return 0;
     cublasLtMatmulPreference_t pref;
     if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return 0;
@@ -67,12 +69,12 @@ static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
     return 1;
 }
 
-static cuda_lt_plan *plan_get(cuda_impl *c, int M, int N, int K, int bias, unsigned align_x,
+static cuda_lt_plan *plan_get(cuda_impl *c, int M, int N, int K, int bias, int y_bf16, unsigned align_x,
                               unsigned align_y) {
     for (int i = 0; i < c->n_plans; i++) {
         cuda_lt_plan *p = &c->plans[i];
-        if (p->M == M && p->N == N && p->K == K && p->bias == bias && p->align_x == align_x &&
-            p->align_y == align_y)
+        if (p->M == M && p->N == N && p->K == K && p->bias == bias && p->y_bf16 == y_bf16 &&
+            p->align_x == align_x && p->align_y == align_y)
             return p;
     }
     cuda_lt_plan *p;
@@ -84,34 +86,48 @@ static cuda_lt_plan *plan_get(cuda_impl *c, int M, int N, int K, int bias, unsig
         plan_destroy(p);
     }
     memset(p, 0, sizeof *p);
-    p->M = M, p->N = N, p->K = K, p->bias = bias, p->align_x = align_x, p->align_y = align_y;
+    p->M = M, p->N = N, p->K = K, p->bias = bias, p->y_bf16 = y_bf16, p->align_x = align_x, p->align_y = align_y;
     p->ok = plan_build(c, p);
     return p;
 }
 
-/* y[M,N] (fp32) = xb[M,K] (bf16) W^T + b: cuBLASLt with the bias epilogue, cublasGemmEx fallback. */
-static void gemm_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W, const wm_weight *b, int M,
-                         int K, int N) {
-    const float one = 1.0f, zero = 0.0f;
-    cuda_lt_plan *p = plan_get(c, M, N, K, b != NULL, ptr_align(xb), ptr_align(y));
-    int done = 0;
+int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t *xb, const uint16_t *W,
+               const float *bias, int M, int K, int N) {
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    if (M <= 0 || N <= 0) return 1;
+    cuda_lt_plan *p = plan_get(c, M, N, K, bias != NULL, y_bf16, ptr_align(xb), ptr_align(y));
     if (p->ok) {
-        if (b) {
-            const float *bias = b->f32;
+        if (bias)
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-        }
-        done =
-            cublasLtMatmul(c->lt, p->desc, &one, W->bf16, p->a, xb, p->b, &zero, y, p->c, y, p->c, &p->algo,
-                           c->lt_workspace, CUDA_LT_WORKSPACE, c->stream) == CUBLAS_STATUS_SUCCESS;
+        if (cublasLtMatmul(c->lt, p->desc, &one, W, p->a, xb, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                           c->lt_workspace, CUDA_LT_WORKSPACE, c->stream) == CUBLAS_STATUS_SUCCESS)
+            return 1;
     }
-    if (!done) {
-        if (wm_cublas_ok(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W->bf16, CUDA_R_16BF,
-                                      K, xb, CUDA_R_16BF, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT),
-                         "linear (cublasGemmEx)") &&
-            b)
-            wm_cu_ok(wm_cuda_add_bias_rows(y, b->f32, M, N, c->stream), "linear bias");
+    /* cublasGemmEx, the bias by a kernel: into y directly for fp32 output without accumulation, else
+     * into an fp32 scratch that is then added to y or rounded into it */
+    const int direct = !y_bf16 && !accumulate;
+    float *t = direct ? y : wm_cu_scratch(c, (size_t)M * N * sizeof(float), "GEMM output (fp32)");
+    if (!t) return 0;
+    const float zero = 0.0f;
+    int ok = wm_cublas_ok(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, CUDA_R_16BF, K, xb,
+                                       CUDA_R_16BF, K, &zero, t, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT),
+                          "GEMM (cublasGemmEx)");
+    if (ok && bias) ok = wm_cu_ok(wm_cuda_add_bias_rows(t, bias, M, N, c->stream), "GEMM bias");
+    if (ok && !direct)
+        ok = y_bf16 ? wm_cu_ok(wm_cuda_f32_to_bf16(y, t, (size_t)M * N, c->stream), "GEMM output (bf16)")
+                    : wm_cu_ok(wm_cuda_add(y, t, (size_t)M * N, c->stream), "GEMM accumulate");
+    if (!direct) wm_cu_scratch_free(c, t);
+    return ok;
+}
+
+uint16_t *wm_cu_to_bf16(cuda_impl *c, const float *x, size_t n, const char *what) {
+    uint16_t *xb = wm_cu_scratch(c, n * sizeof(uint16_t), what);
+    if (xb && !wm_cu_ok(wm_cuda_f32_to_bf16(xb, x, n, c->stream), what)) {
+        wm_cu_scratch_free(c, xb);
+        return NULL;
     }
+    return xb;
 }
 
 void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
@@ -123,25 +139,35 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
         if (b) wm_cu_ok(wm_cuda_add_bias_rows(y, b->f32, M, N, c->stream), "linear bias");
         return;
     }
-    uint16_t *xb = wm_cu_scratch(c, (size_t)M * K * sizeof(uint16_t), "linear input (bf16)");
+    uint16_t *xb = wm_cu_to_bf16(c, x, (size_t)M * K, "linear input (bf16)");
     if (!xb) return;
-    wm_cu_ok(wm_cuda_f32_to_bf16(xb, x, (size_t)M * K, c->stream), "linear: convert x");
-    gemm_bf16_in(c, y, xb, W, b, M, K, N);
+    wm_cu_gemm(c, y, 0, 0, xb, W->bf16, b ? b->f32 : NULL, M, K, N);
     wm_cu_scratch_free(c, xb);
 }
 
-/* The FFN: GEMM 1 (fp32 out, bias in the epilogue), one pass GELU -> bf16, GEMM 2 straight from
- * that bf16 hidden (no separate GELU and conversion passes over [M, F]). A cuBLASLt GELU_BIAS
- * epilogue with bf16 output was tried and measured slower (H200, 4680x1536x8960: 0.549 ms). */
+/* The FFN from a bf16 input: GEMM 1 with the bias in the epilogue straight to a bf16 hidden, GELU in
+ * place on it, GEMM 2 from it. The hidden [M, F] is the largest activation of the model: keeping it
+ * bf16 end to end halves its traffic (PyTorch's bf16 Wan rounds it to bf16 before the GELU too).
+ * A cuBLASLt GELU_BIAS epilogue was tried and measured slower (H200, 4680x1536x8960: 0.549 ms). */
+void wm_cu_ffn_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W0, const wm_weight *b0,
+                       const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N) {
+    uint16_t *hb = wm_cu_scratch(c, (size_t)M * F * sizeof(uint16_t), "ffn hidden (bf16)");
+    if (!hb) return;
+    if (wm_cu_gemm(c, hb, 1, 0, xb, W0->bf16, b0 ? b0->f32 : NULL, M, K, F) &&
+        wm_cu_ok(wm_cuda_gelu_tanh_bf16(hb, (size_t)M * F, c->stream), "ffn gelu"))
+        wm_cu_gemm(c, y, 0, 0, hb, W2->bf16, b2 ? b2->f32 : NULL, M, F, N);
+    wm_cu_scratch_free(c, hb);
+}
+
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden) {
     cuda_impl *c = cuda_of(be);
-    wm_cu_linear(be, hidden, x, W0, b0, M, K, F);
-    uint16_t *hb = wm_cu_scratch(c, (size_t)M * F * sizeof(uint16_t), "ffn hidden (bf16)");
-    if (!hb) return;
-    wm_cu_ok(wm_cuda_gelu_tanh_to_bf16(hb, hidden, (size_t)M * F, c->stream), "ffn gelu");
-    gemm_bf16_in(c, y, hb, W2, b2, M, F, N);
-    wm_cu_scratch_free(c, hb);
+    (void)hidden; /* the hidden stays bf16 in the backend's scratch */
+    if (M <= 0 || N <= 0) return;
+    uint16_t *xb = wm_cu_to_bf16(c, x, (size_t)M * K, "ffn input (bf16)");
+    if (!xb) return;
+    wm_cu_ffn_bf16_in(c, y, xb, W0, b0, W2, b2, M, K, F, N);
+    wm_cu_scratch_free(c, xb);
 }
 
 /* Bound on the im2col scratch (bf16 elements): 480x832 at Cin = 64 would otherwise need 460 MB. */
