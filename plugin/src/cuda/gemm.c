@@ -42,6 +42,9 @@ static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    /* our biases are fp32; cuBLASLt would otherwise read them as D's type (bf16 for a bf16 output) */
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
     if (cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->N, p->K) ||
         cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->M, p->K) ||
         cublasLtMatrixLayoutCreate(&p->c, ty, (uint64_t)p->N, (uint64_t)p->M, p->N))
