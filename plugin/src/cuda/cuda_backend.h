@@ -93,9 +93,11 @@ int wm_cudnn_conv2d(cuda_impl *c, float *y, const float *x, const wm_weight *W, 
 
 /* gemm.c */
 /* y[M,N] = xb[M,K] W[N,K]^T (+ bias[N]) (+ y when accumulate), all device memory; y is bf16 when y_bf16,
- * else fp32. Returns 0 on failure (message set). */
+ * else fp32, and the bias has y's type: cuBLASLt's epilogue reads it so by default, and an fp32 bias
+ * with a bf16 output (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE) made the FFN's first GEMM 40% slower
+ * (H100). Returns 0 on failure (message set). */
 int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t *xb, const uint16_t *W,
-               const float *bias, int M, int K, int N);
+               const void *bias, int M, int K, int N);
 /* A bf16 copy of x [n] in stream-ordered scratch (free with wm_cu_scratch_free); NULL on failure. */
 uint16_t *wm_cu_to_bf16(cuda_impl *c, const float *x, size_t n, const char *what);
 /* The FFN (backend.h's ffn) from a bf16 input; the hidden stays bf16 in scratch. */

@@ -42,9 +42,6 @@ static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-    /* our biases are fp32; cuBLASLt would otherwise read them as D's type (bf16 for a bf16 output) */
-    const cudaDataType_t bias_type = CUDA_R_32F;
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
     if (cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->N, p->K) ||
         cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->M, p->K) ||
         cublasLtMatrixLayoutCreate(&p->c, ty, (uint64_t)p->N, (uint64_t)p->M, p->N))
@@ -95,7 +92,7 @@ static cuda_lt_plan *plan_get(cuda_impl *c, int M, int N, int K, int bias, int y
 }
 
 int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t *xb, const uint16_t *W,
-               const float *bias, int M, int K, int N) {
+               const void *bias, int M, int K, int N) {
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     if (M <= 0 || N <= 0) return 1;
     cuda_lt_plan *p = plan_get(c, M, N, K, bias != NULL, y_bf16, ptr_align(xb), ptr_align(y));
@@ -116,7 +113,17 @@ int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t
                                        CUDA_R_16BF, K, &zero, t, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
                                        CUBLAS_GEMM_DEFAULT),
                           "GEMM (cublasGemmEx)");
-    if (ok && bias) ok = wm_cu_ok(wm_cuda_add_bias_rows(t, bias, M, N, c->stream), "GEMM bias");
+    if (ok && bias) {
+        const float *b32 = bias;
+        float *widened = NULL;
+        if (y_bf16) { /* the bias comes in y's type */
+            widened = wm_cu_scratch(c, (size_t)N * sizeof(float), "GEMM bias (fp32)");
+            ok = widened && wm_cu_ok(wm_cuda_bf16_to_f32(widened, bias, (size_t)N, c->stream), "GEMM bias");
+            b32 = widened;
+        }
+        ok = ok && wm_cu_ok(wm_cuda_add_bias_rows(t, b32, M, N, c->stream), "GEMM bias");
+        wm_cu_scratch_free(c, widened);
+    }
     if (ok && !direct)
         ok = y_bf16 ? wm_cu_ok(wm_cuda_f32_to_bf16(y, t, (size_t)M * N, c->stream), "GEMM output (bf16)")
                     : wm_cu_ok(wm_cuda_add(y, t, (size_t)M * N, c->stream), "GEMM accumulate");
@@ -148,15 +155,15 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
     wm_cu_scratch_free(c, xb);
 }
 
-/* The FFN from a bf16 input: GEMM 1 with the bias in the epilogue straight to a bf16 hidden, GELU in
- * place on it, GEMM 2 from it. The hidden [M, F] is the largest activation of the model: keeping it
+/* The FFN from a bf16 input: GEMM 1 with the (bf16) bias in the epilogue straight to a bf16 hidden, GELU
+ * in place on it, GEMM 2 from it. The hidden [M, F] is the largest activation of the model: keeping it
  * bf16 end to end halves its traffic (PyTorch's bf16 Wan rounds it to bf16 before the GELU too).
  * A cuBLASLt GELU_BIAS epilogue was tried and measured slower (H200, 4680x1536x8960: 0.549 ms). */
 void wm_cu_ffn_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W0, const wm_weight *b0,
                        const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N) {
     uint16_t *hb = wm_cu_scratch(c, (size_t)M * F * sizeof(uint16_t), "ffn hidden (bf16)");
     if (!hb) return;
-    if (wm_cu_gemm(c, hb, 1, 0, xb, W0->bf16, b0 ? b0->f32 : NULL, M, K, F) &&
+    if (wm_cu_gemm(c, hb, 1, 0, xb, W0->bf16, b0 ? (const void *)b0->bf16 : NULL, M, K, F) &&
         wm_cu_ok(wm_cuda_gelu_tanh_bf16(hb, (size_t)M * F, c->stream), "ffn gelu"))
         wm_cu_gemm(c, y, 0, 0, hb, W2->bf16, b2 ? b2->f32 : NULL, M, F, N);
     wm_cu_scratch_free(c, hb);
