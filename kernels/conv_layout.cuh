@@ -15,11 +15,11 @@ extern "C" {
 #endif
 
 /* out [H, W, Cp] bf16 = x [C, H, W] fp32 transposed, channels C..Cp-1 zero.
- * C <= Cp, Cp a multiple of 8, out 4-byte aligned (cudaErrorInvalidValue otherwise). */
+ * C <= Cp, Cp a multiple of 8, out 16-byte aligned (cudaErrorInvalidValue otherwise). */
 cudaError_t wm_cuda_nchw_f32_to_nhwc_bf16(uint16_t *out, const float *x, int C, int Cp, int H, int W,
                                           cudaStream_t stream);
 /* y [C, H, W] fp32 = in [H, W, Cp] bf16 (its first C channels) + bias[c] (fp32 [C], NULL: none),
- * the addition done in fp32. C <= Cp, Cp a multiple of 8, in 4-byte aligned. */
+ * the addition done in fp32. C <= Cp, Cp a multiple of 8, in 16-byte aligned. */
 cudaError_t wm_cuda_nhwc_bf16_to_nchw_f32(float *y, const uint16_t *in, const float *bias, int C, int Cp, int H,
                                           int W, cudaStream_t stream);
 /* out [Coutp, k, k, Cinp] bf16 (KRSC) = w [Cout, Cin, k, k] fp32, zero where co >= Cout or
