@@ -205,6 +205,16 @@ struct wm_backend {
     /* The FFN sub-layer (wm_ffn_block, below). */
     void (*ffn_block)(wm_backend *be, const wm_ffn_block *a);
 
+    /* Optional (NULL where a backend has nothing to gain): the ops called between capture_begin and
+     * capture_end are recorded instead of run, then run as one unit (a CUDA graph). capture_begin
+     * returns 1 when recording started. capture_end returns 1 when the recorded ops ran; 0 when the
+     * recording failed (an op that waits for the device or for host data, an error), in which case
+     * none of them ran and the caller calls them again without capture. Between the two, ops must
+     * not wait for the device (download, sync, kv_read, kv_match, lsh_take_counts, to_rgb8, ...) nor
+     * read host memory that changes before the unit runs (upload). */
+    int (*capture_begin)(wm_backend *be);
+    int (*capture_end)(wm_backend *be);
+
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
     void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
                      int ph, int pw);

@@ -177,9 +177,10 @@ static void timestep_sinusoid(float *dst, const float *t, int F, int freq_dim) {
         }
 }
 
-void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
-                    const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
-                    wm_kv **ctx) {
+/* Everything of a forward after its host inputs are uploaded: only backend ops on backend memory, so
+ * a backend may record it as one unit (capture_begin/capture_end). */
+static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, int with_actions, int F,
+                        int64_t frame0, wm_kv **kv, const wm_attn_plan *plan, wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
     const int D = c->dim, H = c->num_heads, HD = D / H, ph = c->patch_size[1], pw = c->patch_size[2];
@@ -188,17 +189,11 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
     const float scale = 1.0f / sqrtf((float)HD);
 
     /* time (and action) embedding: e [F, D], e0 [F, 6D] */
-    float *ts = malloc((size_t)F * c->freq_dim * sizeof(float));
-    if (!ts) return;
-    timestep_sinusoid(ts, t, F, c->freq_dim);
-    be->upload(be, w->tsin, ts, (size_t)F * c->freq_dim);
-    free(ts);
     be->linear(be, w->proj, w->tsin, d->time0_w, d->time0_b, F, c->freq_dim, D);
     be->silu(be, w->proj, (size_t)F * D);
     be->linear(be, w->e, w->proj, d->time2_w, d->time2_b, F, D, D);
-    if (d->act0_w && actions) {
+    if (with_actions) {
         const int A = wm_config_action_dim(c);
-        be->upload(be, w->act, actions, (size_t)F * A);
         be->linear(be, w->proj, w->act, d->act0_w, d->act0_b, F, A, D);
         be->silu(be, w->proj, (size_t)F * D);
         be->linear(be, w->e_act, w->proj, d->act2_w, d->act2_b, F, D, D);
@@ -274,4 +269,25 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
     be->layernorm_mod(be, w->y, w->x, N, D, c->eps, w->head_mod, w->head_mod + D, 2 * D, tpf);
     be->linear(be, w->out, w->y, d->head_w, d->head_b, N, D, P * c->out_dim);
     be->unpatchify(be, v, w->out, F, c->out_dim, c->latent_height, c->latent_width, ph, pw);
+}
+
+void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
+                    const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
+                    wm_kv **ctx) {
+    const wm_config *c = d->cfg;
+    wm_backend *be = d->be;
+    float *ts = malloc((size_t)F * c->freq_dim * sizeof(float));
+    if (!ts) {
+        wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the timestep embedding"));
+        return;
+    }
+    timestep_sinusoid(ts, t, F, c->freq_dim);
+    be->upload(be, w->tsin, ts, (size_t)F * c->freq_dim);
+    free(ts);
+    const int with_actions = d->act0_w && actions;
+    if (with_actions) be->upload(be, w->act, actions, (size_t)F * wm_config_action_dim(c));
+    /* the recall probe reads q back on the host: such a forward runs op by op */
+    const int captured = be->capture_begin && !plan->probe && be->capture_begin(be);
+    forward_ops(d, w, v, x_lat, with_actions, F, frame0, kv, plan, ctx);
+    if (captured && !be->capture_end(be)) forward_ops(d, w, v, x_lat, with_actions, F, frame0, kv, plan, ctx);
 }

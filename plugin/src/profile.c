@@ -154,6 +154,9 @@ void wm_backend_profile(wm_backend *be, const char *json_path) {
     g_orig = *be;
     g_n = 0;
     snprintf(g_json, sizeof g_json, "%s", json_path ? json_path : "");
+    /* timing each op synchronises with the device, which a capture cannot record */
+    be->capture_begin = NULL;
+    be->capture_end = NULL;
 #define SET(op) if (be->op) be->op = p_##op
     SET(linear); SET(ffn); SET(self_attn_in); SET(cross_attn_in); SET(linear_add); SET(ffn_block); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
     SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);

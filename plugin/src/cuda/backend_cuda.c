@@ -43,6 +43,11 @@ int wm_cublas_ok(cublasStatus_t s, const char *what) {
 
 void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what) {
     void *p = NULL;
+    if (c->graph.capturing) { /* a graph holds no memory nodes: graph_cuda.c */
+        if ((p = wm_cu_arena_take(c, bytes ? bytes : 1))) return p;
+        wm_note_failure(WM_ERR_OUT_OF_MEMORY); /* the capture fails and the forward runs again */
+        return NULL;
+    }
     if (cudaMallocFromPoolAsync(&p, bytes ? bytes : 1, c->pool, c->stream) != cudaSuccess) {
         cudaGetLastError();
         wm_note_failure(WM_ERR_OUT_OF_MEMORY);
@@ -53,7 +58,7 @@ void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what) {
     return p;
 }
 void wm_cu_scratch_free(cuda_impl *c, void *p) {
-    if (p) cudaFreeAsync(p, c->stream);
+    if (p && !wm_cu_arena_give(c, p)) cudaFreeAsync(p, c->stream);
 }
 
 /* cudaMalloc; on failure the scratch pool gives its reserve back and it is tried once more. */
@@ -451,6 +456,7 @@ static void cu_attention(wm_backend *be, float *out, const float *q, const wm_kv
 
 static void impl_free(cuda_impl *c) {
     if (c->stream) cudaStreamSynchronize(c->stream);
+    wm_cu_graph_free(c);
     wm_cu_plans_free(c);
 #ifdef WM_HAVE_CUDNN
     wm_cudnn_free(c->cudnn);
@@ -521,6 +527,7 @@ static int impl_init(cuda_impl *c) {
     const char *conv = getenv("WM_CONV");
     if (!(conv && strcmp(conv, "im2col") == 0)) c->cudnn = wm_cudnn_new(c->stream);
 #endif
+    wm_cu_graph_init(c);
     const char *attn = getenv("WM_ATTN");
     c->attn_naive = attn && strcmp(attn, "naive") == 0;
     return 1;
@@ -577,6 +584,8 @@ wm_backend *wm_backend_cuda_new(void) {
     be->cross_attn_in = wm_cu_cross_attn_in;
     be->linear_add = wm_cu_linear_add;
     be->ffn_block = wm_cu_ffn_block;
+    be->capture_begin = wm_cu_capture_begin;
+    be->capture_end = wm_cu_capture_end;
     be->silu = cu_silu;
     be->gelu_tanh = cu_gelu_tanh;
     be->relu = cu_relu;

@@ -54,6 +54,23 @@ typedef struct cuda_alloc {
 
 typedef struct wm_cudnn wm_cudnn; /* conv_cudnn.c; NULL without cuDNN */
 
+/* graph_cuda.c: capture of a forward into a CUDA graph, and the scratch arena used while capturing */
+typedef struct cuda_arena_entry {
+    size_t off, bytes;
+    int freed;
+} cuda_arena_entry;
+typedef struct cuda_graph_state {
+    int off;                /* WM_CUDA_GRAPH=0, or given up after repeated failures */
+    int capturing, failed;  /* failed: the arena ran out during this capture */
+    int failures;           /* captures in a row that failed for another reason */
+    long calls;             /* capture_begin calls */
+    cudaGraphExec_t exec;   /* the forward's executable graph, updated by each capture */
+    char *arena;            /* scratch while capturing: [size] bytes, a LIFO stack */
+    size_t size, top, need; /* need: the most a capture asked for */
+    cuda_arena_entry *stack;
+    int depth, cap;
+} cuda_graph_state;
+
 typedef struct cuda_impl {
     int device;
     cudaStream_t stream;
@@ -71,6 +88,7 @@ typedef struct cuda_impl {
     /* density counters of AnnSA / AnnCA (device, 4 x u64: attended, total block pairs; selected,
      * total keys), accumulated by the ops' kernels, read and reset by lsh_take_counts */
     unsigned long long *accel_counters;
+    cuda_graph_state graph;
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(wm_backend *be) { return (cuda_impl *)be->impl; }
@@ -110,6 +128,16 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
 void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
                   int Cout, int H, int Wd, int k);
 void wm_cu_plans_free(cuda_impl *c);
+
+/* graph_cuda.c */
+void wm_cu_graph_init(cuda_impl *c);
+void wm_cu_graph_free(cuda_impl *c);
+int wm_cu_capture_begin(wm_backend *be);
+int wm_cu_capture_end(wm_backend *be);
+/* While capturing: bytes from the arena (NULL and the capture marked failed when it is full). */
+void *wm_cu_arena_take(cuda_impl *c, size_t bytes);
+/* Gives p back to the arena; 0 when p is not arena memory. */
+int wm_cu_arena_give(cuda_impl *c, void *p);
 
 /* fused_cuda.c: backend.h's fused DiT sub-layers */
 void wm_cu_self_attn_in(wm_backend *be, const wm_self_attn_in *a);

@@ -1,0 +1,144 @@
+/* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward are recorded
+ * into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
+ * the gaps between kernels on the device; it is most of the time of a small model like the shipped
+ * game). Each forward is captured anew and cudaGraphExecUpdate patches the one executable graph
+ * (frame positions, cache lengths and the step's timestep change between forwards; the sequence of
+ * kernels does not), so the capture costs what launching would and the update is cheap.
+ *
+ * Scratch memory: while capturing, wm_cu_scratch takes memory from an arena (a stack, LIFO) instead
+ * of the stream-ordered pool, so the graph holds no memory nodes and every launch reuses the same
+ * addresses. Its size is learnt: a capture that runs out of arena fails, remembers what it needed,
+ * and the caller runs the forward normally; the next capture gets a larger arena.
+ *
+ * Anything that cannot be recorded (an op that waits for the device, an error) makes capture_end
+ * return 0 without having run anything; after 3 failures in a row (not counting arena growth)
+ * capture stays off. WM_CUDA_GRAPH=0 turns it off from the start. */
+#include "common.h"
+#include "cuda_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN 256
+
+void wm_cu_graph_init(cuda_impl *c) {
+    const char *g = getenv("WM_CUDA_GRAPH");
+    c->graph.off = g && strcmp(g, "0") == 0;
+}
+
+void wm_cu_graph_free(cuda_impl *c) {
+    if (c->graph.exec) cudaGraphExecDestroy(c->graph.exec);
+    if (c->graph.arena) cudaFree(c->graph.arena);
+    free(c->graph.stack);
+    memset(&c->graph, 0, sizeof c->graph);
+}
+
+void *wm_cu_arena_take(cuda_impl *c, size_t bytes) {
+    cuda_graph_state *g = &c->graph;
+    const size_t off = (g->top + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (off + bytes > g->size || g->depth == g->cap) {
+        if (off + bytes > g->need) g->need = off + bytes;
+        g->failed = 1;
+        return NULL;
+    }
+    g->stack[g->depth++] = (cuda_arena_entry){off, bytes, 0};
+    g->top = off + bytes;
+    return g->arena + off;
+}
+
+int wm_cu_arena_give(cuda_impl *c, void *p) {
+    cuda_graph_state *g = &c->graph;
+    if (!g->arena || (char *)p < g->arena || (char *)p >= g->arena + g->size) return 0;
+    const size_t off = (size_t)((char *)p - g->arena);
+    for (int i = g->depth; i-- > 0;)
+        if (g->stack[i].off == off && !g->stack[i].freed) {
+            g->stack[i].freed = 1;
+            break;
+        }
+    while (g->depth > 0 && g->stack[g->depth - 1].freed) g->depth--; /* frees out of order wait for the top */
+    g->top = g->depth ? g->stack[g->depth - 1].off + g->stack[g->depth - 1].bytes : 0;
+    return 1;
+}
+
+int wm_cu_capture_begin(wm_backend *be) {
+    cuda_impl *c = cuda_of(be);
+    cuda_graph_state *g = &c->graph;
+    if (g->off || g->capturing) return 0;
+    /* the first forward runs as is: it creates what ops make on first use (derived weights, GEMM
+     * plans, kernel attributes), which must not happen inside a capture */
+    if (g->calls++ == 0) return 0;
+    /* an earlier failure of this call stays the caller's: do not record over it */
+    const wm_status prev = wm_take_failure();
+    if (prev != WM_OK) {
+        wm_note_failure(prev);
+        return 0;
+    }
+    if (g->need > g->size) { /* grow the arena to what the last capture needed, with room */
+        if (cudaStreamSynchronize(c->stream) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        if (g->arena) cudaFree(g->arena), c->bytes -= g->size;
+        const size_t size = g->need + g->need / 4;
+        g->arena = wm_cu_malloc(c, size, "the CUDA graph's scratch arena");
+        g->size = g->arena ? size : 0;
+        if (!g->arena) {
+            wm_take_failure(); /* an optimisation that could not get memory: run without it */
+            g->off = 1;
+            return 0;
+        }
+        c->bytes += size;
+    }
+    if (!g->stack) {
+        g->cap = 256;
+        if (!(g->stack = calloc((size_t)g->cap, sizeof *g->stack))) return 0;
+    }
+    if (!g->arena) { /* start with 64 MB; a capture that needs more says how much */
+        g->need = (size_t)64 << 20;
+        g->calls--;
+        return wm_cu_capture_begin(be);
+    }
+    g->top = 0, g->depth = 0, g->failed = 0;
+    if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError();
+        g->off = 1;
+        return 0;
+    }
+    g->capturing = 1;
+    return 1;
+}
+
+int wm_cu_capture_end(wm_backend *be) {
+    cuda_impl *c = cuda_of(be);
+    cuda_graph_state *g = &c->graph;
+    if (!g->capturing) return 0;
+    g->capturing = 0;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+    int ok = e == cudaSuccess && graph && !g->failed && wm_take_failure() == WM_OK;
+    if (ok && g->exec) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(g->exec, graph, &info) != cudaSuccess) {
+            cudaGetLastError();
+            cudaGraphExecDestroy(g->exec);
+            g->exec = NULL;
+        }
+    }
+    if (ok && !g->exec && cudaGraphInstantiate(&g->exec, graph, 0) != cudaSuccess) {
+        cudaGetLastError();
+        g->exec = NULL;
+        ok = 0;
+    }
+    if (ok) ok = cudaGraphLaunch(g->exec, c->stream) == cudaSuccess;
+    if (graph) cudaGraphDestroy(graph);
+    if (!ok) {
+        cudaGetLastError();
+        wm_take_failure(); /* nothing ran: the caller runs the ops again */
+        const int grow = g->failed && g->need > g->size;
+        if (!grow && ++g->failures >= 3) g->off = 1;
+        g->depth = 0, g->top = 0;
+        return 0;
+    }
+    g->failures = 0;
+    return 1;
+}
