@@ -53,14 +53,18 @@ static __global__ void tanh_clamp_kernel(float *x, size_t n, float limit) {
     GRID_STRIDE(i, n) x[i] = __fmul_rn(tanhf(x[i] / limit), limit);
 }
 /* blockIdx.y = row - r0 (rows go in launches of at most 65535), blockIdx.x tiles the columns */
-static __global__ void gated_add_kernel(float *x, const float *y, int r0, int C, const float *gate,
-                                        int stride, int rows_per_group) {
+static __device__ __forceinline__ float widen(float v) { return v; }
+static __device__ __forceinline__ float widen(uint16_t v) { return wm_bf16_to_f32(v); }
+/* y fp32, or bf16 as a GEMM wrote it */
+template <typename T>
+static __global__ void gated_add_kernel(float *x, const T *y, int r0, int C, const float *gate, int stride,
+                                        int rows_per_group) {
     const int r = r0 + blockIdx.y;
     const float *g = gate + (size_t)(r / rows_per_group) * stride;
     float *xr = x + (size_t)r * C;
-    const float *yr = y + (size_t)r * C;
+    const T *yr = y + (size_t)r * C;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < C; c += gridDim.x * blockDim.x)
-        xr[c] = __fadd_rn(xr[c], __fmul_rn(yr[c], g[c]));
+        xr[c] = __fadd_rn(xr[c], __fmul_rn(widen(yr[c]), g[c]));
 }
 static __global__ void add_bias_rows_kernel(float *y, const float *b, int N) {
     float *yr = y + (size_t)blockIdx.y * N;
@@ -114,16 +118,25 @@ extern "C" cudaError_t wm_cuda_tanh_clamp(float *x, size_t n, float limit, cudaS
     if (n) tanh_clamp_kernel<<<wm_grid_for(n, THREADS), THREADS, 0, s>>>(x, n, limit);
     return cudaGetLastError();
 }
-extern "C" cudaError_t wm_cuda_gated_add(float *x, const float *y, int M, int C, const float *gate,
-                                         int stride, int rows_per_group, cudaStream_t s) {
+template <typename T>
+static cudaError_t launch_gated_add(float *x, const T *y, int M, int C, const float *gate, int stride,
+                                   int rows_per_group, cudaStream_t s) {
     if (M <= 0 || C <= 0) return cudaSuccess;
     const unsigned gx = (unsigned)((C + THREADS - 1) / THREADS);
     for (int r0 = 0; r0 < M; r0 += ROW_CHUNK) {
         const int nr = M - r0 < ROW_CHUNK ? M - r0 : ROW_CHUNK;
-        gated_add_kernel<<<dim3(gx, (unsigned)nr), THREADS, 0, s>>>(x, y, r0, C, gate, stride,
-                                                                    rows_per_group > 0 ? rows_per_group : 1);
+        gated_add_kernel<T><<<dim3(gx, (unsigned)nr), THREADS, 0, s>>>(x, y, r0, C, gate, stride,
+                                                                       rows_per_group > 0 ? rows_per_group : 1);
     }
     return cudaGetLastError();
+}
+extern "C" cudaError_t wm_cuda_gated_add(float *x, const float *y, int M, int C, const float *gate,
+                                         int stride, int rows_per_group, cudaStream_t s) {
+    return launch_gated_add(x, y, M, C, gate, stride, rows_per_group, s);
+}
+extern "C" cudaError_t wm_cuda_gated_add_bf16(float *x, const uint16_t *y, int M, int C, const float *gate,
+                                              int stride, int rows_per_group, cudaStream_t s) {
+    return launch_gated_add(x, y, M, C, gate, stride, rows_per_group, s);
 }
 extern "C" cudaError_t wm_cuda_add_bias_rows(float *y, const float *b, int M, int N, cudaStream_t s) {
     if (M <= 0 || N <= 0) return cudaSuccess;

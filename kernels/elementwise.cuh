@@ -23,6 +23,9 @@ cudaError_t wm_cuda_add(float *y, const float *x, size_t n, cudaStream_t stream)
 /* x[r, c] += y[r, c] * gate[(r / rows_per_group) * stride + c], x, y [M, C] */
 cudaError_t wm_cuda_gated_add(float *x, const float *y, int M, int C, const float *gate, int stride,
                               int rows_per_group, cudaStream_t stream);
+/* the same with y in bf16 (a GEMM's bf16 output) */
+cudaError_t wm_cuda_gated_add_bf16(float *x, const uint16_t *y, int M, int C, const float *gate, int stride,
+                                   int rows_per_group, cudaStream_t stream);
 cudaError_t wm_cuda_fill(float *x, float value, size_t n, cudaStream_t stream);
 /* x = min(max(x, lo), hi); NaN stays NaN */
 cudaError_t wm_cuda_clamp(float *x, size_t n, float lo, float hi, cudaStream_t stream);

@@ -41,6 +41,7 @@ struct FaParams {
     const uint16_t *q, *k, *v;
     int64_t ldq, ldkv;
     float *out;
+    uint16_t *out16; /* bf16 output instead of out */
     int64_t ldo;
     int Mq, Mk, H;
     float scale_log2; /* scale * log2(e) */
@@ -145,6 +146,21 @@ __device__ __forceinline__ void fa_store_rows(const FaParams &p, const float *o,
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
     const int r1 = r0 + 8;
+    if (p.out16) { /* bf16 pairs, each rounded to nearest even */
+        if (r0 < p.Mq) {
+            uint16_t *dst = p.out16 + (int64_t)r0 * p.ldo + (int64_t)h * D + 2 * t;
+#pragma unroll
+            for (int j = 0; j < NO; j++)
+                *reinterpret_cast<uint32_t *>(dst + 8 * j) = pack_bf16(o[4 * j + 0] * i0, o[4 * j + 1] * i0);
+        }
+        if (r1 < p.Mq) {
+            uint16_t *dst = p.out16 + (int64_t)r1 * p.ldo + (int64_t)h * D + 2 * t;
+#pragma unroll
+            for (int j = 0; j < NO; j++)
+                *reinterpret_cast<uint32_t *>(dst + 8 * j) = pack_bf16(o[4 * j + 2] * i1, o[4 * j + 3] * i1);
+        }
+        return;
+    }
     if (r0 < p.Mq) {
         float *dst = p.out + (int64_t)r0 * p.ldo + (int64_t)h * D + 2 * t;
 #pragma unroll
@@ -827,14 +843,16 @@ extern "C" int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream) {
         return 0;
     }
     const int64_t hd = (int64_t)a->H * a->D;
-    if (!a->q || !a->out || (a->Mk > 0 && (!a->k || !a->v))) return fa_fail("wm_flash_attn: NULL tensor");
+    if (!a->q || !a->out == !a->out16 || (a->Mk > 0 && (!a->k || !a->v)))
+        return fa_fail("wm_flash_attn: NULL tensor (or both out and out16)");
     if (a->ldq < hd || a->ldkv < hd || a->ldo < hd)
         return fa_fail("wm_flash_attn: row strides (%lld, %lld, %lld) below H*D=%lld", (long long)a->ldq,
                        (long long)a->ldkv, (long long)a->ldo, (long long)hd);
     if ((a->ldq & 7) || (a->ldkv & 7) || (a->ldo & 1))
         return fa_fail("wm_flash_attn: ldq and ldkv must be multiples of 8, ldo even");
-    if ((((uintptr_t)a->q) | ((uintptr_t)a->k) | ((uintptr_t)a->v)) & 15 || ((uintptr_t)a->out & 7))
-        return fa_fail("wm_flash_attn: q/k/v must be 16-byte aligned, out 8-byte aligned");
+    if ((((uintptr_t)a->q) | ((uintptr_t)a->k) | ((uintptr_t)a->v)) & 15 || ((uintptr_t)a->out & 7) ||
+        ((uintptr_t)a->out16 & 3))
+        return fa_fail("wm_flash_attn: q/k/v must be 16-byte aligned, out 8-byte and out16 4-byte aligned");
     if (!(a->scale > 0.f) || !isfinite(a->scale)) return fa_fail("wm_flash_attn: scale must be finite and > 0");
     if (a->key_bias && a->bias_head_stride < 0) return fa_fail("wm_flash_attn: negative bias head stride");
     if ((a->kb_offsets == NULL) != (a->kb_indices == NULL))
@@ -847,6 +865,7 @@ extern "C" int wm_flash_attn(const wm_fa_args *a, cudaStream_t stream) {
     p.ldq = a->ldq;
     p.ldkv = a->ldkv;
     p.out = a->out;
+    p.out16 = a->out16;
     p.ldo = a->ldo;
     p.Mq = a->Mq;
     p.Mk = a->Mk;

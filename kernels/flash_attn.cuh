@@ -5,8 +5,8 @@
  * that the (optional) block-sparse list allows. Row-major, heads interleaved in the row
  * ([tokens, H*D]) like the model's projections, so no transposes are needed.
  *
- * - q: bf16 [Mq, ldq], k, v: bf16 [Mk, ldkv]; out: fp32 [Mq, ldo] (fp32 so the model's residual
- *   path stays fp32).
+ * - q: bf16 [Mq, ldq], k, v: bf16 [Mk, ldkv]; out: fp32 [Mq, ldo], or out16: bf16 [Mq, ldo] (what
+ *   the output projection's GEMM reads; exactly one of the two is set).
  * - key_bias (nullable): fp32, element [h * bias_head_stride + j]; bias_head_stride 0 shares one
  *   row across heads. TempCache's log(group size) goes here.
  * - block-sparse (nullable): a CSR list per (head, query block of WM_FA_BLOCK_Q rows):
@@ -41,6 +41,7 @@ typedef struct wm_fa_args {
     const uint16_t *q; int64_t ldq;   /* bf16 bits */
     const uint16_t *k; const uint16_t *v; int64_t ldkv;
     float *out; int64_t ldo;
+    uint16_t *out16;                  /* instead of out: bf16 output (for the next GEMM), same ldo */
     int Mq, Mk, H, D;
     float scale;
     const float *key_bias; int64_t bias_head_stride;

@@ -60,6 +60,23 @@ static __global__ void layernorm_affine_kernel(T *y, const float *x, int C, floa
     }
 }
 
+/* in place on bf16 rows (the cross-attention's q from its GEMM), fp32 inside */
+static __global__ void rmsnorm_bf16_kernel(uint16_t *x, int C, float eps, const float *w) {
+    __shared__ float sh[32];
+    uint16_t *xr = x + (size_t)blockIdx.x * C;
+    float s = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        const float v = wm_bf16_to_f32(xr[c]);
+        s = __fadd_rn(s, __fmul_rn(v, v));
+    }
+    s = wm_block_sum(s, sh);
+    const float rs = 1.0f / sqrtf(s / (float)C + eps);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float v = __fmul_rn(wm_bf16_to_f32(xr[c]), rs);
+        xr[c] = wm_f32_to_bf16(w ? __fmul_rn(v, w[c]) : v);
+    }
+}
+
 static __global__ void rmsnorm_kernel(float *x, int C, float eps, const float *w) {
     __shared__ float sh[32];
     float *xr = x + (size_t)blockIdx.x * C;
@@ -110,5 +127,10 @@ extern "C" cudaError_t wm_cuda_layernorm_affine_bf16(uint16_t *y, const float *x
 extern "C" cudaError_t wm_cuda_rmsnorm(float *x, int M, int C, float eps, const float *w, cudaStream_t s) {
     if (M <= 0 || C <= 0) return cudaSuccess;
     rmsnorm_kernel<<<(unsigned)M, THREADS, 0, s>>>(x, C, eps, w);
+    return cudaGetLastError();
+}
+extern "C" cudaError_t wm_cuda_rmsnorm_bf16(uint16_t *x, int M, int C, float eps, const float *w, cudaStream_t s) {
+    if (M <= 0 || C <= 0) return cudaSuccess;
+    rmsnorm_bf16_kernel<<<(unsigned)M, THREADS, 0, s>>>(x, C, eps, w);
     return cudaGetLastError();
 }

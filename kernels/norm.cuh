@@ -25,6 +25,8 @@ cudaError_t wm_cuda_layernorm_affine_bf16(uint16_t *y, const float *x, int M, in
                                           const float *b, cudaStream_t stream);
 /* x = x / sqrt(mean(x^2) + eps) * w, in place */
 cudaError_t wm_cuda_rmsnorm(float *x, int M, int C, float eps, const float *w, cudaStream_t stream);
+/* the same in place on bf16 rows (fp32 arithmetic, result rounded to bf16) */
+cudaError_t wm_cuda_rmsnorm_bf16(uint16_t *x, int M, int C, float eps, const float *w, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -1,49 +1,50 @@
 /* qkv_post.cu - one thread block of 256 threads per token. The normalised row is staged in shared
  * memory because RoPE pairs elements that different threads normalised. The per-thread strides and
- * the unfused products are those of norm.cu, ann.cu's match_normalize_kernel and rope.cu, so the
- * values are bit-identical to running those kernels in sequence. */
+ * the unfused products are those of norm.cu, ann.cu's match_normalize_kernel and rope.cu, so on the
+ * same (bf16) input the values equal those kernels run in sequence. */
 #include "common.cuh"
 #include "qkv_post.cuh"
 
 static const int THREADS = 256; /* = norm.cu's and match_normalize's: the same reduction order */
 
-/* row[c] = x[c] / sqrt(mean(x^2) + eps) * w[c] (rmsnorm_kernel's arithmetic) */
-static __device__ void rms_to_shared(float *row, const float *x, int C, float eps, const float *w, float *sh) {
+/* row[c] = x[c] / sqrt(mean(x^2) + eps) * w[c] (rmsnorm_kernel's arithmetic), x bf16 */
+static __device__ void rms_to_shared(float *row, const uint16_t *xb, int C, float eps, const float *w, float *sh) {
     float s = 0.0f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) s = __fadd_rn(s, __fmul_rn(x[c], x[c]));
-    s = wm_block_sum(s, sh);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        const float x = wm_bf16_to_f32(xb[c]);
+        row[c] = x;
+        s = __fadd_rn(s, __fmul_rn(x, x));
+    }
+    s = wm_block_sum(s, sh); /* also orders the row's writes before the reads below (same thread) */
     const float rs = 1.0f / sqrtf(s / (float)C + eps);
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const float v = __fmul_rn(x[c], rs);
+        const float v = __fmul_rn(row[c], rs);
         row[c] = w ? __fmul_rn(v, w[c]) : v;
     }
     __syncthreads();
 }
 
-/* the pair (2p, 2p+1) of every head rotated by (cs[p], sn[p]) (rope_kernel's arithmetic) */
-template <typename T> static __device__ __forceinline__ void store(T *p, float v);
-template <> __device__ __forceinline__ void store<float>(float *p, float v) { *p = v; }
-template <> __device__ __forceinline__ void store<uint16_t>(uint16_t *p, float v) { *p = wm_f32_to_bf16(v); }
-
-template <typename T>
-static __device__ void rope_from_shared(T *dst, const float *row, int C, int D, const float *cs, const float *sn) {
+/* dst = bf16 of the row with the pair (2p, 2p+1) of every head rotated by (cs[p], sn[p]) (rope_kernel's
+ * arithmetic) */
+static __device__ void rope_from_shared(uint16_t *dst, const float *row, int C, int D, const float *cs,
+                                        const float *sn) {
     const int np = D / 2;
     for (int i = threadIdx.x; i < C / 2; i += blockDim.x) {
         const int h = i / np, p = i % np, o = h * D + 2 * p;
         const float a = row[o], b = row[o + 1];
-        store(dst + o, __fsub_rn(__fmul_rn(a, cs[p]), __fmul_rn(b, sn[p])));
-        store(dst + o + 1, __fadd_rn(__fmul_rn(a, sn[p]), __fmul_rn(b, cs[p])));
+        dst[o] = wm_f32_to_bf16(__fsub_rn(__fmul_rn(a, cs[p]), __fmul_rn(b, sn[p])));
+        dst[o + 1] = wm_f32_to_bf16(__fadd_rn(__fmul_rn(a, sn[p]), __fmul_rn(b, cs[p])));
     }
 }
 
-static __global__ void qkv_post_kernel(float *q_out, uint16_t *k_store, uint16_t *v_store, uint16_t *match,
-                                       const float *qkv, int H, int D, float eps, const float *norm_q,
+static __global__ void qkv_post_kernel(uint16_t *q_out, uint16_t *k_store, uint16_t *v_store, uint16_t *match,
+                                       const uint16_t *qkv, int H, int D, float eps, const float *norm_q,
                                        const float *norm_k, int64_t frame0, int gh, int gw) {
     extern __shared__ float smem[]; /* row [C], cos [D/2], sin [D/2] */
     __shared__ float sh[32];
     const int C = H * D, r = blockIdx.x;
     float *row = smem, *cs = smem + C, *sn = cs + D / 2;
-    const float *src = qkv + (size_t)r * 3 * C;
+    const uint16_t *src = qkv + (size_t)r * 3 * C;
 
     /* the token's angles, as rope_kernel computes them */
     const int np = D / 2, dt = D - 4 * (D / 6), dh = 2 * (D / 6), pt = dt / 2, ph = dh / 2;
@@ -57,8 +58,10 @@ static __global__ void qkv_post_kernel(float *q_out, uint16_t *k_store, uint16_t
         sn[p] = (float)sin(ang);
     }
 
-    rms_to_shared(row, src, C, eps, norm_q, sh); /* also orders the angle writes before their reads */
-    rope_from_shared(q_out + (size_t)r * C, row, C, D, cs, sn);
+    if (q_out) {
+        rms_to_shared(row, src, C, eps, norm_q, sh); /* also orders the angle writes before their reads */
+        rope_from_shared(q_out + (size_t)r * C, row, C, D, cs, sn);
+    }
     __syncthreads();
 
     rms_to_shared(row, src + C, C, eps, norm_k, sh);
@@ -72,13 +75,13 @@ static __global__ void qkv_post_kernel(float *q_out, uint16_t *k_store, uint16_t
     }
     rope_from_shared(k_store + (size_t)r * C, row, C, D, cs, sn);
 
-    const float *v = src + 2 * C;
+    const uint16_t *v = src + 2 * C; /* already bf16: a copy */
     uint16_t *vr = v_store + (size_t)r * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) vr[i] = wm_f32_to_bf16(v[i]);
+    for (int i = threadIdx.x; i < C; i += blockDim.x) vr[i] = v[i];
 }
 
-extern "C" cudaError_t wm_cuda_qkv_post(float *q_out, uint16_t *k_store, uint16_t *v_store, uint16_t *match,
-                                        const float *qkv, int M, int H, int D, float eps, const float *norm_q,
+extern "C" cudaError_t wm_cuda_qkv_post(uint16_t *q_out, uint16_t *k_store, uint16_t *v_store, uint16_t *match,
+                                        const uint16_t *qkv, int M, int H, int D, float eps, const float *norm_q,
                                         const float *norm_k, int64_t frame0, int gh, int gw, cudaStream_t s) {
     if (M <= 0 || H <= 0 || D < 2) return cudaSuccess;
     const size_t smem = ((size_t)H * D + (size_t)D) * sizeof(float);

@@ -298,6 +298,7 @@ void wm_accel_plan(wm_session *s, int k, int nsteps, wm_attn_plan *plan) {
     const int clean = k >= nsteps;
     if (k == 0) s->stats.sa_recall = s->stats.ca_recall = -1.0;
     plan->write_match = clean && a->tempcache;
+    plan->kv_only = clean; /* the cache pass keeps only the K/V it writes */
     /* the first sa_dense_steps of the denoising steps and the cache pass stay dense (docs/ACCEL.md) */
     const int sparse = !clean && k >= (int)floorf(a->sa_dense_steps * (float)nsteps + 1e-4f);
     if (sparse && a->annsa) {

@@ -31,7 +31,7 @@ typedef struct wm_lsh wm_lsh;
  * q is the output [M, C] (C = H * D); y, k, v are fp32 scratch [M, C] a composing backend may use. */
 typedef struct wm_self_attn_in {
     float *q;
-    const float *x;
+    float *x; /* the residual stream: read here, updated by self_attn */
     int M, C, H, D;
     float eps;
     const float *shift, *scale;
@@ -44,6 +44,49 @@ typedef struct wm_self_attn_in {
     int write_match;
     float *y, *k, *v;
 } wm_self_attn_in;
+
+/* The recall probe's hook (docs/ACCEL.md): the attention's queries q [Mq, H*D] (backend memory, fp32)
+ * and the keys it attends to, rows [0, n_keys) of kv; cross = 1 for the cross-attention. */
+typedef void (*wm_attn_probe_fn)(void *user, int cross, const float *q, int Mq, const wm_kv *kv, int64_t n_keys);
+
+/* Arguments of self_attn, the self-attention sub-layer of a DiT block, in place on x = in.x:
+ *   self_attn_in(in)
+ *   probe(probe_user, 0, in.q, M, in.kv, in.row)                      when probe is set
+ *   a = lsh ? attention_annsa(in.q, in.kv, in.row, M, H, D, scale, lsh)
+ *           : attention(in.q, in.kv, in.row + M, M, H, D, scale)
+ *   h = linear(a; wo, bo);  gated_add(x, h; gate, in.stride, in.rows_per_group)
+ * attn, proj: fp32 scratch [M, C] a composing backend may use. */
+typedef struct wm_self_attn {
+    wm_self_attn_in in;
+    float scale;
+    const wm_lsh *lsh;
+    const wm_weight *wo, *bo;
+    const float *gate;
+    wm_attn_probe_fn probe;
+    void *probe_user;
+    float *attn, *proj;
+} wm_self_attn;
+
+/* Arguments of cross_attn, the cross-attention sub-layer (no modulation, no RoPE), in place on x:
+ *   y = layernorm_affine(x; ln_w, ln_b);  q = linear(y; wq, bq);  rmsnorm(q; norm_q)
+ *   probe(probe_user, 1, q, M, ctx, n_ctx)                             when probe is set
+ *   a = lsh ? attention_annca(q, ctx, n_ctx, M, H, D, scale, group, lsh)
+ *           : attention(q, ctx, n_ctx, M, H, D, scale)
+ *   h = linear(a; wo, bo);  add(x, h)
+ * q, y, attn, proj: fp32 scratch [M, C] a composing backend may use. */
+typedef struct wm_cross_attn {
+    float *x;
+    int M, C, H, D;
+    float eps, scale;
+    const wm_weight *ln_w, *ln_b, *wq, *bq, *norm_q, *wo, *bo;
+    const wm_kv *ctx;
+    int64_t n_ctx;
+    const wm_lsh *lsh;
+    int group;
+    wm_attn_probe_fn probe;
+    void *probe_user;
+    float *q, *y, *attn, *proj;
+} wm_cross_attn;
 
 /* Arguments of ffn_block, the FFN sub-layer of a DiT block, in place on the residual stream x:
  *   y = layernorm_mod(x; shift, scale, stride, rows_per_group)
@@ -192,17 +235,11 @@ struct wm_backend {
      * fused_ref.c writes those compositions down once (the CPU backend uses them as they are, and
      * they are what the GPU tests compare against). CUDA fuses them so that the activations between
      * the steps stay in registers or in bf16 instead of making fp32 round trips through memory. */
-    /* The self-attention input (wm_self_attn_in, below). */
+    /* The sub-layers, their arguments and definitions with the structs above. self_attn_in alone is
+     * what the cache pass needs of the last layer (only the keys and values it stores matter). */
     void (*self_attn_in)(wm_backend *be, const wm_self_attn_in *a);
-    /* Cross-attention queries: y = layernorm_affine(x; ln_w, ln_b); q = linear(y; Wq, bq);
-     * rmsnorm(q; norm_q). x, q [M, C]; y: fp32 scratch [M, C] a composing backend may use. */
-    void (*cross_attn_in)(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
-                          const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
-                          float *y);
-    /* Residual projection: x[M,N] += linear(a[M,K]; W, b). tmp: fp32 scratch [M, N]. */
-    void (*linear_add)(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M,
-                       int K, int N, float *tmp);
-    /* The FFN sub-layer (wm_ffn_block, below). */
+    void (*self_attn)(wm_backend *be, const wm_self_attn *a);
+    void (*cross_attn)(wm_backend *be, const wm_cross_attn *a);
     void (*ffn_block)(wm_backend *be, const wm_ffn_block *a);
 
     /* Optional (NULL where a backend has nothing to gain): the ops called between capture_begin and

@@ -219,35 +219,36 @@ static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *
 
         /* self-attention over [cache rows 0..n_valid ; this call's rows]; the keys (pre-RoPE on the
          * match plane: docs/ACCEL.md) and values of this call go to the store at n_valid */
-        const int64_t n_valid = plan->n_valid[l];
-        const wm_self_attn_in sa = {
-            .q = w->q, .x = w->x, .M = N, .C = D, .H = H, .D = HD, .eps = c->eps,
-            .shift = m0, .scale = m1, .stride = st, .rows_per_group = tpf,
-            .wq = k->sa_q_w, .bq = k->sa_q_b, .wk = k->sa_k_w, .bk = k->sa_k_b, .wv = k->sa_v_w, .bv = k->sa_v_b,
-            .norm_q = k->sa_norm_q, .norm_k = k->sa_norm_k,
-            .frame0 = frame0, .gh = gh, .gw = gw,
-            .kv = kv[l], .row = n_valid, .write_match = plan->write_match,
-            .y = w->y, .k = w->k, .v = w->v,
-        };
-        be->self_attn_in(be, &sa);
         const int probe = plan->probe && l == plan->probe_layer;
-        if (probe) plan->probe(plan->probe_user, 0, w->q, N, kv[l], n_valid);
-        if (plan->sa_lsh && ((plan->sa_layers >> (l < 63 ? l : 63)) & 1u))
-            be->attention_annsa(be, w->attn, w->q, kv[l], n_valid, N, H, HD, scale, plan->sa_lsh);
-        else
-            be->attention(be, w->attn, w->q, kv[l], n_valid + N, N, H, HD, scale);
-        be->linear(be, w->proj, w->attn, k->sa_o_w, k->sa_o_b, N, D, D);
-        be->gated_add(be, w->x, w->proj, N, D, m2, st, tpf);
+        const wm_self_attn sa = {
+            .in = {.q = w->q, .x = w->x, .M = N, .C = D, .H = H, .D = HD, .eps = c->eps,
+                   .shift = m0, .scale = m1, .stride = st, .rows_per_group = tpf,
+                   .wq = k->sa_q_w, .bq = k->sa_q_b, .wk = k->sa_k_w, .bk = k->sa_k_b, .wv = k->sa_v_w,
+                   .bv = k->sa_v_b, .norm_q = k->sa_norm_q, .norm_k = k->sa_norm_k,
+                   .frame0 = frame0, .gh = gh, .gw = gw,
+                   .kv = kv[l], .row = plan->n_valid[l], .write_match = plan->write_match,
+                   .y = w->y, .k = w->k, .v = w->v},
+            .scale = scale,
+            .lsh = plan->sa_lsh && ((plan->sa_layers >> (l < 63 ? l : 63)) & 1u) ? plan->sa_lsh : NULL,
+            .wo = k->sa_o_w, .bo = k->sa_o_b, .gate = m2,
+            .probe = probe ? plan->probe : NULL, .probe_user = plan->probe_user,
+            .attn = w->attn, .proj = w->proj,
+        };
+        if (plan->kv_only && l == c->num_layers - 1) { /* nothing after this layer's K/V is kept */
+            be->self_attn_in(be, &sa.in);
+            return;
+        }
+        be->self_attn(be, &sa);
 
-        /* cross-attention to the prompt (no modulation, no RoPE) */
-        be->cross_attn_in(be, w->q, w->x, N, D, c->eps, k->norm3_w, k->norm3_b, k->ca_q_w, k->ca_q_b, k->ca_norm_q,
-                          w->y);
-        if (probe) plan->probe(plan->probe_user, 1, w->q, N, ctx[l], c->text_len);
-        if (plan->ca_lsh)
-            be->attention_annca(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale, tpf, plan->ca_lsh);
-        else
-            be->attention(be, w->attn, w->q, ctx[l], c->text_len, N, H, HD, scale);
-        be->linear_add(be, w->x, w->attn, k->ca_o_w, k->ca_o_b, N, D, D, w->proj);
+        const wm_cross_attn ca = {
+            .x = w->x, .M = N, .C = D, .H = H, .D = HD, .eps = c->eps, .scale = scale,
+            .ln_w = k->norm3_w, .ln_b = k->norm3_b, .wq = k->ca_q_w, .bq = k->ca_q_b, .norm_q = k->ca_norm_q,
+            .wo = k->ca_o_w, .bo = k->ca_o_b, .ctx = ctx[l], .n_ctx = c->text_len,
+            .lsh = plan->ca_lsh, .group = tpf,
+            .probe = probe ? plan->probe : NULL, .probe_user = plan->probe_user,
+            .q = w->q, .y = w->y, .attn = w->attn, .proj = w->proj,
+        };
+        be->cross_attn(be, &ca);
 
         /* FFN */
         const wm_ffn_block ff = {

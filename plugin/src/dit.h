@@ -58,16 +58,20 @@ typedef struct wm_attn_plan {
     const wm_lsh *ca_lsh;   /* AnnCA on every layer */
     /* Recall probe: called at layer probe_layer with the attention's queries (backend memory) before
      * the self-attention (cross = 0) and the cross-attention (cross = 1). */
-    void (*probe)(void *user, int cross, const float *q, int Mq, const wm_kv *kv, int64_t n_cache);
+    wm_attn_probe_fn probe;
     void *probe_user;
     int probe_layer;
+    /* Only the K/V this call stores matter (the cache pass): the last layer stops once they are
+     * written, and v is not computed. */
+    int kv_only;
 } wm_attn_plan;
 
 /* v[F,C,H,W] = DiT(x[F,C,H,W], per-frame timesteps t[F] (host), per-frame action vectors
  * actions[F][action_dim] (host; NULL when the model has none)), frames starting at frame0.
  * kv[l]: layer l's self-attention cache holding plan->n_valid[l] rows (K after RoPE); this call's
  * K/V are written after them and attention runs over those rows and this call's. The caller decides
- * whether the new rows are kept (the clean pass) or overwritten by the next call (denoising passes). */
+ * whether the new rows are kept (the clean pass) or overwritten by the next call (denoising passes).
+ * With plan->kv_only, v is left as it was. */
 void wm_dit_forward(const wm_dit *dit, wm_dit_work *w, float *v, const float *x, const float *t,
                     const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
                     wm_kv **ctx);

@@ -16,18 +16,31 @@ void wm_ref_self_attn_in(wm_backend *be, const wm_self_attn_in *a) {
     be->kv_write(be, a->kv, a->row, a->k, a->v, M);
 }
 
-void wm_ref_cross_attn_in(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
-                          const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
-                          float *y) {
-    be->layernorm_affine(be, y, x, M, C, eps, ln_w, ln_b);
-    be->linear(be, q, y, Wq, bq, M, C, C);
-    be->rmsnorm(be, q, M, C, eps, norm_q);
+void wm_ref_self_attn(wm_backend *be, const wm_self_attn *a) {
+    const wm_self_attn_in *in = &a->in;
+    const int M = in->M, C = in->C;
+    wm_ref_self_attn_in(be, in);
+    if (a->probe) a->probe(a->probe_user, 0, in->q, M, in->kv, in->row);
+    if (a->lsh)
+        be->attention_annsa(be, a->attn, in->q, in->kv, in->row, M, in->H, in->D, a->scale, a->lsh);
+    else
+        be->attention(be, a->attn, in->q, in->kv, in->row + M, M, in->H, in->D, a->scale);
+    be->linear(be, a->proj, a->attn, a->wo, a->bo, M, C, C);
+    be->gated_add(be, in->x, a->proj, M, C, a->gate, in->stride, in->rows_per_group);
 }
 
-void wm_ref_linear_add(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
-                       int N, float *tmp) {
-    be->linear(be, tmp, a, W, b, M, K, N);
-    be->add(be, x, tmp, (size_t)M * N);
+void wm_ref_cross_attn(wm_backend *be, const wm_cross_attn *a) {
+    const int M = a->M, C = a->C;
+    be->layernorm_affine(be, a->y, a->x, M, C, a->eps, a->ln_w, a->ln_b);
+    be->linear(be, a->q, a->y, a->wq, a->bq, M, C, C);
+    be->rmsnorm(be, a->q, M, C, a->eps, a->norm_q);
+    if (a->probe) a->probe(a->probe_user, 1, a->q, M, a->ctx, a->n_ctx);
+    if (a->lsh)
+        be->attention_annca(be, a->attn, a->q, a->ctx, a->n_ctx, M, a->H, a->D, a->scale, a->group, a->lsh);
+    else
+        be->attention(be, a->attn, a->q, a->ctx, a->n_ctx, M, a->H, a->D, a->scale);
+    be->linear(be, a->proj, a->attn, a->wo, a->bo, M, C, C);
+    be->add(be, a->x, a->proj, (size_t)M * C);
 }
 
 void wm_ref_ffn_block(wm_backend *be, const wm_ffn_block *a) {

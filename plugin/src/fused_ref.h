@@ -7,11 +7,8 @@
 #include "backend.h"
 
 void wm_ref_self_attn_in(wm_backend *be, const wm_self_attn_in *a);
-void wm_ref_cross_attn_in(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
-                          const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
-                          float *y);
-void wm_ref_linear_add(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
-                       int N, float *tmp);
+void wm_ref_self_attn(wm_backend *be, const wm_self_attn *a);
+void wm_ref_cross_attn(wm_backend *be, const wm_cross_attn *a);
 void wm_ref_ffn_block(wm_backend *be, const wm_ffn_block *a);
 
 #endif

@@ -64,14 +64,10 @@ WRAP_F(linear, (wm_backend *be, float *y, const float *x, const wm_weight *W, co
 WRAP_F(ffn, (wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0, const wm_weight *W2,
            const wm_weight *b2, int M, int K, int F, int N, float *hidden),
      (be, y, x, W0, b0, W2, b2, M, K, F, N, hidden), 2.0 * M * F * ((double)K + N))
-/* the fused sub-layers: their GEMMs' work (the elementwise steps inside are not counted) */
+/* the fused sub-layers: their GEMMs' work (attention and the elementwise steps inside are not counted) */
 WRAP_F(self_attn_in, (wm_backend *be, const wm_self_attn_in *a), (be, a), 6.0 * a->M * a->C * (double)a->C)
-WRAP_F(cross_attn_in, (wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *lw,
-                      const wm_weight *lb, const wm_weight *Wq, const wm_weight *bq, const wm_weight *nq, float *y),
-       (be, q, x, M, C, eps, lw, lb, Wq, bq, nq, y), 2.0 * M * C * (double)C)
-WRAP_F(linear_add, (wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
-                   int N, float *tmp),
-       (be, x, a, W, b, M, K, N, tmp), 2.0 * M * K * (double)N)
+WRAP_F(self_attn, (wm_backend *be, const wm_self_attn *a), (be, a), 8.0 * a->in.M * a->in.C * (double)a->in.C)
+WRAP_F(cross_attn, (wm_backend *be, const wm_cross_attn *a), (be, a), 4.0 * a->M * a->C * (double)a->C)
 WRAP_F(ffn_block, (wm_backend *be, const wm_ffn_block *a), (be, a), 4.0 * a->M * a->F * (double)a->C)
 WRAP(silu, (wm_backend *be, float *x, size_t n), (be, x, n))
 WRAP(gelu_tanh, (wm_backend *be, float *x, size_t n), (be, x, n))
@@ -158,7 +154,7 @@ void wm_backend_profile(wm_backend *be, const char *json_path) {
     be->capture_begin = NULL;
     be->capture_end = NULL;
 #define SET(op) if (be->op) be->op = p_##op
-    SET(linear); SET(ffn); SET(self_attn_in); SET(cross_attn_in); SET(linear_add); SET(ffn_block); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
+    SET(linear); SET(ffn); SET(self_attn_in); SET(self_attn); SET(cross_attn); SET(ffn_block); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
     SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);
     SET(kv_write_match); SET(attention); SET(attention_annsa); SET(attention_annca); SET(kv_match);
     SET(kv_merge); SET(kv_compact); SET(kv_move); SET(patchify); SET(unpatchify); SET(noise); SET(conv2d);

@@ -383,8 +383,8 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->gated_add = cpu_gated_add;
     /* the fused sub-layers are their definitions: the CPU has nothing to gain from fusing them */
     be->self_attn_in = wm_ref_self_attn_in;
-    be->cross_attn_in = wm_ref_cross_attn_in;
-    be->linear_add = wm_ref_linear_add;
+    be->self_attn = wm_ref_self_attn;
+    be->cross_attn = wm_ref_cross_attn;
     be->ffn_block = wm_ref_ffn_block;
     be->kv_new = cpu_kv_new;
     be->kv_free = cpu_kv_free;

@@ -581,8 +581,8 @@ wm_backend *wm_backend_cuda_new(void) {
     be->linear = wm_cu_linear;
     be->ffn = wm_cu_ffn;
     be->self_attn_in = wm_cu_self_attn_in;
-    be->cross_attn_in = wm_cu_cross_attn_in;
-    be->linear_add = wm_cu_linear_add;
+    be->self_attn = wm_cu_self_attn;
+    be->cross_attn = wm_cu_cross_attn;
     be->ffn_block = wm_cu_ffn_block;
     be->capture_begin = wm_cu_capture_begin;
     be->capture_end = wm_cu_capture_end;

@@ -118,9 +118,10 @@ int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t
                const void *bias, int M, int K, int N);
 /* A bf16 copy of x [n] in stream-ordered scratch (free with wm_cu_scratch_free); NULL on failure. */
 uint16_t *wm_cu_to_bf16(cuda_impl *c, const float *x, size_t n, const char *what);
-/* The FFN (backend.h's ffn) from a bf16 input; the hidden stays bf16 in scratch. */
-void wm_cu_ffn_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W0, const wm_weight *b0,
-                       const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N);
+/* The FFN (backend.h's ffn) from a bf16 input into y (bf16 when y_bf16, else fp32); the hidden stays
+ * bf16 in scratch. Returns 0 on failure. */
+int wm_cu_ffn_bf16_in(cuda_impl *c, void *y, int y_bf16, const uint16_t *xb, const wm_weight *W0,
+                      const wm_weight *b0, const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N);
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden);
 void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
@@ -141,11 +142,8 @@ int wm_cu_arena_give(cuda_impl *c, void *p);
 
 /* fused_cuda.c: backend.h's fused DiT sub-layers */
 void wm_cu_self_attn_in(wm_backend *be, const wm_self_attn_in *a);
-void wm_cu_cross_attn_in(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
-                         const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
-                         float *y);
-void wm_cu_linear_add(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
-                      int N, float *tmp);
+void wm_cu_self_attn(wm_backend *be, const wm_self_attn *a);
+void wm_cu_cross_attn(wm_backend *be, const wm_cross_attn *a);
 void wm_cu_ffn_block(wm_backend *be, const wm_ffn_block *a);
 
 /* accel_cuda.c: TempCache (match plane, kv_match/merge/compact), sign-LSH, AnnSA, AnnCA */

@@ -1,13 +1,18 @@
-/* fused_cuda.c - backend.h's fused DiT sub-layers on CUDA. The activations between the steps of a
- * sub-layer never make an fp32 round trip: the LayerNorms write the GEMMs' bf16 inputs directly, the
- * self-attention's q, k and v come from one GEMM against the concatenated weights (N = 3C fills the
- * GPU better than three GEMMs of C) and one kernel finishes them (norms, RoPE, K/V store), the FFN's
- * hidden stays bf16, and the cross-attention's output projection accumulates into the residual in
- * the GEMM's epilogue. Each op computes its definition in fused_ref.c with the roundings at the same
- * places (bf16 exactly where the unfused ops convert), which tests/gpu_fused.c checks. */
+/* fused_cuda.c - backend.h's fused DiT sub-layers on CUDA. Between the steps of a sub-layer the
+ * activations stay bf16 where the next step is a GEMM or attention, which round their inputs to bf16
+ * anyway: the LayerNorms write the GEMMs' bf16 inputs directly; q, k and v come from one GEMM against
+ * the concatenated weights (N = 3C fills the GPU better than three GEMMs of C) with a bf16 output,
+ * finished by one kernel (norms, RoPE, K/V store, q for the flash kernel); the flash kernel writes
+ * bf16 for the output projection; the GEMMs whose results only feed a gated residual write bf16 too,
+ * and the cross-attention's output projection accumulates into the residual in its epilogue. The
+ * residual stream x and every norm stay fp32. Compared with the definitions (fused_ref.c) the values
+ * differ by the extra bf16 roundings of GEMM outputs (as in PyTorch's bf16 Wan); tests/gpu_fused.c
+ * compares both ways. */
 #include "common.h"
+#include "convert.cuh"
 #include "cuda_backend.h"
 #include "elementwise.cuh"
+#include "flash_attn.cuh"
 #include "norm.cuh"
 #include "qkv_post.cuh"
 
@@ -17,16 +22,16 @@ static void bad_args(const char *op, const char *why) {
     wm_note_failure(wm_set_error(WM_ERR_INVALID_ARGUMENT, "%s: %s", op, why));
 }
 
-/* The q|k|v weights [3C, C] bf16 and biases [3C] fp32, concatenated once and kept as the q weight's
- * derived copy (freed with it). Missing biases are zeros. */
+/* The q|k|v weights [3C, C] and biases [3C], bf16 (the GEMM writes bf16, and cuBLASLt reads the bias in
+ * the output's type), concatenated once and kept as the q weight's derived copy (freed with it).
+ * Missing biases are zeros. */
 typedef struct qkv_weights {
-    const uint16_t *w;
-    const float *b;
+    const uint16_t *w, *b;
 } qkv_weights;
 
 static int qkv_concat(cuda_impl *c, const wm_self_attn_in *a, qkv_weights *out) {
     const size_t C = (size_t)a->C, wbytes = 3 * C * C * sizeof(uint16_t);
-    const size_t boff = (wbytes + 255) & ~(size_t)255, bytes = boff + 3 * C * sizeof(float);
+    const size_t boff = (wbytes + 255) & ~(size_t)255, bytes = boff + 3 * C * sizeof(uint16_t);
     wm_weight *wq = (wm_weight *)a->wq; /* the derived copy is a cache on the handle */
     if (!wq->derived) {
         const wm_weight *ws[3] = {a->wq, a->wk, a->wv}, *bs[3] = {a->bq, a->bk, a->bv};
@@ -45,11 +50,11 @@ static int qkv_concat(cuda_impl *c, const wm_self_attn_in *a, qkv_weights *out) 
             ok = wm_cu_ok(cudaMemcpyAsync(d + i * C * C * sizeof(uint16_t), ws[i]->bf16, C * C * sizeof(uint16_t),
                                           cudaMemcpyDeviceToDevice, c->stream),
                           "self_attn_in (weights)");
-            float *bd = (float *)(d + boff) + i * C;
-            ok = ok && (bs[i] ? wm_cu_ok(cudaMemcpyAsync(bd, bs[i]->f32, C * sizeof(float), cudaMemcpyDeviceToDevice,
-                                                         c->stream),
+            uint16_t *bd = (uint16_t *)(d + boff) + i * C;
+            ok = ok && (bs[i] ? wm_cu_ok(cudaMemcpyAsync(bd, bs[i]->bf16, C * sizeof(uint16_t),
+                                                         cudaMemcpyDeviceToDevice, c->stream),
                                          "self_attn_in (biases)")
-                              : wm_cu_ok(cudaMemsetAsync(bd, 0, C * sizeof(float), c->stream), "self_attn_in"));
+                              : wm_cu_ok(cudaMemsetAsync(bd, 0, C * sizeof(uint16_t), c->stream), "self_attn_in"));
         }
         if (!ok) {
             cudaFree(d);
@@ -60,66 +65,130 @@ static int qkv_concat(cuda_impl *c, const wm_self_attn_in *a, qkv_weights *out) 
         c->bytes += bytes;
     }
     out->w = wq->derived;
-    out->b = (const float *)((const char *)wq->derived + boff);
+    out->b = (const uint16_t *)((const char *)wq->derived + boff);
     return 1;
+}
+
+/* The self-attention input into the store, and q as bf16 into qb (NULL: not needed). */
+static int sa_in(cuda_impl *c, const wm_self_attn_in *a, uint16_t *qb) {
+    const int M = a->M, C = a->C;
+    wm_kv *kv = a->kv;
+    if (a->H * a->D != C || kv->dim != C || a->row < 0 || a->row + M > kv->rows) {
+        bad_args("self_attn_in", "heads, store width or rows do not fit");
+        return 0;
+    }
+    qkv_weights w;
+    if (!qkv_concat(c, a, &w)) return 0;
+    if (a->write_match && !wm_cu_match_enable(c, kv)) return 0;
+    uint16_t *yb = wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "self_attn_in: normed x (bf16)");
+    uint16_t *qkv = yb ? wm_cu_scratch(c, (size_t)M * 3 * C * sizeof(uint16_t), "self_attn_in: q|k|v") : NULL;
+    const size_t off = (size_t)a->row * C;
+    const int ok =
+        qkv &&
+        wm_cu_ok(wm_cuda_layernorm_mod_bf16(yb, a->x, M, C, a->eps, a->shift, a->scale, a->stride, a->rows_per_group,
+                                            c->stream),
+                 "self_attn_in: layernorm") &&
+        wm_cu_gemm(c, qkv, 1, 0, yb, w.w, w.b, M, C, 3 * C) &&
+        wm_cu_ok(wm_cuda_qkv_post(qb, kv->k + off, kv->v + off, a->write_match ? kv->match + off : NULL, qkv, M, a->H,
+                                  a->D, a->eps, a->norm_q ? a->norm_q->f32 : NULL, a->norm_k ? a->norm_k->f32 : NULL,
+                                  a->frame0, a->gh, a->gw, c->stream),
+                 "self_attn_in: norms, rope, store");
+    wm_cu_scratch_free(c, qkv);
+    wm_cu_scratch_free(c, yb);
+    return ok;
 }
 
 void wm_cu_self_attn_in(wm_backend *be, const wm_self_attn_in *a) {
     cuda_impl *c = cuda_of(be);
+    if (a->M <= 0) return;
+    uint16_t *qb = wm_cu_scratch(c, (size_t)a->M * a->C * sizeof(uint16_t), "self_attn_in: q (bf16)");
+    if (!qb) return;
+    if (sa_in(c, a, qb))
+        wm_cu_ok(wm_cuda_bf16_to_f32(a->q, qb, (size_t)a->M * a->C, c->stream), "self_attn_in: q");
+    wm_cu_scratch_free(c, qb);
+}
+
+/* ob = attention of the bf16 queries qb over rows [0, n) of kv, written as bf16. The flash kernel does
+ * it directly; where it cannot (WM_ATTN=naive, a shape it refuses) the backend's attention runs on
+ * fp32 copies (q_f32, attn_f32: fp32 scratch [M, H*D]). */
+static int attend_bf16(wm_backend *be, uint16_t *ob, const uint16_t *qb, const wm_kv *kv, int64_t n, int M, int H,
+                       int D, float scale, float *q_f32, float *attn_f32) {
+    cuda_impl *c = cuda_of(be);
+    const size_t cnt = (size_t)M * H * D;
+    if (n == 0) return wm_cu_ok(cudaMemsetAsync(ob, 0, cnt * sizeof(uint16_t), c->stream), "attention (no keys)");
+    if (!c->attn_naive && (int64_t)H * D == kv->dim && n <= kv->rows && n <= INT32_MAX) {
+        wm_fa_args f;
+        memset(&f, 0, sizeof f);
+        f.q = qb, f.ldq = (int64_t)H * D;
+        f.k = kv->k, f.v = kv->v, f.ldkv = kv->dim;
+        f.out16 = ob, f.ldo = (int64_t)H * D;
+        f.Mq = M, f.Mk = (int)n, f.H = H, f.D = D;
+        f.scale = scale;
+        f.key_bias = kv->bias, f.bias_head_stride = 0;
+        if (wm_flash_attn(&f, c->stream) == 0) return 1;
+    }
+    if (!wm_cu_ok(wm_cuda_bf16_to_f32(q_f32, qb, cnt, c->stream), "attention: q")) return 0;
+    be->attention(be, attn_f32, q_f32, kv, n, M, H, D, scale);
+    return wm_cu_ok(wm_cuda_f32_to_bf16(ob, attn_f32, cnt, c->stream), "attention: output");
+}
+
+void wm_cu_self_attn(wm_backend *be, const wm_self_attn *a) {
+    cuda_impl *c = cuda_of(be);
+    const wm_self_attn_in *in = &a->in;
+    const int M = in->M, C = in->C;
+    const size_t cnt = (size_t)M * C;
+    if (M <= 0) return;
+    uint16_t *qb = wm_cu_scratch(c, cnt * sizeof(uint16_t), "self_attn: q (bf16)");
+    uint16_t *ob = qb ? wm_cu_scratch(c, cnt * sizeof(uint16_t), "self_attn: attention (bf16)") : NULL;
+    int ok = ob && sa_in(c, in, qb);
+    /* the probe and AnnSA take fp32 queries: the bf16 ones widened (exactly) */
+    if (ok && (a->probe || a->lsh)) ok = wm_cu_ok(wm_cuda_bf16_to_f32(in->q, qb, cnt, c->stream), "self_attn: q");
+    if (ok && a->probe) a->probe(a->probe_user, 0, in->q, M, in->kv, in->row);
+    if (ok) {
+        if (a->lsh) {
+            be->attention_annsa(be, a->attn, in->q, in->kv, in->row, M, in->H, in->D, a->scale, a->lsh);
+            ok = wm_cu_ok(wm_cuda_f32_to_bf16(ob, a->attn, cnt, c->stream), "self_attn: output");
+        } else {
+            ok = attend_bf16(be, ob, qb, in->kv, in->row + M, M, in->H, in->D, a->scale, in->q, a->attn);
+        }
+    }
+    /* h = o-projection (bf16, it only feeds the gated residual), then x += gate * h; h reuses qb */
+    if (ok && wm_cu_gemm(c, qb, 1, 0, ob, a->wo->bf16, a->bo ? (const void *)a->bo->bf16 : NULL, M, C, C))
+        wm_cu_ok(wm_cuda_gated_add_bf16(in->x, qb, M, C, a->gate, in->stride, in->rows_per_group, c->stream),
+                 "self_attn: gated residual");
+    wm_cu_scratch_free(c, ob);
+    wm_cu_scratch_free(c, qb);
+}
+
+void wm_cu_cross_attn(wm_backend *be, const wm_cross_attn *a) {
+    cuda_impl *c = cuda_of(be);
     const int M = a->M, C = a->C;
-    wm_kv *kv = a->kv;
+    const size_t cnt = (size_t)M * C;
     if (M <= 0) return;
-    if (a->H * a->D != C || kv->dim != C || a->row < 0 || a->row + M > kv->rows) {
-        bad_args("self_attn_in", "heads, store width or rows do not fit");
-        return;
+    uint16_t *yb = wm_cu_scratch(c, cnt * sizeof(uint16_t), "cross_attn: normed x (bf16)");
+    uint16_t *qb = yb ? wm_cu_scratch(c, cnt * sizeof(uint16_t), "cross_attn: q (bf16)") : NULL;
+    int ok = qb &&
+             wm_cu_ok(wm_cuda_layernorm_affine_bf16(yb, a->x, M, C, a->eps, a->ln_w ? a->ln_w->f32 : NULL,
+                                                    a->ln_b ? a->ln_b->f32 : NULL, c->stream),
+                      "cross_attn: layernorm") &&
+             wm_cu_gemm(c, qb, 1, 0, yb, a->wq->bf16, a->bq ? (const void *)a->bq->bf16 : NULL, M, C, C) &&
+             wm_cu_ok(wm_cuda_rmsnorm_bf16(qb, M, C, a->eps, a->norm_q ? a->norm_q->f32 : NULL, c->stream),
+                      "cross_attn: rmsnorm");
+    if (ok && (a->probe || a->lsh)) ok = wm_cu_ok(wm_cuda_bf16_to_f32(a->q, qb, cnt, c->stream), "cross_attn: q");
+    if (ok && a->probe) a->probe(a->probe_user, 1, a->q, M, a->ctx, a->n_ctx);
+    uint16_t *ob = yb; /* the attention's output reuses the normed x */
+    if (ok) {
+        if (a->lsh) {
+            be->attention_annca(be, a->attn, a->q, a->ctx, a->n_ctx, M, a->H, a->D, a->scale, a->group, a->lsh);
+            ok = wm_cu_ok(wm_cuda_f32_to_bf16(ob, a->attn, cnt, c->stream), "cross_attn: output");
+        } else {
+            ok = attend_bf16(be, ob, qb, a->ctx, a->n_ctx, M, a->H, a->D, a->scale, a->q, a->attn);
+        }
     }
-    qkv_weights w;
-    if (!qkv_concat(c, a, &w)) return;
-    if (a->write_match && !wm_cu_match_enable(c, kv)) return;
-    uint16_t *yb = wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "self_attn_in: normed x (bf16)");
-    float *qkv = yb ? wm_cu_scratch(c, (size_t)M * 3 * C * sizeof(float), "self_attn_in: q|k|v") : NULL;
-    const size_t off = (size_t)a->row * C;
-    if (qkv &&
-        wm_cu_ok(wm_cuda_layernorm_mod_bf16(yb, a->x, M, C, a->eps, a->shift, a->scale, a->stride, a->rows_per_group,
-                                            c->stream),
-                 "self_attn_in: layernorm") &&
-        wm_cu_gemm(c, qkv, 0, 0, yb, w.w, w.b, M, C, 3 * C))
-        wm_cu_ok(wm_cuda_qkv_post(a->q, kv->k + off, kv->v + off, a->write_match ? kv->match + off : NULL, qkv, M,
-                                  a->H, a->D, a->eps, a->norm_q ? a->norm_q->f32 : NULL,
-                                  a->norm_k ? a->norm_k->f32 : NULL, a->frame0, a->gh, a->gw, c->stream),
-                 "self_attn_in: norms, rope, store");
-    wm_cu_scratch_free(c, qkv);
+    /* x += o-projection, accumulated in the GEMM's epilogue (fp32) */
+    if (ok) wm_cu_gemm(c, a->x, 0, 1, ob, a->wo->bf16, a->bo ? (const void *)a->bo->f32 : NULL, M, C, C);
+    wm_cu_scratch_free(c, qb);
     wm_cu_scratch_free(c, yb);
-}
-
-void wm_cu_cross_attn_in(wm_backend *be, float *q, const float *x, int M, int C, float eps, const wm_weight *ln_w,
-                         const wm_weight *ln_b, const wm_weight *Wq, const wm_weight *bq, const wm_weight *norm_q,
-                         float *y) {
-    cuda_impl *c = cuda_of(be);
-    (void)y; /* the normed x stays bf16 in scratch */
-    if (M <= 0) return;
-    uint16_t *yb = wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "cross_attn_in: normed x (bf16)");
-    if (!yb) return;
-    if (wm_cu_ok(wm_cuda_layernorm_affine_bf16(yb, x, M, C, eps, ln_w ? ln_w->f32 : NULL, ln_b ? ln_b->f32 : NULL,
-                                               c->stream),
-                 "cross_attn_in: layernorm") &&
-        wm_cu_gemm(c, q, 0, 0, yb, Wq->bf16, bq ? bq->f32 : NULL, M, C, C))
-        wm_cu_ok(wm_cuda_rmsnorm(q, M, C, eps, norm_q ? norm_q->f32 : NULL, c->stream), "cross_attn_in: rmsnorm");
-    wm_cu_scratch_free(c, yb);
-}
-
-void wm_cu_linear_add(wm_backend *be, float *x, const float *a, const wm_weight *W, const wm_weight *b, int M, int K,
-                      int N, float *tmp) {
-    cuda_impl *c = cuda_of(be);
-    (void)tmp; /* the GEMM's epilogue adds into x */
-    if (M <= 0 || N <= 0 || K <= 0) {
-        if (M > 0 && N > 0 && b) wm_cu_ok(wm_cuda_add_bias_rows(x, b->f32, M, N, c->stream), "linear_add bias");
-        return;
-    }
-    uint16_t *ab = wm_cu_to_bf16(c, a, (size_t)M * K, "linear_add input (bf16)");
-    if (!ab) return;
-    wm_cu_gemm(c, x, 0, 1, ab, W->bf16, b ? b->f32 : NULL, M, K, N);
-    wm_cu_scratch_free(c, ab);
 }
 
 void wm_cu_ffn_block(wm_backend *be, const wm_ffn_block *a) {
@@ -127,13 +196,14 @@ void wm_cu_ffn_block(wm_backend *be, const wm_ffn_block *a) {
     const int M = a->M, C = a->C;
     if (M <= 0) return;
     uint16_t *yb = wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "ffn_block: normed x (bf16)");
-    if (!yb) return;
-    if (wm_cu_ok(wm_cuda_layernorm_mod_bf16(yb, a->x, M, C, a->eps, a->shift, a->scale, a->stride, a->rows_per_group,
+    uint16_t *hb = yb ? wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "ffn_block: output (bf16)") : NULL;
+    if (hb &&
+        wm_cu_ok(wm_cuda_layernorm_mod_bf16(yb, a->x, M, C, a->eps, a->shift, a->scale, a->stride, a->rows_per_group,
                                             c->stream),
-                 "ffn_block: layernorm")) {
-        wm_cu_ffn_bf16_in(c, a->h, yb, a->w0, a->b0, a->w2, a->b2, M, C, a->F, C);
-        wm_cu_ok(wm_cuda_gated_add(a->x, a->h, M, C, a->gate, a->stride, a->rows_per_group, c->stream),
+                 "ffn_block: layernorm") &&
+        wm_cu_ffn_bf16_in(c, hb, 1, yb, a->w0, a->b0, a->w2, a->b2, M, C, a->F, C))
+        wm_cu_ok(wm_cuda_gated_add_bf16(a->x, hb, M, C, a->gate, a->stride, a->rows_per_group, c->stream),
                  "ffn_block: gated residual");
-    }
+    wm_cu_scratch_free(c, hb);
     wm_cu_scratch_free(c, yb);
 }

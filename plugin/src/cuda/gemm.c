@@ -159,14 +159,16 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
  * in place on it, GEMM 2 from it. The hidden [M, F] is the largest activation of the model: keeping it
  * bf16 end to end halves its traffic (PyTorch's bf16 Wan rounds it to bf16 before the GELU too).
  * A cuBLASLt GELU_BIAS epilogue was tried and measured slower (H200, 4680x1536x8960: 0.549 ms). */
-void wm_cu_ffn_bf16_in(cuda_impl *c, float *y, const uint16_t *xb, const wm_weight *W0, const wm_weight *b0,
-                       const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N) {
+int wm_cu_ffn_bf16_in(cuda_impl *c, void *y, int y_bf16, const uint16_t *xb, const wm_weight *W0,
+                      const wm_weight *b0, const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N) {
     uint16_t *hb = wm_cu_scratch(c, (size_t)M * F * sizeof(uint16_t), "ffn hidden (bf16)");
-    if (!hb) return;
-    if (wm_cu_gemm(c, hb, 1, 0, xb, W0->bf16, b0 ? (const void *)b0->bf16 : NULL, M, K, F) &&
-        wm_cu_ok(wm_cuda_gelu_tanh_bf16(hb, (size_t)M * F, c->stream), "ffn gelu"))
-        wm_cu_gemm(c, y, 0, 0, hb, W2->bf16, b2 ? b2->f32 : NULL, M, F, N);
+    if (!hb) return 0;
+    const void *bias2 = !b2 ? NULL : y_bf16 ? (const void *)b2->bf16 : (const void *)b2->f32;
+    const int ok = wm_cu_gemm(c, hb, 1, 0, xb, W0->bf16, b0 ? (const void *)b0->bf16 : NULL, M, K, F) &&
+                   wm_cu_ok(wm_cuda_gelu_tanh_bf16(hb, (size_t)M * F, c->stream), "ffn gelu") &&
+                   wm_cu_gemm(c, y, y_bf16, 0, hb, W2->bf16, bias2, M, F, N);
     wm_cu_scratch_free(c, hb);
+    return ok;
 }
 
 void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, const wm_weight *b0,
@@ -176,7 +178,7 @@ void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, co
     if (M <= 0 || N <= 0) return;
     uint16_t *xb = wm_cu_to_bf16(c, x, (size_t)M * K, "ffn input (bf16)");
     if (!xb) return;
-    wm_cu_ffn_bf16_in(c, y, xb, W0, b0, W2, b2, M, K, F, N);
+    wm_cu_ffn_bf16_in(c, y, 0, xb, W0, b0, W2, b2, M, K, F, N);
     wm_cu_scratch_free(c, xb);
 }
 
