@@ -55,6 +55,7 @@ typedef struct cuda_alloc {
 typedef struct wm_cudnn wm_cudnn; /* conv_cudnn.c; NULL without cuDNN */
 
 /* graph_cuda.c: capture of a forward into a CUDA graph, and the scratch arena used while capturing */
+#define CUDA_GRAPH_SLOTS 4
 typedef struct cuda_arena_entry {
     size_t off, bytes;
     int freed;
@@ -64,7 +65,13 @@ typedef struct cuda_graph_state {
     int capturing, failed;  /* failed: the arena ran out during this capture */
     int failures;           /* captures in a row that failed for another reason */
     long calls;             /* capture_begin calls */
-    cudaGraphExec_t exec;   /* the forward's executable graph, updated by each capture */
+    /* executable graphs by node count (a denoising step, the cache pass, a sparse step differ):
+     * a capture updates the one of its size, most recently used first */
+    struct {
+        cudaGraphExec_t exec;
+        size_t nodes;
+        long used;
+    } slot[CUDA_GRAPH_SLOTS];
     char *arena;            /* scratch while capturing: [size] bytes, a LIFO stack */
     size_t size, top, need; /* need: the most a capture asked for */
     cuda_arena_entry *stack;

@@ -1,9 +1,12 @@
 /* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward are recorded
  * into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
  * the gaps between kernels on the device; it is most of the time of a small model like the shipped
- * game). Each forward is captured anew and cudaGraphExecUpdate patches the one executable graph
- * (frame positions, cache lengths and the step's timestep change between forwards; the sequence of
- * kernels does not), so the capture costs what launching would and the update is cheap.
+ * game). Each forward is captured anew and cudaGraphExecUpdate patches an executable graph of the
+ * same shape (frame positions, cache lengths and the step's timestep change between forwards; the
+ * sequence of kernels does not), so the capture costs what launching would and the update is cheap.
+ * A denoising step, a sparse step and the cache pass (which stops early) are different sequences:
+ * a few executable graphs are kept, told apart by their node counts, so that alternating between
+ * them never pays for a new instantiation (nor provokes a failing update).
  *
  * Scratch memory: while capturing, wm_cu_scratch takes memory from an arena (a stack, LIFO) instead
  * of the stream-ordered pool, so the graph holds no memory nodes and every launch reuses the same
@@ -27,7 +30,8 @@ void wm_cu_graph_init(cuda_impl *c) {
 }
 
 void wm_cu_graph_free(cuda_impl *c) {
-    if (c->graph.exec) cudaGraphExecDestroy(c->graph.exec);
+    for (int i = 0; i < CUDA_GRAPH_SLOTS; i++)
+        if (c->graph.slot[i].exec) cudaGraphExecDestroy(c->graph.slot[i].exec);
     if (c->graph.arena) cudaFree(c->graph.arena);
     free(c->graph.stack);
     memset(&c->graph, 0, sizeof c->graph);
@@ -116,20 +120,37 @@ int wm_cu_capture_end(wm_backend *be) {
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
     int ok = e == cudaSuccess && graph && !g->failed && wm_take_failure() == WM_OK;
-    if (ok && g->exec) {
-        cudaGraphExecUpdateResultInfo info;
-        if (cudaGraphExecUpdate(g->exec, graph, &info) != cudaSuccess) {
+    size_t nodes = 0;
+    if (ok) ok = cudaGraphGetNodes(graph, NULL, &nodes) == cudaSuccess;
+    int s = -1;
+    if (ok) { /* the slot of this size, else the least recently used one */
+        for (int i = 0; i < CUDA_GRAPH_SLOTS; i++)
+            if (g->slot[i].exec && g->slot[i].nodes == nodes && (s < 0 || g->slot[i].used > g->slot[s].used)) s = i;
+        if (s >= 0) {
+            cudaGraphExecUpdateResultInfo info;
+            if (cudaGraphExecUpdate(g->slot[s].exec, graph, &info) != cudaSuccess) { /* same size, other kernels */
+                cudaGetLastError();
+                cudaGraphExecDestroy(g->slot[s].exec);
+                g->slot[s].exec = NULL;
+            }
+        } else {
+            s = 0;
+            for (int i = 1; i < CUDA_GRAPH_SLOTS; i++)
+                if (!g->slot[i].exec || (g->slot[s].exec && g->slot[i].used < g->slot[s].used)) s = i;
+            if (g->slot[s].exec) cudaGraphExecDestroy(g->slot[s].exec);
+            g->slot[s].exec = NULL;
+        }
+        if (!g->slot[s].exec && cudaGraphInstantiate(&g->slot[s].exec, graph, 0) != cudaSuccess) {
             cudaGetLastError();
-            cudaGraphExecDestroy(g->exec);
-            g->exec = NULL;
+            g->slot[s].exec = NULL;
+            ok = 0;
         }
     }
-    if (ok && !g->exec && cudaGraphInstantiate(&g->exec, graph, 0) != cudaSuccess) {
-        cudaGetLastError();
-        g->exec = NULL;
-        ok = 0;
+    if (ok) {
+        g->slot[s].nodes = nodes;
+        g->slot[s].used = g->calls;
+        ok = cudaGraphLaunch(g->slot[s].exec, c->stream) == cudaSuccess;
     }
-    if (ok) ok = cudaGraphLaunch(g->exec, c->stream) == cudaSuccess;
     if (graph) cudaGraphDestroy(graph);
     if (!ok) {
         cudaGetLastError();
