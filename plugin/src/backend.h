@@ -103,6 +103,9 @@ typedef struct wm_ffn_block {
     float *y, *h, *hidden;
 } wm_ffn_block;
 
+/* What capture_begin records (below). */
+typedef enum wm_capture_unit { WM_CAPTURE_FORWARD = 0, WM_CAPTURE_DECODE = 1, WM_CAPTURE_UNITS = 2 } wm_capture_unit;
+
 typedef struct wm_backend wm_backend;
 struct wm_backend {
     const char *name;
@@ -248,8 +251,9 @@ struct wm_backend {
      * recording failed (an op that waits for the device or for host data, an error), in which case
      * none of them ran and the caller calls them again without capture. Between the two, ops must
      * not wait for the device (download, sync, kv_read, kv_match, lsh_take_counts, to_rgb8, ...) nor
-     * read host memory that changes before the unit runs (upload). */
-    int (*capture_begin)(wm_backend *be);
+     * read host memory that changes before the unit runs (upload). `unit` (wm_capture_unit) names
+     * what is recorded: each kind is learnt and given up on separately. */
+    int (*capture_begin)(wm_backend *be, int unit);
     int (*capture_end)(wm_backend *be);
 
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */

@@ -303,6 +303,32 @@ int wm_decoder_push(wm_decoder *d, const float *lat, float *out) {
     return d->n_out;
 }
 
+static int push_all(wm_decoder *d, const float *lat, int n, size_t stride, float *out) {
+    const size_t img = (size_t)d->n_img * d->H3 * d->W3;
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        const int k = wm_decoder_push(d, lat + (size_t)i * stride, out + (size_t)total * img);
+        if (k < 0) return k;
+        total += k;
+    }
+    return total;
+}
+
+int wm_decoder_push_many(wm_decoder *d, const float *lat, int n, size_t stride, float *out) {
+    if (!d || !lat || !out || n < 0) return -(int)wm_set_error(WM_ERR_INVALID_ARGUMENT, "decoder: bad argument");
+    wm_backend *be = d->be;
+    /* the only host state a push changes; a capture that fails leaves nothing run, so the pushes run
+     * again from the same state */
+    const int64_t to_trim = d->to_trim;
+    const int captured = be->capture_begin && be->capture_begin(be, WM_CAPTURE_DECODE);
+    int total = push_all(d, lat, n, stride, out);
+    if (captured && !be->capture_end(be)) {
+        d->to_trim = to_trim;
+        total = push_all(d, lat, n, stride, out);
+    }
+    return total;
+}
+
 /* ---- state ---- */
 
 size_t wm_decoder_state_size(const wm_decoder *d) {

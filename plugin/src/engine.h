@@ -57,7 +57,7 @@ struct wm_session {
     int latents_frames;
     /* decoder and frames waiting to be read (host RGB8, tightly packed) */
     wm_decoder *dec;
-    float *dec_out; /* [time_upscale, 3, Hp, Wp] backend */
+    float *dec_out; /* [frames per chunk * time_upscale, 3, Hp, Wp] backend */
     int width, height, upscale;
     uint8_t *frames; /* ring of max_pending frames */
     int max_pending, n_pending, first_pending;

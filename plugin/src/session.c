@@ -82,7 +82,7 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         s->width = c->latent_width * su;
         s->height = c->latent_height * su;
         if ((st = wm_decoder_new(&s->dec, c, be, &m->weights)) != WM_OK) goto fail;
-        if (!(s->dec_out = be->alloc(be, (size_t)s->upscale * c->decoder.image_channels * s->width * s->height))) {
+        if (!(s->dec_out = be->alloc(be, (size_t)F * s->upscale * c->decoder.image_channels * s->width * s->height))) {
             st = WM_ERR_OUT_OF_MEMORY;
             goto fail;
         }
@@ -205,23 +205,20 @@ static int decode_chunk(wm_session *s) {
     wm_backend *be = s->m->be;
     const size_t per = (size_t)c->in_dim * c->latent_height * c->latent_width;
     const size_t img = (size_t)c->decoder.image_channels * s->width * s->height, fb = frame_bytes(s);
-    int produced = 0;
-    for (int f = 0; f < c->num_frame_per_block; f++) {
-        int k = wm_decoder_push(s->dec, s->x0 + f * per, s->dec_out);
-        if (k < 0) return k;
-        for (int j = 0; j < k; j++) {
-            if (s->n_pending == s->max_pending) { /* drop the oldest */
-                s->first_pending = (s->first_pending + 1) % s->max_pending;
-                s->first_pending_index++;
-                s->n_pending--;
-            }
-            int slot = (s->first_pending + s->n_pending) % s->max_pending;
-            be->to_rgb8(be, s->frames + (size_t)slot * fb, (size_t)s->width * 3, s->dec_out + j * img, s->height, s->width);
-            s->n_pending++;
-            produced++;
+    /* all of the chunk's latent frames first (one unit for the backend), then the frames to the host */
+    const int k = wm_decoder_push_many(s->dec, s->x0, c->num_frame_per_block, per, s->dec_out);
+    if (k < 0) return k;
+    for (int j = 0; j < k; j++) {
+        if (s->n_pending == s->max_pending) { /* drop the oldest */
+            s->first_pending = (s->first_pending + 1) % s->max_pending;
+            s->first_pending_index++;
+            s->n_pending--;
         }
+        int slot = (s->first_pending + s->n_pending) % s->max_pending;
+        be->to_rgb8(be, s->frames + (size_t)slot * fb, (size_t)s->width * 3, s->dec_out + j * img, s->height, s->width);
+        s->n_pending++;
     }
-    return produced;
+    return k;
 }
 
 /* After a chunk's latents sit committed in s->x0: keep a host copy, consume the chunk's queued actions,

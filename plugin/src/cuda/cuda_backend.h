@@ -55,16 +55,18 @@ typedef struct cuda_alloc {
 typedef struct wm_cudnn wm_cudnn; /* conv_cudnn.c; NULL without cuDNN */
 
 /* graph_cuda.c: capture of a forward into a CUDA graph, and the scratch arena used while capturing */
-#define CUDA_GRAPH_SLOTS 4
+#define CUDA_GRAPH_SLOTS 8
 typedef struct cuda_arena_entry {
     size_t off, bytes;
     int freed;
 } cuda_arena_entry;
 typedef struct cuda_graph_state {
-    int off;                /* WM_CUDA_GRAPH=0, or given up after repeated failures */
-    int capturing, failed;  /* failed: the arena ran out during this capture */
-    int failures;           /* captures in a row that failed for another reason */
-    long calls;             /* capture_begin calls */
+    int off[WM_CAPTURE_UNITS];      /* WM_CUDA_GRAPH=0, or given up after repeated failures */
+    int capturing, failed;          /* failed: the arena ran out during this capture */
+    int unit;                       /* of the capture under way */
+    int failures[WM_CAPTURE_UNITS]; /* captures in a row that failed for another reason */
+    long calls[WM_CAPTURE_UNITS];   /* capture_begin calls */
+    long clock;                     /* all capture_begin calls, for the slots' recency */
     /* executable graphs by node count (a denoising step, the cache pass, a sparse step differ):
      * a capture updates the one of its size, most recently used first */
     struct {
@@ -140,7 +142,7 @@ void wm_cu_plans_free(cuda_impl *c);
 /* graph_cuda.c */
 void wm_cu_graph_init(cuda_impl *c);
 void wm_cu_graph_free(cuda_impl *c);
-int wm_cu_capture_begin(wm_backend *be);
+int wm_cu_capture_begin(wm_backend *be, int unit);
 int wm_cu_capture_end(wm_backend *be);
 /* While capturing: bytes from the arena (NULL and the capture marked failed when it is full). */
 void *wm_cu_arena_take(cuda_impl *c, size_t bytes);

@@ -1,5 +1,5 @@
-/* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward are recorded
- * into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
+/* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward (or of a
+ * chunk's decoding) are recorded into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
  * the gaps between kernels on the device; it is most of the time of a small model like the shipped
  * game). Each forward is captured anew and cudaGraphExecUpdate patches an executable graph of the
  * same shape (frame positions, cache lengths and the step's timestep change between forwards; the
@@ -14,8 +14,10 @@
  * and the caller runs the forward normally; the next capture gets a larger arena.
  *
  * Anything that cannot be recorded (an op that waits for the device, an error) makes capture_end
- * return 0 without having run anything; after 3 failures in a row (not counting arena growth)
- * capture stays off. WM_CUDA_GRAPH=0 turns it off from the start. */
+ * return 0 without having run anything; after 3 failures in a row of one unit (not counting arena
+ * growth) capture of that unit stays off. The first call of each unit is never captured: it makes
+ * what ops create on first use (derived weights, GEMM and convolution plans, kernel attributes),
+ * which must not happen inside a capture. WM_CUDA_GRAPH=0 turns it off from the start. */
 #include "common.h"
 #include "cuda_backend.h"
 
@@ -26,7 +28,7 @@
 
 void wm_cu_graph_init(cuda_impl *c) {
     const char *g = getenv("WM_CUDA_GRAPH");
-    c->graph.off = g && strcmp(g, "0") == 0;
+    for (int u = 0; u < WM_CAPTURE_UNITS; u++) c->graph.off[u] = g && strcmp(g, "0") == 0;
 }
 
 void wm_cu_graph_free(cuda_impl *c) {
@@ -64,19 +66,18 @@ int wm_cu_arena_give(cuda_impl *c, void *p) {
     return 1;
 }
 
-int wm_cu_capture_begin(wm_backend *be) {
+int wm_cu_capture_begin(wm_backend *be, int unit) {
     cuda_impl *c = cuda_of(be);
     cuda_graph_state *g = &c->graph;
-    if (g->off || g->capturing) return 0;
-    /* the first forward runs as is: it creates what ops make on first use (derived weights, GEMM
-     * plans, kernel attributes), which must not happen inside a capture */
-    if (g->calls++ == 0) return 0;
+    if (unit < 0 || unit >= WM_CAPTURE_UNITS || g->off[unit] || g->capturing) return 0;
+    if (g->calls[unit]++ == 0) return 0;
     /* an earlier failure of this call stays the caller's: do not record over it */
     const wm_status prev = wm_take_failure();
     if (prev != WM_OK) {
         wm_note_failure(prev);
         return 0;
     }
+    if (!g->arena && g->need < ((size_t)64 << 20)) g->need = (size_t)64 << 20; /* a first size */
     if (g->need > g->size) { /* grow the arena to what the last capture needed, with room */
         if (cudaStreamSynchronize(c->stream) != cudaSuccess) {
             cudaGetLastError();
@@ -88,7 +89,7 @@ int wm_cu_capture_begin(wm_backend *be) {
         g->size = g->arena ? size : 0;
         if (!g->arena) {
             wm_take_failure(); /* an optimisation that could not get memory: run without it */
-            g->off = 1;
+            for (int u = 0; u < WM_CAPTURE_UNITS; u++) g->off[u] = 1;
             return 0;
         }
         c->bytes += size;
@@ -97,18 +98,15 @@ int wm_cu_capture_begin(wm_backend *be) {
         g->cap = 256;
         if (!(g->stack = calloc((size_t)g->cap, sizeof *g->stack))) return 0;
     }
-    if (!g->arena) { /* start with 64 MB; a capture that needs more says how much */
-        g->need = (size_t)64 << 20;
-        g->calls--;
-        return wm_cu_capture_begin(be);
-    }
     g->top = 0, g->depth = 0, g->failed = 0;
     if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
         cudaGetLastError();
-        g->off = 1;
+        g->off[unit] = 1;
         return 0;
     }
     g->capturing = 1;
+    g->unit = unit;
+    g->clock++;
     return 1;
 }
 
@@ -148,7 +146,7 @@ int wm_cu_capture_end(wm_backend *be) {
     }
     if (ok) {
         g->slot[s].nodes = nodes;
-        g->slot[s].used = g->calls;
+        g->slot[s].used = g->clock;
         ok = cudaGraphLaunch(g->slot[s].exec, c->stream) == cudaSuccess;
     }
     if (graph) cudaGraphDestroy(graph);
@@ -156,10 +154,10 @@ int wm_cu_capture_end(wm_backend *be) {
         cudaGetLastError();
         wm_take_failure(); /* nothing ran: the caller runs the ops again */
         const int grow = g->failed && g->need > g->size;
-        if (!grow && ++g->failures >= 3) g->off = 1;
+        if (!grow && ++g->failures[g->unit] >= 3) g->off[g->unit] = 1;
         g->depth = 0, g->top = 0;
         return 0;
     }
-    g->failures = 0;
+    g->failures[g->unit] = 0;
     return 1;
 }
