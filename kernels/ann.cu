@@ -54,17 +54,18 @@ static __device__ __forceinline__ int ann_block_excl_scan(int v, int *sh, int *t
     return before + x - v;
 }
 
-/* In-place exclusive scan of a[0..n) by one block; returns the sum (to every thread). */
-static __device__ int ann_block_scan_array(int *a, int n, int *sh) {
+/* out[0..n) = exclusive scan of in[0..n) by one block (out may be in); returns the sum (to every
+ * thread). */
+static __device__ int ann_block_scan_array(const int *in, int *out, int n, int *sh) {
     const int per = (n + (int)blockDim.x - 1) / (int)blockDim.x;
     const int b = threadIdx.x * per, e = min(n, b + per);
     int s = 0;
-    for (int i = b; i < e; i++) s += a[i];
+    for (int i = b; i < e; i++) s += in[i];
     int total;
     int run = ann_block_excl_scan(s, sh, &total);
     for (int i = b; i < e; i++) {
-        const int t = a[i];
-        a[i] = run;
+        const int t = in[i];
+        out[i] = run;
         run += t;
     }
     return total;
@@ -363,7 +364,7 @@ static __global__ void __launch_bounds__(ANN_TILE) ann_sort_scan(const AnnSort2 
     const int ntiles = blockIdx.y ? p.ntiles[1] : p.ntiles[0], h = blockIdx.x;
     if (ntiles == 0) return;
     __shared__ int sh[33];
-    ann_block_scan_array(s.cnt + (int64_t)h * 256 * ntiles, 256 * ntiles, sh);
+    ann_block_scan_array(s.cnt + (int64_t)h * 256 * ntiles, s.cnt + (int64_t)h * 256 * ntiles, 256 * ntiles, sh);
 }
 
 static __global__ void __launch_bounds__(ANN_TILE) ann_sort_scatter(const AnnSort2 p, int H) {
@@ -489,16 +490,7 @@ static __global__ void ann_csr_count(int *cnt, const uint32_t *qbits, const uint
 static __global__ void __launch_bounds__(1024) ann_csr_scan(int *kb_off, const int *cnt, int n, long long all_pairs,
                                                             unsigned long long *counters) {
     __shared__ int sh[33];
-    const int per = (n + (int)blockDim.x - 1) / (int)blockDim.x;
-    const int b = threadIdx.x * per, e = min(n, b + per);
-    int s = 0;
-    for (int i = b; i < e; i++) s += cnt[i];
-    int total;
-    int run = ann_block_excl_scan(s, sh, &total);
-    for (int i = b; i < e; i++) {
-        kb_off[i] = run;
-        run += cnt[i];
-    }
+    const int total = ann_block_scan_array(cnt, kb_off, n, sh);
     if (threadIdx.x == 0) {
         kb_off[n] = total;
         if (counters) {
