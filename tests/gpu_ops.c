@@ -407,6 +407,19 @@ static void test_patchify(void) {
     free(lat);
 }
 
+/* the timestep embedding: float64 on both sides, so equal up to the last fp32 bit of cos/sin */
+static void check_timestep_sinusoid(void) {
+    const float t[5] = {0.0f, 1.0f, 250.0f, 937.5f, 1000.0f};
+    const int F = 5, fd = 256;
+    float *dc = dev(cpu, NULL, (size_t)F * fd), *dg = dev(gpu, NULL, (size_t)F * fd);
+    cpu->timestep_sinusoid(cpu, dc, t, F, fd);
+    gpu->timestep_sinusoid(gpu, dg, t, F, fd);
+    float *rc = get(cpu, dc, (size_t)F * fd), *rg = get(gpu, dg, (size_t)F * fd);
+    wm_test_compare("timestep_sinusoid F=5 256", rg, rc, (size_t)F * fd, 2e-7f, 0.0f);
+    cpu->free(cpu, dc), gpu->free(gpu, dg);
+    free(rc), free(rg);
+}
+
 static void check_noise(size_t n, uint64_t seed, uint64_t stream) {
     float *dc = dev(cpu, NULL, n), *dg = dev(gpu, NULL, n);
     cpu->noise(cpu, dc, n, seed, stream);
@@ -630,6 +643,7 @@ int main(int argc, char **argv) {
         free(bias);
     }
     test_patchify();
+    check_timestep_sinusoid();
     check_noise(3 * 16 * 60 * 104, 42, 256 * 3 + 1);
     check_noise(1001, 0x0123456789ABCDEFull, 0xFFFF0000ull + 7);
     check_noise((size_t)1 << 22, 7, 0);

@@ -262,6 +262,10 @@ struct wm_backend {
     /* inverse of the head: tokens [F*gh*gw, ph*pw*C] ((di, dj, c) order, c fastest) -> [F, C, Hh, Ww] */
     void (*unpatchify)(wm_backend *be, float *lat, const float *tokens, int F, int C, int Hh, int Ww,
                        int ph, int pw);
+    /* the DiT's timestep embedding: dst[f, k] = cos(t[f] w_k), dst[f, half + k] = sin(t[f] w_k) with
+     * w_k = 10000^(-k/half), half = freq_dim/2, in float64 rounded to fp32; t: host array of F <= 64
+     * frames (read before the call returns, so capturable) */
+    void (*timestep_sinusoid)(wm_backend *be, float *dst, const float *t, int F, int freq_dim);
     /* Philox normal noise, docs/MODEL.md section 5: dst[i] = normal element i of stream */
     void (*noise)(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream);
 

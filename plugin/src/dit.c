@@ -166,21 +166,10 @@ void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, wm_kv **c
     }
 }
 
-/* sinusoid [cos(t w_k), sin(t w_k)], w_k = 10000^(-k/half), in float64 like the reference */
-static void timestep_sinusoid(float *dst, const float *t, int F, int freq_dim) {
-    const int half = freq_dim / 2;
-    for (int f = 0; f < F; f++)
-        for (int k = 0; k < half; k++) {
-            double ang = (double)t[f] * pow(10000.0, -(double)k / (double)half);
-            dst[f * freq_dim + k] = (float)cos(ang);
-            dst[f * freq_dim + half + k] = (float)sin(ang);
-        }
-}
-
-/* Everything of a forward after its host inputs are uploaded: only backend ops on backend memory, so
- * a backend may record it as one unit (capture_begin/capture_end). */
-static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, int with_actions, int F,
-                        int64_t frame0, wm_kv **kv, const wm_attn_plan *plan, wm_kv **ctx) {
+/* Everything of a forward after its actions are uploaded: only backend ops (the timesteps are read by
+ * the sinusoid op as the call is made), so a backend may record it as one unit (capture_begin). */
+static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
+                        int with_actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan, wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
     const int D = c->dim, H = c->num_heads, HD = D / H, ph = c->patch_size[1], pw = c->patch_size[2];
@@ -189,6 +178,7 @@ static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *
     const float scale = 1.0f / sqrtf((float)HD);
 
     /* time (and action) embedding: e [F, D], e0 [F, 6D] */
+    be->timestep_sinusoid(be, w->tsin, t, F, c->freq_dim);
     be->linear(be, w->proj, w->tsin, d->time0_w, d->time0_b, F, c->freq_dim, D);
     be->silu(be, w->proj, (size_t)F * D);
     be->linear(be, w->e, w->proj, d->time2_w, d->time2_b, F, D, D);
@@ -277,18 +267,14 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
                     wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = d->be;
-    float *ts = malloc((size_t)F * c->freq_dim * sizeof(float));
-    if (!ts) {
-        wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the timestep embedding"));
+    if (F > 64) {
+        wm_note_failure(wm_set_error(WM_ERR_INVALID_ARGUMENT, "a forward takes at most 64 frames (%d)", F));
         return;
     }
-    timestep_sinusoid(ts, t, F, c->freq_dim);
-    be->upload(be, w->tsin, ts, (size_t)F * c->freq_dim);
-    free(ts);
     const int with_actions = d->act0_w && actions;
     if (with_actions) be->upload(be, w->act, actions, (size_t)F * wm_config_action_dim(c));
     /* the recall probe reads q back on the host: such a forward runs op by op */
     const int captured = be->capture_begin && !plan->probe && be->capture_begin(be, WM_CAPTURE_FORWARD);
-    forward_ops(d, w, v, x_lat, with_actions, F, frame0, kv, plan, ctx);
-    if (captured && !be->capture_end(be)) forward_ops(d, w, v, x_lat, with_actions, F, frame0, kv, plan, ctx);
+    forward_ops(d, w, v, x_lat, t, with_actions, F, frame0, kv, plan, ctx);
+    if (captured && !be->capture_end(be)) forward_ops(d, w, v, x_lat, t, with_actions, F, frame0, kv, plan, ctx);
 }

@@ -257,6 +257,17 @@ static void cpu_unpatchify(wm_backend *be, float *lat, const float *tokens, int 
     }
 }
 
+static void cpu_timestep_sinusoid(wm_backend *be, float *dst, const float *t, int F, int freq_dim) {
+    (void)be;
+    const int half = freq_dim / 2;
+    for (int f = 0; f < F; f++)
+        for (int k = 0; k < half; k++) {
+            double ang = (double)t[f] * pow(10000.0, -(double)k / (double)half);
+            dst[f * freq_dim + k] = (float)cos(ang);
+            dst[f * freq_dim + half + k] = (float)sin(ang);
+        }
+}
+
 static void cpu_noise(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream) {
     wm_normal_fill(dst, n, seed, stream, 0);
 }
@@ -409,6 +420,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->patchify = cpu_patchify;
     be->unpatchify = cpu_unpatchify;
     be->noise = cpu_noise;
+    be->timestep_sinusoid = cpu_timestep_sinusoid;
     be->conv2d = wm_cpu_conv2d;
     be->upsample2x = wm_cpu_upsample2x;
     be->tanh_clamp = wm_cpu_tanh_clamp;

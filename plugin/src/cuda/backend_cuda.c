@@ -13,6 +13,7 @@
 #include "noise.cuh"
 #include "norm.cuh"
 #include "rope.cuh"
+#include "timestep.cuh"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -270,6 +271,9 @@ static void cu_patchify(wm_backend *be, float *patches, const float *lat, int F,
 static void cu_unpatchify(wm_backend *be, float *lat, const float *tokens, int F, int C, int Hh, int Ww,
                           int ph, int pw) {
     wm_cu_ok(wm_cuda_unpatchify(lat, tokens, F, C, Hh, Ww, ph, pw, cuda_of(be)->stream), "unpatchify");
+}
+static void cu_timestep_sinusoid(wm_backend *be, float *dst, const float *t, int F, int freq_dim) {
+    wm_cu_ok(wm_cuda_timestep_sinusoid(dst, t, F, freq_dim, cuda_of(be)->stream), "timestep_sinusoid");
 }
 static void cu_noise(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream) {
     wm_cu_ok(wm_cuda_noise(dst, n, seed, stream, 0, cuda_of(be)->stream), "noise");
@@ -619,6 +623,7 @@ wm_backend *wm_backend_cuda_new(void) {
     be->patchify = cu_patchify;
     be->unpatchify = cu_unpatchify;
     be->noise = cu_noise;
+    be->timestep_sinusoid = cu_timestep_sinusoid;
     be->conv2d = wm_cu_conv2d;
     be->upsample2x = cu_upsample2x;
     be->tanh_clamp = cu_tanh_clamp;
