@@ -104,7 +104,7 @@ typedef struct wm_ffn_block {
 } wm_ffn_block;
 
 /* What capture_begin records (below). */
-typedef enum wm_capture_unit { WM_CAPTURE_FORWARD = 0, WM_CAPTURE_DECODE = 1, WM_CAPTURE_UNITS = 2 } wm_capture_unit;
+typedef enum wm_capture_unit { WM_CAPTURE_FORWARD = 0, WM_CAPTURE_UNITS = 1 } wm_capture_unit;
 
 typedef struct wm_backend wm_backend;
 struct wm_backend {

@@ -22,8 +22,8 @@ void wm_decoder_reset(wm_decoder *d);
  * many (0..time_upscale; fewer at the stream start). Negative wm_status on failure. */
 int wm_decoder_push(wm_decoder *d, const float *lat, float *out);
 /* Decodes n latent frames lat + i*stride (i < n) in order: n calls of wm_decoder_push whose frames
- * follow each other in out (room for n * time_upscale frames). Returns the frames written, or a
- * negative wm_status. A backend that records ops (capture_begin) runs the n as one unit. */
+ * follow each other in out (room for n * time_upscale frames), so nothing waits for the device in
+ * between. Returns the frames written, or a negative wm_status. */
 int wm_decoder_push_many(wm_decoder *d, const float *lat, int n, size_t stride, float *out);
 /* Snapshot of the streaming state, a fixed size per decoder. */
 size_t wm_decoder_state_size(const wm_decoder *d);

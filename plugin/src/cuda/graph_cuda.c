@@ -1,5 +1,5 @@
-/* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward (or of a
- * chunk's decoding) are recorded into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
+/* graph_cuda.c - backend.h's capture_begin/capture_end on CUDA: the ops of a DiT forward are recorded
+ * into a CUDA graph and launched as one, which removes the per-kernel launch cost (the host's, and
  * the gaps between kernels on the device; it is most of the time of a small model like the shipped
  * game). Each forward is captured anew and cudaGraphExecUpdate patches an executable graph of the
  * same shape (frame positions, cache lengths and the step's timestep change between forwards; the
