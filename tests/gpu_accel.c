@@ -73,20 +73,6 @@ static float bf16_round(float f) {
 static void to_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
 }
-static float *dev(wm_backend *be, const float *h, size_t n) {
-    float *d = be->alloc(be, n ? n : 1);
-    if (!d) {
-        fprintf(stderr, "alloc of %zu floats on %s failed: %s\n", n, be->name, wm_get_error());
-        exit(1);
-    }
-    if (h && n) be->upload(be, d, h, n);
-    return d;
-}
-static float *get(wm_backend *be, const float *d, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof(float));
-    if (n) be->download(be, h, d, n);
-    return h;
-}
 static size_t count_bit_diffs(const float *a, const float *b, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += memcmp(a + i, b + i, sizeof(float)) != 0;
@@ -108,7 +94,7 @@ static void check_failure(const char *what) {
 /* A store on a backend with rows of k, v (host fp32), optional bias. */
 static wm_kv *store(wm_backend *be, int64_t rows, int dim, const float *k, const float *v, const float *bias) {
     wm_kv *kv = be->kv_new(be, rows, dim);
-    float *kd = dev(be, k, (size_t)rows * dim), *vd = dev(be, v, (size_t)rows * dim);
+    float *kd = wm_test_dev(be, k, (size_t)rows * dim), *vd = wm_test_dev(be, v, (size_t)rows * dim);
     be->kv_write(be, kv, 0, kd, vd, rows);
     if (bias) be->kv_set_bias(be, kv, 0, bias, rows);
     be->sync(be);
@@ -133,7 +119,7 @@ static void test_match_plane(void) {
     printf("%-28s %s\n", "read_match (no plane)", nz ? "MISMATCH" : "ok (zeros)");
     if (nz) wm_test_failures++;
 
-    float *xc = dev(cpu, x, n), *xg = dev(gpu, x, n);
+    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n);
     cpu->kv_write_match(cpu, kc, 0, xc, rows - 100); /* rows 500.. stay unwritten */
     gpu->kv_write_match(gpu, kg, 0, xg, rows - 100);
     cpu->kv_read_match(cpu, kc, rc, 0, rows);
@@ -191,7 +177,7 @@ static void check_kv_match(int64_t nc, int64_t nq, int dim) {
     }
     float *z = calloc((size_t)rows * dim, sizeof(float));
     wm_kv *kc = store(cpu, rows, dim, z, z, NULL), *kg = store(gpu, rows, dim, z, z, NULL);
-    float *xc = dev(cpu, x, (size_t)rows * dim), *xg = dev(gpu, x, (size_t)rows * dim);
+    float *xc = wm_test_dev(cpu, x, (size_t)rows * dim), *xg = wm_test_dev(gpu, x, (size_t)rows * dim);
     cpu->kv_write_match(cpu, kc, 0, xc, rows);
     gpu->kv_write_match(gpu, kg, 0, xg, rows);
     int64_t *bc = malloc((size_t)nq * 8), *bg = malloc((size_t)nq * 8);
@@ -241,7 +227,7 @@ static void check_kv_match_tiled(void) {
         memcpy(x + (size_t)(q0 + i) * dim, x + (size_t)planted[i] * dim, (size_t)dim * sizeof(float));
     }
     wm_kv *kg = gpu->kv_new(gpu, rows, dim);
-    float *xg = dev(gpu, x, (size_t)rows * dim);
+    float *xg = wm_test_dev(gpu, x, (size_t)rows * dim);
     gpu->kv_write_match(gpu, kg, 0, xg, rows);
     int64_t *bg = malloc((size_t)nq * 8);
     float *sg = malloc((size_t)nq * 4);
@@ -271,7 +257,7 @@ static void test_merge_compact(void) {
     float *bias = malloc(rows * sizeof(float));
     for (int64_t i = 0; i < rows; i++) bias[i] = logf(1.0f + (float)(i % 7));
     wm_kv *kc = store(cpu, rows, dim, k, v, bias), *kg = store(gpu, rows, dim, k, v, bias);
-    float *xc = dev(cpu, x, n), *xg = dev(gpu, x, n);
+    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n);
     cpu->kv_write_match(cpu, kc, 0, xc, rows);
     gpu->kv_write_match(gpu, kg, 0, xg, rows);
 
@@ -355,15 +341,15 @@ static void check_lsh(int D, int bits, int tables, int quantized) {
     uint8_t *bc = malloc((size_t)nvec * tables), *bg = malloc((size_t)nvec * tables);
     CHECK(wm_cpu_lsh_buckets(lc, nvec, x, D, bc) == 0);
     /* GPU: from fp32 (rounded to bf16 by the kernel) and from bf16 bits */
-    float *xg = dev(gpu, x, (size_t)nvec * D);
-    float *codes = dev(gpu, NULL, ((size_t)nvec * tables + 3) / 4);
+    float *xg = wm_test_dev(gpu, x, (size_t)nvec * D);
+    float *codes = wm_test_dev(gpu, NULL, ((size_t)nvec * tables + 3) / 4);
     uint16_t *xb = malloc((size_t)nvec * D * 2);
     for (size_t i = 0; i < (size_t)nvec * D; i++) {
         uint32_t u;
         memcpy(&u, &x[i], 4);
         xb[i] = (uint16_t)(u >> 16); /* x is bf16-exact */
     }
-    float *xbg = dev(gpu, (const float *)xb, (size_t)nvec * D / 2);
+    float *xbg = wm_test_dev(gpu, (const float *)xb, (size_t)nvec * D / 2);
     size_t bad[2] = {0, 0}, bad_big[2] = {0, 0};
     for (int pass = 0; pass < 2; pass++) {
         CHECK(wm_cu_lsh_hash(gpu, lg, (uint8_t *)codes, pass ? (const void *)xbg : (const void *)xg, !pass, nvec));
@@ -413,7 +399,7 @@ static void annsa_on(wm_backend *be, float *out_host, const float *q, const floa
                      const float *bias, int64_t kv_rows, int64_t n_cache, int Mq, int H, int D, const wm_lsh *lsh) {
     const int dim = H * D;
     wm_kv *kv = store(be, kv_rows, dim, k, v, bias);
-    float *qd = dev(be, q, (size_t)Mq * dim), *od = dev(be, NULL, (size_t)Mq * dim);
+    float *qd = wm_test_dev(be, q, (size_t)Mq * dim), *od = wm_test_dev(be, NULL, (size_t)Mq * dim);
     be->attention_annsa(be, od, qd, kv, n_cache, Mq, H, D, 1.0f / sqrtf((float)D), lsh);
     be->download(be, out_host, od, (size_t)Mq * dim);
     be->kv_free(be, kv);
@@ -467,13 +453,13 @@ static void check_annsa_identity(int Mq, int64_t n_cache, int H, int D, int with
     float *proj = calloc((size_t)3 * D, sizeof(float));
     wm_lsh *lg = gpu->lsh_new(gpu, D, 3, 1, proj);
     wm_kv *kv = store(gpu, kv_rows, dim, k, v, bias);
-    float *qd = dev(gpu, q, nq), *o1 = dev(gpu, NULL, nq), *o2 = dev(gpu, NULL, nq);
+    float *qd = wm_test_dev(gpu, q, nq), *o1 = wm_test_dev(gpu, NULL, nq), *o2 = wm_test_dev(gpu, NULL, nq);
     double cnt[4];
     gpu->lsh_take_counts(gpu, cnt);
     gpu->attention(gpu, o1, qd, kv, n_cache + Mq, Mq, H, D, 1.0f / sqrtf((float)D));
     gpu->attention_annsa(gpu, o2, qd, kv, n_cache, Mq, H, D, 1.0f / sqrtf((float)D), lg);
     gpu->lsh_take_counts(gpu, cnt);
-    float *r1 = get(gpu, o1, nq), *r2 = get(gpu, o2, nq);
+    float *r1 = wm_test_get(gpu, o1, nq), *r2 = wm_test_get(gpu, o2, nq);
     char name[128];
     snprintf(name, sizeof name, "annsa 1 bucket = attention D=%d Mq=%d nc=%lld%s", D, Mq, (long long)n_cache,
              with_bias ? " +b" : "");
@@ -507,7 +493,7 @@ static void check_annca(int group, int F, int64_t n_rows, int H, int D, int bits
     for (int b = 0; b < 2; b++) {
         wm_backend *be = b ? gpu : cpu;
         wm_kv *kv = store(be, kv_rows, dim, k, v, bias);
-        float *qd = dev(be, q, nq), *od = dev(be, NULL, nq);
+        float *qd = wm_test_dev(be, q, nq), *od = wm_test_dev(be, NULL, nq);
         be->fill(be, od, NAN, nq); /* every row must be written */
         be->attention_annca(be, od, qd, kv, n_rows, Mq, H, D, 1.0f / sqrtf((float)D), group, b ? lg : lc);
         be->download(be, b ? got : ref, od, nq);
@@ -556,8 +542,8 @@ static void time_annsa(void) {
     const int Mq = 4680, H = 12, D = 128, dim = H * D;
     const int64_t n_cache = 28080, rows = n_cache + Mq;
     wm_kv *kv = gpu->kv_new(gpu, rows, dim);
-    float *k = dev(gpu, NULL, (size_t)rows * dim), *v = dev(gpu, NULL, (size_t)rows * dim);
-    float *q = dev(gpu, NULL, (size_t)Mq * dim), *o = dev(gpu, NULL, (size_t)Mq * dim);
+    float *k = wm_test_dev(gpu, NULL, (size_t)rows * dim), *v = wm_test_dev(gpu, NULL, (size_t)rows * dim);
+    float *q = wm_test_dev(gpu, NULL, (size_t)Mq * dim), *o = wm_test_dev(gpu, NULL, (size_t)Mq * dim);
     gpu->noise(gpu, k, (size_t)rows * dim, 1, 1), gpu->noise(gpu, v, (size_t)rows * dim, 1, 2);
     gpu->noise(gpu, q, (size_t)Mq * dim, 1, 3);
     gpu->kv_write(gpu, kv, 0, k, v, rows);
@@ -602,8 +588,8 @@ static void time_annsa(void) {
     { /* the hash of the cache keys alone (bf16 in) */
         float *proj = host_randn((size_t)16 * D, 1.0f);
         wm_lsh *lsh = gpu->lsh_new(gpu, D, 8, 2, proj);
-        float *codes = dev(gpu, NULL, (size_t)n_cache * H * 2 / 4 + 1);
-        float *kb = dev(gpu, NULL, (size_t)n_cache * dim / 2); /* bf16 bits of the noise in k's first half */
+        float *codes = wm_test_dev(gpu, NULL, (size_t)n_cache * H * 2 / 4 + 1);
+        float *kb = wm_test_dev(gpu, NULL, (size_t)n_cache * dim / 2); /* bf16 bits of the noise in k's first half */
         gpu->copy(gpu, kb, k, (size_t)n_cache * dim / 2);
         double t0 = 0;
         for (int i = -2; i < iters; i++) {

@@ -31,20 +31,6 @@ static float *randn(size_t n, float scale, float offset) {
     for (size_t i = 0; i < n; i++) h[i] = offset + scale * normal();
     return h;
 }
-static float *dev(wm_backend *be, const float *h, size_t n) {
-    float *d = be->alloc(be, n);
-    if (!d) {
-        fprintf(stderr, "alloc of %zu floats on %s failed: %s\n", n, be->name, wm_get_error());
-        exit(1);
-    }
-    if (h) be->upload(be, d, h, n);
-    return d;
-}
-static float *get(wm_backend *be, const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    be->download(be, h, d, n);
-    return h;
-}
 
 /* ---- the host data of one sub-layer: inputs and the weights ---- */
 
@@ -92,9 +78,9 @@ static void dev_new(layer_dev *d, wm_backend *be, const layer_data *L) {
     const size_t M = (size_t)L->M, C = (size_t)L->C;
     memset(d, 0, sizeof *d);
     d->be = be;
-    d->x = dev(be, L->x, M * C), d->mod = dev(be, L->mod, (size_t)L->F * 6 * C), d->attn = dev(be, NULL, M * C);
-    d->q = dev(be, NULL, M * C), d->y = dev(be, NULL, M * C), d->k = dev(be, NULL, M * C);
-    d->v = dev(be, NULL, M * C), d->h = dev(be, NULL, M * C), d->hidden = dev(be, NULL, M * (size_t)L->Ffn);
+    d->x = wm_test_dev(be, L->x, M * C), d->mod = wm_test_dev(be, L->mod, (size_t)L->F * 6 * C), d->attn = wm_test_dev(be, NULL, M * C);
+    d->q = wm_test_dev(be, NULL, M * C), d->y = wm_test_dev(be, NULL, M * C), d->k = wm_test_dev(be, NULL, M * C);
+    d->v = wm_test_dev(be, NULL, M * C), d->h = wm_test_dev(be, NULL, M * C), d->hidden = wm_test_dev(be, NULL, M * (size_t)L->Ffn);
     for (int i = 0; i < 4; i++) d->w[i] = be->weight_new(be, L->w[i], C * C), d->b[i] = be->weight_new(be, L->b[i], C);
     d->nq = be->weight_new(be, L->nq, C), d->nk = be->weight_new(be, L->nk, C);
     d->ln_w = be->weight_new(be, L->ln_w, C), d->ln_b = be->weight_new(be, L->ln_b, C);
@@ -203,7 +189,7 @@ typedef struct result {
 static result collect(layer_dev *d, const layer_data *L, int op) {
     const size_t n = (size_t)L->M * L->C;
     result r = {0};
-    r.out = get(d->be, op == OP_SELF_ATTN_IN ? d->q : d->x, n);
+    r.out = wm_test_get(d->be, op == OP_SELF_ATTN_IN ? d->q : d->x, n);
     if (g_probe_calls) {
         r.probe_q = malloc(n * sizeof(float));
         memcpy(r.probe_q, g_probe_q, n * sizeof(float));

@@ -54,20 +54,6 @@ static float *host_bf16(const float *x, size_t n) {
     return h;
 }
 
-static float *dev(wm_backend *be, const float *h, size_t n) {
-    float *d = be->alloc(be, n);
-    if (!d) {
-        fprintf(stderr, "alloc of %zu floats on %s failed: %s\n", n, be->name, wm_get_error());
-        exit(1);
-    }
-    if (h) be->upload(be, d, h, n);
-    return d;
-}
-static float *get(wm_backend *be, const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    be->download(be, h, d, n);
-    return h;
-}
 /* number of elements whose bits differ */
 static size_t count_bit_diffs(const float *a, const float *b, size_t n) {
     size_t bad = 0;
@@ -84,10 +70,10 @@ static void check_exact(const char *what, const float *got, const float *ref, si
 static void check_unary(const char *what, size_t n, float scale, float atol, float rtol,
                         void (*op)(wm_backend *, float *, size_t)) {
     float *h = host_randn(n, scale, 0.0f);
-    float *dc = dev(cpu, h, n), *dg = dev(gpu, h, n);
+    float *dc = wm_test_dev(cpu, h, n), *dg = wm_test_dev(gpu, h, n);
     op(cpu, dc, n);
     op(gpu, dg, n);
-    float *rc = get(cpu, dc, n), *rg = get(gpu, dg, n);
+    float *rc = wm_test_get(cpu, dc, n), *rg = wm_test_get(gpu, dg, n);
     wm_test_compare(what, rg, rc, n, atol, rtol);
     cpu->free(cpu, dc), gpu->free(gpu, dg);
     free(h), free(rc), free(rg);
@@ -121,9 +107,9 @@ static void test_memory(void) {
     const size_t n = 100000;
     float *h = host_randn(n, 1.0f, 0.0f);
     size_t before = gpu->bytes_in_use(gpu);
-    float *d = dev(gpu, h, n);
+    float *d = wm_test_dev(gpu, h, n);
     CHECK(gpu->bytes_in_use(gpu) >= before + n * sizeof(float));
-    float *r = get(gpu, d, n);
+    float *r = wm_test_get(gpu, d, n);
     check_exact("upload/download", r, h, n);
     free(r);
 
@@ -142,14 +128,14 @@ static void test_memory(void) {
         gpu->copy(gpu, d + cases[i].dst, d + cases[i].src, cases[i].len);
         float *ref = host_copy(h, n);
         memmove(ref + cases[i].dst, ref + cases[i].src, cases[i].len * sizeof(float));
-        float *got = get(gpu, d, n);
+        float *got = wm_test_get(gpu, d, n);
         char name[64];
         snprintf(name, sizeof name, "copy dst=%zu src=%zu n=%zu", cases[i].dst, cases[i].src, cases[i].len);
         check_exact(name, got, ref, n);
         free(ref), free(got);
     }
     gpu->fill(gpu, d + 7, 2.5f, n - 7);
-    float *got = get(gpu, d, n);
+    float *got = wm_test_get(gpu, d, n);
     size_t bad = 0;
     for (size_t i = 7; i < n; i++) bad += got[i] != 2.5f;
     printf("%-28s n=%-8zu %s\n", "fill", n - 7, bad ? "MISMATCH" : "ok");
@@ -159,7 +145,7 @@ static void test_memory(void) {
     wm_weight *w = gpu->weight_new(gpu, h, 4096);
     CHECK(w != NULL);
     if (w) {
-        float *wf = get(gpu, gpu->weight_f32(gpu, w), 4096);
+        float *wf = wm_test_get(gpu, gpu->weight_f32(gpu, w), 4096);
         check_exact("weight_f32", wf, h, 4096);
         free(wf);
         gpu->weight_free(gpu, w);
@@ -181,13 +167,13 @@ static void check_linear(int M, int K, int N, int with_bias, int y_offset) {
     wm_weight *bc = cpu->weight_new(cpu, b, N), *Wg = gpu->weight_new(gpu, W, (size_t)N * K);
     wm_weight *bg = gpu->weight_new(gpu, b, N);
     const size_t ny = (size_t)M * N;
-    float *xc = dev(cpu, x, (size_t)M * K), *xcr = dev(cpu, xr, (size_t)M * K),
-          *xg = dev(gpu, x, (size_t)M * K);
-    float *yc = dev(cpu, NULL, ny), *ycr = dev(cpu, NULL, ny), *yg = dev(gpu, NULL, ny + (size_t)y_offset);
+    float *xc = wm_test_dev(cpu, x, (size_t)M * K), *xcr = wm_test_dev(cpu, xr, (size_t)M * K),
+          *xg = wm_test_dev(gpu, x, (size_t)M * K);
+    float *yc = wm_test_dev(cpu, NULL, ny), *ycr = wm_test_dev(cpu, NULL, ny), *yg = wm_test_dev(gpu, NULL, ny + (size_t)y_offset);
     cpu->linear(cpu, yc, xc, Wc, with_bias ? bc : NULL, M, K, N);
     cpu->linear(cpu, ycr, xcr, Wcr, with_bias ? bc : NULL, M, K, N);
     gpu->linear(gpu, yg + y_offset, xg, Wg, with_bias ? bg : NULL, M, K, N);
-    float *rc = get(cpu, yc, ny), *rcr = get(cpu, ycr, ny), *rg = get(gpu, yg + y_offset, ny);
+    float *rc = wm_test_get(cpu, yc, ny), *rcr = wm_test_get(cpu, ycr, ny), *rg = wm_test_get(gpu, yg + y_offset, ny);
     char name[96];
     snprintf(name, sizeof name, "linear %dx%dx%d%s%s", M, K, N, with_bias ? " +b" : "",
              y_offset ? " y+1" : "");
@@ -206,15 +192,15 @@ static void check_linear(int M, int K, int N, int with_bias, int y_offset) {
 static void test_axpby_add(void) {
     const size_t n = 300 * 1536;
     float *x = host_randn(n, 1.0f, 0.0f), *y = host_randn(n, 1.0f, 0.0f);
-    float *xc = dev(cpu, x, n), *yc = dev(cpu, y, n), *xg = dev(gpu, x, n), *yg = dev(gpu, y, n);
+    float *xc = wm_test_dev(cpu, x, n), *yc = wm_test_dev(cpu, y, n), *xg = wm_test_dev(gpu, x, n), *yg = wm_test_dev(gpu, y, n);
     cpu->axpby(cpu, yc, 0.3f, xc, -1.7f, n);
     gpu->axpby(gpu, yg, 0.3f, xg, -1.7f, n);
-    float *rc = get(cpu, yc, n), *rg = get(gpu, yg, n);
+    float *rc = wm_test_get(cpu, yc, n), *rg = wm_test_get(gpu, yg, n);
     wm_test_compare("axpby", rg, rc, n, 1e-6f, 1e-6f);
     free(rc), free(rg);
     cpu->add(cpu, yc, xc, n);
     gpu->add(gpu, yg, xg, n);
-    rc = get(cpu, yc, n), rg = get(gpu, yg, n);
+    rc = wm_test_get(cpu, yc, n), rg = wm_test_get(gpu, yg, n);
     wm_test_compare("add", rg, rc, n, 1e-6f, 1e-6f);
     free(rc), free(rg);
     cpu->free(cpu, xc), cpu->free(cpu, yc), gpu->free(gpu, xg), gpu->free(gpu, yg);
@@ -229,33 +215,33 @@ static void test_norms(void) {
     float *x = host_randn(n, 3.0f, 0.5f);
     float *mod = host_randn((size_t)G * st, 0.2f, 0.0f);
     float *w = host_randn(C, 0.1f, 1.0f), *b = host_randn(C, 0.1f, 0.0f);
-    float *xc = dev(cpu, x, n), *xg = dev(gpu, x, n), *yc = dev(cpu, NULL, n), *yg = dev(gpu, NULL, n);
-    float *mc = dev(cpu, mod, (size_t)G * st), *mg = dev(gpu, mod, (size_t)G * st);
+    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n), *yc = wm_test_dev(cpu, NULL, n), *yg = wm_test_dev(gpu, NULL, n);
+    float *mc = wm_test_dev(cpu, mod, (size_t)G * st), *mg = wm_test_dev(gpu, mod, (size_t)G * st);
     wm_weight *wc = cpu->weight_new(cpu, w, C), *bc = cpu->weight_new(cpu, b, C);
     wm_weight *wg = gpu->weight_new(gpu, w, C), *bg = gpu->weight_new(gpu, b, C);
     float *rc, *rg;
 
     cpu->layernorm_mod(cpu, yc, xc, M, C, 1e-6f, mc + 3 * C, mc + 4 * C, st, rpg);
     gpu->layernorm_mod(gpu, yg, xg, M, C, 1e-6f, mg + 3 * C, mg + 4 * C, st, rpg);
-    rc = get(cpu, yc, n), rg = get(gpu, yg, n);
+    rc = wm_test_get(cpu, yc, n), rg = wm_test_get(gpu, yg, n);
     wm_test_compare("layernorm_mod 300x1536 g=3", rg, rc, n, 1e-5f, 1e-5f);
     free(rc), free(rg);
 
     cpu->layernorm_mod(cpu, yc, xc, M, C, 1e-6f, NULL, NULL, 0, M);
     gpu->layernorm_mod(gpu, yg, xg, M, C, 1e-6f, NULL, NULL, 0, M);
-    rc = get(cpu, yc, n), rg = get(gpu, yg, n);
+    rc = wm_test_get(cpu, yc, n), rg = wm_test_get(gpu, yg, n);
     wm_test_compare("layernorm (no affine)", rg, rc, n, 1e-5f, 1e-5f);
     free(rc), free(rg);
 
     cpu->layernorm_affine(cpu, yc, xc, M, C, 1e-6f, wc, bc);
     gpu->layernorm_affine(gpu, yg, xg, M, C, 1e-6f, wg, bg);
-    rc = get(cpu, yc, n), rg = get(gpu, yg, n);
+    rc = wm_test_get(cpu, yc, n), rg = wm_test_get(gpu, yg, n);
     wm_test_compare("layernorm_affine", rg, rc, n, 1e-5f, 1e-5f);
     free(rc), free(rg);
 
     cpu->rmsnorm(cpu, xc, M, C, 1e-6f, wc);
     gpu->rmsnorm(gpu, xg, M, C, 1e-6f, wg);
-    rc = get(cpu, xc, n), rg = get(gpu, xg, n);
+    rc = wm_test_get(cpu, xc, n), rg = wm_test_get(gpu, xg, n);
     wm_test_compare("rmsnorm", rg, rc, n, 1e-5f, 1e-5f);
     free(rc), free(rg);
 
@@ -263,7 +249,7 @@ static void test_norms(void) {
     cpu->upload(cpu, xc, x, n), gpu->upload(gpu, xg, x, n);
     cpu->gated_add(cpu, xc, yc, M, C, mc + 2 * C, st, rpg);
     gpu->gated_add(gpu, xg, yg, M, C, mg + 2 * C, st, rpg);
-    rc = get(cpu, xc, n), rg = get(gpu, xg, n);
+    rc = wm_test_get(cpu, xc, n), rg = wm_test_get(gpu, xg, n);
     wm_test_compare("gated_add", rg, rc, n, 1e-5f, 1e-5f);
     free(rc), free(rg);
 
@@ -280,10 +266,10 @@ static void check_rope(int F, int H, int D, int64_t frame0, int gh, int gw) {
     const int M = F * gh * gw;
     const size_t n = (size_t)M * H * D;
     float *x = host_randn(n, 1.0f, 0.0f);
-    float *xc = dev(cpu, x, n), *xg = dev(gpu, x, n);
+    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n);
     cpu->rope(cpu, xc, M, H, D, frame0, gh, gw);
     gpu->rope(gpu, xg, M, H, D, frame0, gh, gw);
-    float *rc = get(cpu, xc, n), *rg = get(gpu, xg, n);
+    float *rc = wm_test_get(cpu, xc, n), *rg = wm_test_get(gpu, xg, n);
     char name[96];
     snprintf(name, sizeof name, "rope D=%d H=%d %dx%d f0=%lld", D, H, gh, gw, (long long)frame0);
     wm_test_compare(name, rg, rc, n, 1e-6f, 1e-6f);
@@ -302,7 +288,7 @@ static void test_kv(void) {
     wm_kv *kv = gpu->kv_new(gpu, rows, dim);
     CHECK(kv != NULL);
     if (!kv) return;
-    float *kg = dev(gpu, k, n), *vg = dev(gpu, v, n);
+    float *kg = wm_test_dev(gpu, k, n), *vg = wm_test_dev(gpu, v, n);
     gpu->kv_write(gpu, kv, 0, kg, vg, 300);
     gpu->kv_write(gpu, kv, 300, kg + 300 * (size_t)dim, vg + 300 * (size_t)dim, rows - 300);
     float *ko = malloc(n * sizeof(float)), *vo = malloc(n * sizeof(float));
@@ -344,8 +330,8 @@ static void attention_on(wm_backend *be, float *out_host, const float *q, const 
                          int64_t kv_rows, int64_t n_rows, int Mq, int H, int D) {
     const int dim = H * D;
     wm_kv *kv = be->kv_new(be, kv_rows, dim);
-    float *kd = dev(be, k, (size_t)kv_rows * dim), *vd = dev(be, v, (size_t)kv_rows * dim);
-    float *qd = dev(be, q, (size_t)Mq * dim), *od = dev(be, NULL, (size_t)Mq * dim);
+    float *kd = wm_test_dev(be, k, (size_t)kv_rows * dim), *vd = wm_test_dev(be, v, (size_t)kv_rows * dim);
+    float *qd = wm_test_dev(be, q, (size_t)Mq * dim), *od = wm_test_dev(be, NULL, (size_t)Mq * dim);
     be->kv_write(be, kv, 0, kd, vd, kv_rows);
     if (g_bias) be->kv_set_bias(be, kv, 0, g_bias, kv_rows);
     be->attention(be, od, qd, kv, n_rows, Mq, H, D, 1.0f / sqrtf((float)D));
@@ -390,17 +376,17 @@ static void test_patchify(void) {
     const int F = 3, C = 16, Hh = 60, Ww = 104, ph = 2, pw = 2;
     const size_t n = (size_t)F * C * Hh * Ww;
     float *lat = host_randn(n, 1.0f, 0.0f);
-    float *lc = dev(cpu, lat, n), *lg = dev(gpu, lat, n), *pc = dev(cpu, NULL, n), *pg = dev(gpu, NULL, n);
+    float *lc = wm_test_dev(cpu, lat, n), *lg = wm_test_dev(gpu, lat, n), *pc = wm_test_dev(cpu, NULL, n), *pg = wm_test_dev(gpu, NULL, n);
     cpu->patchify(cpu, pc, lc, F, C, Hh, Ww, ph, pw);
     gpu->patchify(gpu, pg, lg, F, C, Hh, Ww, ph, pw);
-    float *rc = get(cpu, pc, n), *rg = get(gpu, pg, n);
+    float *rc = wm_test_get(cpu, pc, n), *rg = wm_test_get(gpu, pg, n);
     check_exact("patchify 3x16x60x104", rg, rc, n);
     free(rc), free(rg);
     /* unpatchify of random tokens */
     cpu->upload(cpu, pc, lat, n), gpu->upload(gpu, pg, lat, n);
     cpu->unpatchify(cpu, lc, pc, F, C, Hh, Ww, ph, pw);
     gpu->unpatchify(gpu, lg, pg, F, C, Hh, Ww, ph, pw);
-    rc = get(cpu, lc, n), rg = get(gpu, lg, n);
+    rc = wm_test_get(cpu, lc, n), rg = wm_test_get(gpu, lg, n);
     check_exact("unpatchify", rg, rc, n);
     free(rc), free(rg);
     cpu->free(cpu, lc), cpu->free(cpu, pc), gpu->free(gpu, lg), gpu->free(gpu, pg);
@@ -411,20 +397,20 @@ static void test_patchify(void) {
 static void check_timestep_sinusoid(void) {
     const float t[5] = {0.0f, 1.0f, 250.0f, 937.5f, 1000.0f};
     const int F = 5, fd = 256;
-    float *dc = dev(cpu, NULL, (size_t)F * fd), *dg = dev(gpu, NULL, (size_t)F * fd);
+    float *dc = wm_test_dev(cpu, NULL, (size_t)F * fd), *dg = wm_test_dev(gpu, NULL, (size_t)F * fd);
     cpu->timestep_sinusoid(cpu, dc, t, F, fd);
     gpu->timestep_sinusoid(gpu, dg, t, F, fd);
-    float *rc = get(cpu, dc, (size_t)F * fd), *rg = get(gpu, dg, (size_t)F * fd);
+    float *rc = wm_test_get(cpu, dc, (size_t)F * fd), *rg = wm_test_get(gpu, dg, (size_t)F * fd);
     wm_test_compare("timestep_sinusoid F=5 256", rg, rc, (size_t)F * fd, 2e-7f, 0.0f);
     cpu->free(cpu, dc), gpu->free(gpu, dg);
     free(rc), free(rg);
 }
 
 static void check_noise(size_t n, uint64_t seed, uint64_t stream) {
-    float *dc = dev(cpu, NULL, n), *dg = dev(gpu, NULL, n);
+    float *dc = wm_test_dev(cpu, NULL, n), *dg = wm_test_dev(gpu, NULL, n);
     cpu->noise(cpu, dc, n, seed, stream);
     gpu->noise(gpu, dg, n, seed, stream);
-    float *rc = get(cpu, dc, n), *rg = get(gpu, dg, n);
+    float *rc = wm_test_get(cpu, dc, n), *rg = wm_test_get(gpu, dg, n);
     char name[96];
     snprintf(name, sizeof name, "noise seed=%llx s=%llu", (unsigned long long)seed,
              (unsigned long long)stream);
@@ -443,12 +429,12 @@ static void check_conv2d(int Cin, int Cout, int H, int W, int k, int with_bias) 
     wm_weight *wc = cpu->weight_new(cpu, w, nw), *wcr = cpu->weight_new(cpu, wr, nw),
               *bc = cpu->weight_new(cpu, b, Cout);
     wm_weight *wg = gpu->weight_new(gpu, w, nw), *bg = gpu->weight_new(gpu, b, Cout);
-    float *xc = dev(cpu, x, nx), *xcr = dev(cpu, xr, nx), *xg = dev(gpu, x, nx);
-    float *yc = dev(cpu, NULL, ny), *ycr = dev(cpu, NULL, ny), *yg = dev(gpu, NULL, ny);
+    float *xc = wm_test_dev(cpu, x, nx), *xcr = wm_test_dev(cpu, xr, nx), *xg = wm_test_dev(gpu, x, nx);
+    float *yc = wm_test_dev(cpu, NULL, ny), *ycr = wm_test_dev(cpu, NULL, ny), *yg = wm_test_dev(gpu, NULL, ny);
     cpu->conv2d(cpu, yc, xc, wc, with_bias ? bc : NULL, Cin, Cout, H, W, k);
     cpu->conv2d(cpu, ycr, xcr, wcr, with_bias ? bc : NULL, Cin, Cout, H, W, k);
     gpu->conv2d(gpu, yg, xg, wg, with_bias ? bg : NULL, Cin, Cout, H, W, k);
-    float *rc = get(cpu, yc, ny), *rcr = get(cpu, ycr, ny), *rg = get(gpu, yg, ny);
+    float *rc = wm_test_get(cpu, yc, ny), *rcr = wm_test_get(cpu, ycr, ny), *rg = wm_test_get(gpu, yg, ny);
     char name[96];
     snprintf(name, sizeof name, "conv2d %dx%d %d->%d %dx%d%s", k, k, Cin, Cout, H, W, with_bias ? " +b" : "");
     wm_test_compare(name, rg, rc, ny, 2e-2f, 1e-2f);
@@ -477,11 +463,11 @@ static void test_decoder_ops(void) {
     const int C = 8, H = 30, W = 52;
     const size_t n = (size_t)C * H * W;
     float *x = host_randn(n, 1.0f, 0.0f);
-    float *xc = dev(cpu, x, n), *xg = dev(gpu, x, n), *yc = dev(cpu, NULL, 4 * n),
-          *yg = dev(gpu, NULL, 4 * n);
+    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n), *yc = wm_test_dev(cpu, NULL, 4 * n),
+          *yg = wm_test_dev(gpu, NULL, 4 * n);
     cpu->upsample2x(cpu, yc, xc, C, H, W);
     gpu->upsample2x(gpu, yg, xg, C, H, W);
-    float *rc = get(cpu, yc, 4 * n), *rg = get(gpu, yg, 4 * n);
+    float *rc = wm_test_get(cpu, yc, 4 * n), *rg = wm_test_get(gpu, yg, 4 * n);
     check_exact("upsample2x", rg, rc, 4 * n);
     free(rc), free(rg);
 
@@ -517,12 +503,12 @@ static void check_ffn(int M, int K, int F) {
     wm_weight *W2c = cpu->weight_new(cpu, W2, (size_t)K * F), *b2c = cpu->weight_new(cpu, b2, K);
     wm_weight *W0g = gpu->weight_new(gpu, W0, (size_t)F * K), *b0g = gpu->weight_new(gpu, b0, F);
     wm_weight *W2g = gpu->weight_new(gpu, W2, (size_t)K * F), *b2g = gpu->weight_new(gpu, b2, K);
-    float *xc = dev(cpu, x, (size_t)M * K), *xg = dev(gpu, x, (size_t)M * K);
-    float *hc = dev(cpu, NULL, (size_t)M * F), *hg = dev(gpu, NULL, (size_t)M * F);
-    float *yc = dev(cpu, NULL, (size_t)M * K), *yg = dev(gpu, NULL, (size_t)M * K);
+    float *xc = wm_test_dev(cpu, x, (size_t)M * K), *xg = wm_test_dev(gpu, x, (size_t)M * K);
+    float *hc = wm_test_dev(cpu, NULL, (size_t)M * F), *hg = wm_test_dev(gpu, NULL, (size_t)M * F);
+    float *yc = wm_test_dev(cpu, NULL, (size_t)M * K), *yg = wm_test_dev(gpu, NULL, (size_t)M * K);
     cpu->ffn(cpu, yc, xc, W0c, b0c, W2c, b2c, M, K, F, K, hc);
     gpu->ffn(gpu, yg, xg, W0g, b0g, W2g, b2g, M, K, F, K, hg);
-    float *rc = get(cpu, yc, (size_t)M * K), *rg = get(gpu, yg, (size_t)M * K);
+    float *rc = wm_test_get(cpu, yc, (size_t)M * K), *rg = wm_test_get(gpu, yg, (size_t)M * K);
     char name[96];
     snprintf(name, sizeof name, "ffn %dx%dx%d", M, K, F);
     wm_test_compare(name, rg, rc, (size_t)M * K, 3e-2f, 2e-2f);
@@ -538,7 +524,7 @@ static void time_ffn(int M, int K, int F) {
     float *hb = host_randn((size_t)F, 0.1f, 0.0f);
     wm_weight *W0 = gpu->weight_new(gpu, hw, (size_t)F * K), *b0 = gpu->weight_new(gpu, hb, F);
     wm_weight *W2 = gpu->weight_new(gpu, hw, (size_t)F * K), *b2 = gpu->weight_new(gpu, hb, K);
-    float *x = dev(gpu, hx, (size_t)M * K), *h = dev(gpu, NULL, (size_t)M * F), *y = dev(gpu, NULL, (size_t)M * K);
+    float *x = wm_test_dev(gpu, hx, (size_t)M * K), *h = wm_test_dev(gpu, NULL, (size_t)M * F), *y = wm_test_dev(gpu, NULL, (size_t)M * K);
     gpu->ffn(gpu, y, x, W0, b0, W2, b2, M, K, F, K, h);
     gpu->sync(gpu);
     const int iters = 20;
@@ -556,7 +542,7 @@ static void time_ffn(int M, int K, int F) {
 static void time_linear(int M, int K, int N) {
     float *W = host_randn((size_t)N * K, 0.02f, 0.0f), *b = host_randn(N, 0.1f, 0.0f);
     wm_weight *Wg = gpu->weight_new(gpu, W, (size_t)N * K), *bg = gpu->weight_new(gpu, b, N);
-    float *x = dev(gpu, NULL, (size_t)M * K), *y = dev(gpu, NULL, (size_t)M * N);
+    float *x = wm_test_dev(gpu, NULL, (size_t)M * K), *y = wm_test_dev(gpu, NULL, (size_t)M * N);
     gpu->noise(gpu, x, (size_t)M * K, 1, 2);
     gpu->linear(gpu, y, x, Wg, bg, M, K, N);
     gpu->sync(gpu);
@@ -576,7 +562,7 @@ static void time_conv2d(int Cin, int Cout, int H, int W, int k) {
     const size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Cout * Cin * k * k;
     float *w = host_randn(nw, 1.0f / sqrtf((float)(Cin * k * k)), 0.0f), *b = host_randn(Cout, 0.1f, 0.0f);
     wm_weight *wg = gpu->weight_new(gpu, w, nw), *bg = gpu->weight_new(gpu, b, Cout);
-    float *x = dev(gpu, NULL, nx), *y = dev(gpu, NULL, ny);
+    float *x = wm_test_dev(gpu, NULL, nx), *y = wm_test_dev(gpu, NULL, ny);
     gpu->noise(gpu, x, nx, 3, 4);
     gpu->conv2d(gpu, y, x, wg, bg, Cin, Cout, H, W, k); /* plan, algorithm and filter layout */
     gpu->sync(gpu);

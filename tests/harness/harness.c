@@ -1,6 +1,8 @@
 /* harness.c - see harness.h. */
 #include "harness.h"
 
+#include "backend.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -56,4 +58,24 @@ int wm_test_write_file(const char *path, const void *data, size_t size) {
     int ok = fwrite(data, 1, size, f) == size;
     fclose(f);
     return ok;
+}
+
+float *wm_test_dev(wm_backend *be, const float *host, size_t n) {
+    float *d = be->alloc(be, n ? n : 1);
+    if (!d) {
+        fprintf(stderr, "alloc of %zu floats on %s failed: %s\n", n, be->name, wm_get_error());
+        exit(1);
+    }
+    if (host && n) be->upload(be, d, host, n);
+    return d;
+}
+
+float *wm_test_get(wm_backend *be, const float *dev, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    if (!h) {
+        fprintf(stderr, "out of host memory for %zu floats\n", n);
+        exit(1);
+    }
+    if (n) be->download(be, h, dev, n);
+    return h;
 }

@@ -38,4 +38,11 @@ int wm_test_write_file(const char *path, const void *data, size_t size);
 
 const char *wm_get_error(void);
 
+/* Backend memory for tests (the gpu_* tests compare backends): n floats allocated on be and, when
+ * host is not NULL, filled from it (exits with the backend's message when the allocation fails);
+ * and a malloc'ed host copy of n floats of backend memory. Both take n = 0. */
+typedef struct wm_backend wm_backend;
+float *wm_test_dev(wm_backend *be, const float *host, size_t n);
+float *wm_test_get(wm_backend *be, const float *dev, size_t n);
+
 #endif
