@@ -56,6 +56,20 @@ static float *expected_f32(const golden_case *gc, const char *name, size_t *n) {
 }
 
 /* Runs the case with the model at model_dir; returns 1 when every output matches. quiet: no CHECKs. */
+/* Applies the case's prompt switches before chunk k ({"chunk": k, "prompt_text": ...}); returns how many. */
+static int apply_switches(wm_session *s, const cJSON *switches, int k) {
+    const cJSON *sw;
+    int n = 0;
+    cJSON_ArrayForEach(sw, switches) {
+        const cJSON *at = cJSON_GetObjectItem(sw, "chunk"), *text = cJSON_GetObjectItem(sw, "prompt_text");
+        if (cJSON_IsNumber(at) && (int)at->valuedouble == k && cJSON_IsString(text)) {
+            CHECK_STATUS(api->session_set_prompt_text(s, text->valuestring), WM_OK);
+            n++;
+        }
+    }
+    return n;
+}
+
 static int run_case(const golden_case *gc, const char *model_dir, int counting) {
     int saved = wm_test_failures, ok = 1;
     wm_model_params mp;
@@ -81,6 +95,13 @@ static int run_case(const golden_case *gc, const char *model_dir, int counting) 
     sp.sink_frames = (int)jnum(gc->json, "sink_frames", 0);
     sp.max_cache_frames = (int)jnum(gc->json, "max_cache_frames", 0);
     wm_session *s = NULL;
+    if (counting && cJSON_GetObjectItem(gc->json, "switches")) {
+        /* a re-caching model refuses a cache it cannot rebuild (unbounded), saying why */
+        wm_session_params bad = sp;
+        bad.window_frames = -1, bad.sink_frames = 0, bad.max_cache_frames = 8;
+        CHECK_STATUS(api->session_new(m, &bad, &s), WM_ERR_INVALID_ARGUMENT);
+        CHECK(s == NULL && strstr(api->last_error(), "recache_on_prompt_switch") != NULL);
+    }
     CHECK_STATUS(api->session_new(m, &sp, &s), WM_OK);
     if (!s) { api->model_free(m); return 0; }
 
@@ -119,7 +140,18 @@ static int run_case(const golden_case *gc, const char *model_dir, int counting) 
     uint8_t *frame = malloc(fpix * 3 + 1);
     int64_t frames_read = 0;
     double worst_rgb = 0;
+    const cJSON *switches = cJSON_GetObjectItem(gc->json, "switches");
+    /* with switches: a snapshot right after the first one (its re-cache still pending) */
+    uint8_t *snap = NULL;
+    size_t snap_size = 0;
+    int snap_chunk = -1;
     for (int k = 0; k < n_chunks; k++) {
+        if (apply_switches(s, switches, k) && snap_chunk < 0 && counting) {
+            snap_chunk = k;
+            CHECK_STATUS(api->session_state_size(s, &snap_size), WM_OK);
+            snap = malloc(snap_size);
+            CHECK_STATUS(api->session_state_save(s, snap, snap_size), WM_OK);
+        }
         int nf = 0;
         if (api->session_generate(s, &nf) != WM_OK) {
             fprintf(stderr, "generate: %s\n", api->last_error());
@@ -164,6 +196,30 @@ static int run_case(const golden_case *gc, const char *model_dir, int counting) 
             if (!rgb_ok) wm_test_failures++;
         }
         ok &= rgb_ok;
+    }
+    if (snap) { /* a fresh session loaded from the snapshot continues with the same latents */
+        wm_session *s2 = NULL;
+        CHECK_STATUS(api->session_new(m, &sp, &s2), WM_OK);
+        CHECK_STATUS(api->session_state_load(s2, snap, snap_size), WM_OK);
+        double worst = 0;
+        for (int k = snap_chunk; s2 && k < n_chunks; k++) {
+            if (k > snap_chunk) apply_switches(s2, switches, k);
+            int nf = 0, got_frames = 0;
+            CHECK_STATUS(api->session_generate(s2, &nf), WM_OK);
+            api->session_read_latents(s2, lat, lat_n, &got_frames);
+            char name[64];
+            snprintf(name, sizeof name, "latents.%d", k);
+            size_t n = 0;
+            float *ref = expected_f32(gc, name, &n);
+            for (size_t i = 0; ref && i < n && i < lat_n; i++) worst = fmax(worst, fabs((double)lat[i] - ref[i]));
+            free(ref);
+        }
+        const int snap_ok = worst <= g_rel_tol * 5.0;
+        printf("%-28s snapshot after the switch at chunk %d, loaded in a new session: worst |diff| %.3g: %s\n",
+               strrchr(gc->dir, '/') + 1, snap_chunk, worst, snap_ok ? "ok" : "MISMATCH");
+        if (!snap_ok) wm_test_failures++;
+        if (s2) api->session_free(s2);
+        free(snap);
     }
     free(rgb_ref);
     free(lat);

@@ -70,6 +70,15 @@ void wm_cache_reset(wm_cache *c) {
     c->merges_last = c->evictions_last = c->merges_total = c->evictions_total = 0;
 }
 
+void wm_cache_drop_after_sinks(wm_cache *c) {
+    for (int l = 0; l < c->layers; l++) {
+        if (c->rows[l] <= c->sink_rows) continue;
+        for (int64_t i = c->sink_rows; i < c->rows[l]; i++) c->count[l][i] = 1.0f;
+        clear_bias(c, l, c->sink_rows, c->rows[l] - c->sink_rows);
+        c->rows[l] = c->sink_rows;
+    }
+}
+
 wm_status wm_cache_set_tempcache(wm_cache *c, int on, float threshold, int64_t budget) {
     if (!on) {
         c->tc_on = 0;

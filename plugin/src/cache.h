@@ -58,6 +58,8 @@ wm_status wm_cache_check_room(const wm_cache *c);
  * written by the cache pass: make them committed, merge (TempCache), evict (policy). */
 wm_status wm_cache_commit(wm_cache *c, int64_t frame0);
 
+/* Drops every committed row after the sink frames (LongLive's re-cache rebuilds them). */
+void wm_cache_drop_after_sinks(wm_cache *c);
 /* Committed rows, the most over layers, and their sum. */
 int64_t wm_cache_max_rows(const wm_cache *c);
 int64_t wm_cache_total_rows(const wm_cache *c);

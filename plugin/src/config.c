@@ -53,6 +53,7 @@ void wm_config_defaults(wm_config *cfg) {
     cfg->context_noise = 0;
     cfg->local_attn_size = -1;
     cfg->sink_size = 0;
+    cfg->recache_on_prompt_switch = 0;
     cfg->max_cache_frames = 21;
     cfg->fps = 16;
     cfg->n_buttons = 0;
@@ -275,7 +276,7 @@ enum {
     K_NAME, K_DIM, K_FFN_DIM, K_NUM_HEADS, K_NUM_LAYERS, K_PATCH_SIZE, K_IN_DIM, K_OUT_DIM, K_TEXT_DIM, K_TEXT_LEN,
     K_FREQ_DIM, K_EPS, K_MODEL_TYPE, K_QK_NORM, K_CROSS_ATTN_NORM, K_WINDOW_SIZE, K_LATENT_HEIGHT, K_LATENT_WIDTH,
     K_NUM_FRAME_PER_BLOCK, K_DENOISING_STEP_LIST, K_WARP_DENOISING_STEP, K_TIMESTEP_SHIFT, K_CONTEXT_NOISE,
-    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
+    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_RECACHE, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
     K_TEXT_ENCODER, K_DECODER, K_COUNT
 };
 
@@ -283,7 +284,7 @@ static const char *const KEY_NAMES[K_COUNT] = {
     "name", "dim", "ffn_dim", "num_heads", "num_layers", "patch_size", "in_dim", "out_dim", "text_dim", "text_len",
     "freq_dim", "eps", "model_type", "qk_norm", "cross_attn_norm", "window_size", "latent_height", "latent_width",
     "num_frame_per_block", "denoising_step_list", "warp_denoising_step", "timestep_shift", "context_noise",
-    "local_attn_size", "sink_size", "max_cache_frames", "fps", "action_buttons", "action_axes", "action_mouse",
+    "local_attn_size", "sink_size", "recache_on_prompt_switch", "max_cache_frames", "fps", "action_buttons", "action_axes", "action_mouse",
     "text_encoder", "decoder",
 };
 
@@ -365,6 +366,7 @@ static wm_status parse_key(wm_config *cfg, int k, const cJSON *v, const char *la
     case K_CONTEXT_NOISE: return get_float(v, label, key, 0, 0, 1000, &cfg->context_noise);
     case K_LOCAL_ATTN_SIZE: return get_int(v, label, key, -1, CFG_MAX_FRAMES, &cfg->local_attn_size);
     case K_SINK_SIZE: return get_int(v, label, key, 0, CFG_MAX_FRAMES, &cfg->sink_size);
+    case K_RECACHE: return get_bool(v, label, key, &cfg->recache_on_prompt_switch);
     case K_MAX_CACHE_FRAMES: return get_int(v, label, key, 1, CFG_MAX_FRAMES, &cfg->max_cache_frames);
     case K_FPS: return get_float(v, label, key, 0, 1, 1000, &cfg->fps);
     case K_ACTION_BUTTONS: return get_names(v, label, key, WM_MAX_BUTTONS, cfg->button_names, &cfg->n_buttons);

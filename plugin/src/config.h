@@ -33,6 +33,7 @@ typedef struct wm_config {
     float context_noise;
     int local_attn_size; /* -1 unbounded */
     int sink_size;
+    int recache_on_prompt_switch; /* LongLive: re-cache the window after a prompt change (docs/CONVERT.md) */
     int max_cache_frames;
     float fps;
     /* actions */

@@ -55,6 +55,12 @@ struct wm_session {
     float *x, *v, *x0, *eps;
     float *latents_host; /* last chunk's x0 */
     int latents_frames;
+    /* LongLive's re-cache on a prompt switch (config recache_on_prompt_switch, docs/CONVERT.md): the
+     * clean latents and actions of the last recache_chunks committed chunks, oldest first (host) */
+    int recache_chunks, recache_n, recache_pending;
+    float *recache_lat;      /* [recache_chunks][F, C, H, W] */
+    float *recache_act;      /* [recache_chunks][F, action_dim] (at least 1 float per frame) */
+    int64_t *recache_frame0; /* [recache_chunks] */
     /* decoder and frames waiting to be read (host RGB8, tightly packed) */
     wm_decoder *dec;
     float *dec_out; /* [frames per chunk * time_upscale, 3, Hp, Wp] backend */

@@ -77,6 +77,8 @@ void wm_sampler_chunk_actions(const wm_session *s, float *out, int F) {
     }
 }
 
+static wm_status recache(wm_session *s);
+
 wm_status wm_sampler_chunk(wm_session *s) {
     wm_model *m = s->m;
     const wm_config *c = &m->cfg;
@@ -87,6 +89,11 @@ wm_status wm_sampler_chunk(wm_session *s) {
     const uint64_t stream = 256ull * (uint64_t)s->chunks;
 
     if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
+    if (s->recache_pending) { /* the prompt changed: rebuild the window with it first */
+        s->recache_pending = 0;
+        wm_status st = recache(s);
+        if (st != WM_OK) return st;
+    }
     wm_status room = wm_cache_check_room(&s->cache);
     if (room != WM_OK) return room;
 
@@ -122,27 +129,70 @@ wm_status wm_sampler_chunk(wm_session *s) {
     return wm_sampler_commit(s, actions);
 }
 
-wm_status wm_sampler_commit(wm_session *s, const float *actions) {
+/* The cache pass over the clean latents in s->x0, frames frame0.., then the commit: the rows just
+ * written become cache; TempCache merges, the policy evicts. */
+static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions) {
     wm_model *m = s->m;
     const wm_config *c = &m->cfg;
     wm_backend *be = m->be;
     const int F = c->num_frame_per_block;
     const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
-    const int64_t frame0 = s->next_latent;
     float tf[64];
-    /* the cache pass: the clean x0 at timestep context_noise (Self-Forcing's inference pipeline); its K/V stay */
+    /* the clean x0 at timestep context_noise (Self-Forcing's inference pipeline); its K/V stay */
     be->copy(be, s->x, s->x0, n);
     for (int f = 0; f < F; f++) tf[f] = c->context_noise;
     wm_attn_plan plan;
     wm_accel_plan(s, c->n_steps, c->n_steps, &plan);
     wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->cache.kv, &plan, s->ctx);
-
     be->sync(be); /* surface asynchronous device errors before committing */
     wm_status fail = wm_take_failure();
     if (fail != WM_OK) return fail;
-    /* commit: the rows just written become cache; TempCache merges, the policy evicts */
-    fail = wm_cache_commit(&s->cache, frame0);
+    return wm_cache_commit(&s->cache, frame0);
+}
+
+/* Keeps the chunk just committed (clean latents in s->x0, its actions) for a later re-cache. */
+static void recache_keep(wm_session *s, const float *actions) {
+    const wm_config *c = &s->m->cfg;
+    const int F = c->num_frame_per_block, A = wm_config_action_dim(c) > 0 ? wm_config_action_dim(c) : 1;
+    const size_t nl = (size_t)F * c->in_dim * c->latent_height * c->latent_width, na = (size_t)F * A;
+    if (s->recache_n == s->recache_chunks) { /* drop the oldest */
+        memmove(s->recache_lat, s->recache_lat + nl, (size_t)(s->recache_n - 1) * nl * sizeof(float));
+        memmove(s->recache_act, s->recache_act + na, (size_t)(s->recache_n - 1) * na * sizeof(float));
+        memmove(s->recache_frame0, s->recache_frame0 + 1, (size_t)(s->recache_n - 1) * sizeof(int64_t));
+        s->recache_n--;
+    }
+    const int i = s->recache_n++;
+    s->m->be->download(s->m->be, s->recache_lat + (size_t)i * nl, s->x0, nl);
+    if (actions && wm_config_action_dim(c) > 0) memcpy(s->recache_act + (size_t)i * na, actions, na * sizeof(float));
+    else memset(s->recache_act + (size_t)i * na, 0, na * sizeof(float));
+    s->recache_frame0[i] = s->next_latent;
+}
+
+/* LongLive's re-cache after a prompt switch (docs/CONVERT.md): the rows after the sinks are dropped
+ * and rebuilt, chunk by chunk in order, by the cache pass of the kept chunks of frames
+ * [max(sinks, s - (window - sinks)), s) under the new prompt; the window then keeps what it would. */
+static wm_status recache(wm_session *s) {
+    const wm_config *c = &s->m->cfg;
+    const int F = c->num_frame_per_block, A = wm_config_action_dim(c) > 0 ? wm_config_action_dim(c) : 1;
+    const size_t nl = (size_t)F * c->in_dim * c->latent_height * c->latent_width, na = (size_t)F * A;
+    const int64_t end = s->next_latent, lo0 = end - (s->window - s->sinks), lo = lo0 > s->sinks ? lo0 : s->sinks;
+    wm_take_failure();
+    wm_cache_drop_after_sinks(&s->cache);
+    for (int i = 0; i < s->recache_n; i++) {
+        const int64_t f0 = s->recache_frame0[i];
+        if (f0 < lo || f0 >= end) continue;
+        s->m->be->upload(s->m->be, s->x0, s->recache_lat + (size_t)i * nl, nl);
+        const wm_status st = cache_pass(s, f0, wm_config_action_dim(c) > 0 ? s->recache_act + (size_t)i * na : NULL);
+        if (st != WM_OK) return st;
+    }
+    return WM_OK;
+}
+
+wm_status wm_sampler_commit(wm_session *s, const float *actions) {
+    const int F = s->m->cfg.num_frame_per_block;
+    wm_status fail = cache_pass(s, s->next_latent, actions);
     if (fail != WM_OK) return fail;
+    if (s->recache_chunks) recache_keep(s, actions);
     s->next_latent += F;
     s->chunks++;
     wm_accel_chunk_done(s);

@@ -35,6 +35,12 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: sink frames need a window (unbounded cache keeps everything)");
     if (window < 0 && cap < F)
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: max_cache_frames %d < frames per chunk %d", cap, F);
+    /* the re-cache rebuilds whole chunks after the sinks, within the window (docs/CONVERT.md) */
+    if (c->recache_on_prompt_switch && (window < 0 || sinks % F || (window - sinks) % F))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT,
+                            "session_new: the model re-caches on prompt switches (recache_on_prompt_switch), which needs a "
+                            "rolling window whose sinks and other frames are whole chunks (window %d, sinks %d, chunk %d)",
+                            window, window > 0 ? sinks : 0, F);
 
     wm_session *s = calloc(1, sizeof *s);
     if (!s) return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session");
@@ -58,7 +64,15 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     s->ctx = calloc((size_t)c->num_layers, sizeof *s->ctx);
     s->prompt_host = calloc((size_t)c->text_len * c->text_dim, sizeof(float));
     s->latents_host = calloc(latent_floats(c), sizeof(float));
-    if (!s->ctx || !s->prompt_host || !s->latents_host) {
+    if (c->recache_on_prompt_switch) {
+        const int A = wm_config_action_dim(c) > 0 ? wm_config_action_dim(c) : 1;
+        s->recache_chunks = (window - s->sinks) / F;
+        s->recache_lat = calloc((size_t)s->recache_chunks * latent_floats(c), sizeof(float));
+        s->recache_act = calloc((size_t)s->recache_chunks * F * A, sizeof(float));
+        s->recache_frame0 = calloc((size_t)s->recache_chunks, sizeof(int64_t));
+    }
+    if (!s->ctx || !s->prompt_host || !s->latents_host ||
+        (s->recache_chunks && (!s->recache_lat || !s->recache_act || !s->recache_frame0))) {
         st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session tables");
         goto fail;
     }
@@ -120,6 +134,9 @@ void wm_session_free_impl(wm_session *s) {
     if (s->dec) wm_decoder_free(s->dec);
     free(s->prompt_host);
     free(s->latents_host);
+    free(s->recache_lat);
+    free(s->recache_act);
+    free(s->recache_frame0);
     free(s->frames);
     free(s);
 }
@@ -131,6 +148,8 @@ static void apply_prompt(wm_session *s) {
     s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)c->text_len * c->text_dim);
     wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx);
     s->has_prompt = 1;
+    /* a model that re-caches rebuilds its window with this prompt before the next chunk */
+    if (s->recache_chunks && s->next_latent > 0) s->recache_pending = 1;
     s->stats.last_prompt_ms = wm_now_ms() - t0;
 }
 
@@ -335,6 +354,8 @@ wm_status wm_session_reset_impl(wm_session *s) {
     s->chunks = 0;
     s->video_frames = 0;
     s->latents_frames = 0;
+    s->recache_n = 0;
+    s->recache_pending = 0;
     s->n_pending = 0;
     s->first_pending = 0;
     s->first_pending_index = 0;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATE_MAGIC "WMSTATE2" /* 2: per-layer cache rows, group sizes and match plane */
+#define STATE_MAGIC "WMSTATE3" /* 2: per-layer cache rows, group sizes and match plane; 3: the re-cache chunks */
 
 typedef struct cursor {
     uint8_t *w;       /* writing, or NULL */
@@ -67,6 +67,15 @@ static void walk(wm_session *s, cursor *c) {
         IO(c, s->first_pending);
         IO(c, s->first_pending_index);
     }
+    if (s->recache_chunks) { /* LongLive's re-cache: the kept chunks and a pending switch */
+        const int A = wm_config_action_dim(cf) > 0 ? wm_config_action_dim(cf) : 1;
+        const size_t F = (size_t)cf->num_frame_per_block;
+        IO(c, s->recache_n);
+        IO(c, s->recache_pending);
+        io(c, s->recache_frame0, (size_t)s->recache_chunks * sizeof(int64_t));
+        io(c, s->recache_lat, (size_t)s->recache_chunks * F * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float));
+        io(c, s->recache_act, (size_t)s->recache_chunks * F * A * sizeof(float));
+    }
     io(c, s->queue, sizeof s->queue);
     IO(c, s->q_len);
     IO(c, s->last_action);
@@ -116,6 +125,19 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
     int q_len;
     memcpy(&q_len, (const uint8_t *)src + q_len_off, sizeof q_len);
     if (q_len < 0 || q_len > WM_ACTION_QUEUE) return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (action queue %d)", q_len);
+    if (s->recache_chunks) { /* the re-cache block ends where the action queue starts */
+        const wm_config *cf = &s->m->cfg;
+        const size_t F = (size_t)cf->num_frame_per_block, A = wm_config_action_dim(cf) > 0 ? (size_t)wm_config_action_dim(cf) : 1;
+        const size_t block = 2 * sizeof(int) + (size_t)s->recache_chunks *
+                                                   (sizeof(int64_t) + F * cf->in_dim * cf->latent_height * cf->latent_width *
+                                                                          sizeof(float) + F * A * sizeof(float));
+        int n_kept, pending;
+        const uint8_t *at = (const uint8_t *)src + q_len_off - sizeof s->queue - block;
+        memcpy(&n_kept, at, sizeof n_kept);
+        memcpy(&pending, at + sizeof n_kept, sizeof pending);
+        if (n_kept < 0 || n_kept > s->recache_chunks || (pending != 0 && pending != 1))
+            return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (re-cache chunks %d)", n_kept);
+    }
     walk(s, &c);
     if (s->has_prompt) {
         const wm_config *cf = &s->m->cfg;

@@ -148,6 +148,20 @@ CASES = {
         # lower-casing, an unknown word ("in"), separators and truncation to max_tokens = 6
         prompt_text="The RED car, drives in a forest-road!", prompt_len=None, actions="world",
     ),
+    # LongLive's re-cache on prompt switches: window 6 with 2 sinks, 2-frame chunks, text prompts
+    # switched before chunk 2 (the window after the sinks is partly filled), chunk 4 and chunk 6.
+    "longlive_switch": dict(
+        config=base_config(
+            name="longlive_switch", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
+            num_frame_per_block=2, denoising_step_list=[1000, 500], timestep_shift=3.0,
+            local_attn_size=6, sink_size=2, recache_on_prompt_switch=True,
+            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
+                                    "forest", "snow"], "max_tokens": 6}),
+        dtype=torch.float32, weight_seed=4004, seed=0x0000000000C0FFEE, n_chunks=8,
+        prompt_text="a red car on the road", prompt_len=None, actions=[],
+        switches=[{"chunk": 2, "prompt_text": "snow forest"}, {"chunk": 4, "prompt_text": "the car drives"},
+                  {"chunk": 6, "prompt_text": "red snow road"}],
+    ),
     # BF16 weights, cache pass at timestep context_noise 10, unwarped custom steps, unbounded,
     # full-length embedding prompt, decoder with time_upscale [false, true] (2x) and 8x space.
     "bf16_ctxnoise": dict(
@@ -190,6 +204,8 @@ def make_case(out_dir, name, spec):
             "sink_frames": cfg.sink_size if window != -1 else 0, "max_cache_frames": cfg.max_cache_frames,
             "prompt_text": spec["prompt_text"], "prompt_embedding": spec["prompt_len"] is not None,
             "actions": actions}
+    if spec.get("switches"):
+        case["switches"] = spec["switches"]
     with open(os.path.join(d, "case.json"), "w") as f:
         json.dump(case, f, indent=None)
 

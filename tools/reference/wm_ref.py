@@ -83,7 +83,7 @@ CONFIG_DEFAULTS = dict(
     cross_attn_norm=True, window_size=[-1, -1],
     name=None, latent_height=60, latent_width=104, num_frame_per_block=3,
     denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=True, timestep_shift=5.0,
-    context_noise=0, local_attn_size=-1, sink_size=0, max_cache_frames=21, fps=16,
+    context_noise=0, local_attn_size=-1, sink_size=0, recache_on_prompt_switch=False, max_cache_frames=21, fps=16,
     action_buttons=[], action_axes=[], action_mouse=False, text_encoder=None, decoder=None,
 )
 
@@ -669,6 +669,29 @@ class Rollout:
         self.decoder = StreamingDecoder(self.model.decoder) if cfg.decoder else None
         self.chunk = 0
         self.debug = {}
+        self.recache = bool(cfg.recache_on_prompt_switch)
+        self.x0_hist = []  # (first frame, clean x0) of every committed chunk, for the re-cache
+
+    def set_prompt(self, prompt):
+        """A prompt change before the next chunk. With recache_on_prompt_switch (LongLive), the cache
+        after the sink frames is rebuilt under the new prompt: the cache pass of the chunks of frames
+        [max(S, s - (W - S)), s), in order, on top of the sinks (docs/CONVERT.md)."""
+        self.prompt_emb = self.model.prompt_embedding(prompt)
+        self.ctx_kv = self.model.context_kv(self.prompt_emb)
+        if not self.recache or self.chunk == 0:
+            return
+        cache, Fr = self.cache, self.cfg.num_frame_per_block
+        s, W, S = self.chunk * Fr, cache.window, cache.sinks
+        lo = max(S, s - (W - S))
+        keep = [i for i, f in enumerate(cache.frames) if f < S]
+        cache.frames = [cache.frames[i] for i in keep]
+        for layer in range(len(cache.k)):
+            cache.k[layer] = [cache.k[layer][i] for i in keep]
+            cache.v[layer] = [cache.v[layer][i] for i in keep]
+        for start, x0 in self.x0_hist:
+            if lo <= start < s:
+                cache.begin_chunk(start, Fr)
+                self._dit(x0, np.float32(self.cfg.context_noise), start, commit=True)
 
     def _dit(self, x, t, start, commit):
         Fr = x.shape[0]
@@ -704,6 +727,7 @@ class Rollout:
         # timestep context_noise to the cache pass; it does not re-noise it.
         xc = x0
         self._dit(xc, np.float32(cfg.context_noise), start, commit=True)
+        self.x0_hist.append((start, x0))
         self.chunk += 1
         out = {"latents": x0}
         if self.decoder is not None:
@@ -733,7 +757,16 @@ def run_case(case_dir):
         prompt = load_file(exp_path)["prompt"]
     r = Rollout(case_dir, case["seed"], prompt, case["actions"], window=case["window_frames"],
                 sinks=case["sink_frames"], capacity=case["max_cache_frames"])
-    res = r.run(case["n_chunks"])
+    # prompt switches: {"chunk": k, "prompt_text": ...} before chunk k
+    switches = {sw["chunk"]: sw["prompt_text"] for sw in case.get("switches", [])}
+    outs = []
+    for c in range(case["n_chunks"]):
+        if c in switches:
+            r.set_prompt(switches[c])
+        outs.append(r.run_chunk())
+    res = {"latents": [o["latents"] for o in outs]}
+    if r.decoder is not None:
+        res["rgb"] = torch.cat([o["rgb"] for o in outs])
     out = {f"latents.{k}": l for k, l in enumerate(res["latents"])}
     out["debug.c0.v0"] = r.debug["v0"]
     out["debug.c0.noise0"] = r.debug["noise0"]
