@@ -90,9 +90,9 @@ wm_status wm_sampler_chunk(wm_session *s) {
 
     if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
     if (s->recache_pending) { /* the prompt changed: rebuild the window with it first */
-        s->recache_pending = 0;
         wm_status st = recache(s);
-        if (st != WM_OK) return st;
+        if (st != WM_OK) return st; /* still pending: the next call rebuilds from the sinks again */
+        s->recache_pending = 0;
     }
     wm_status room = wm_cache_check_room(&s->cache);
     if (room != WM_OK) return room;
