@@ -3,10 +3,12 @@
 
 #include <cjson/cJSON.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* versions probed when the plugin refuses ours, to tell the user which ones it speaks */
 #define PROBE_VERSIONS 64u
@@ -140,4 +142,32 @@ int wm_host_model_prompts(const char *model, char **out, int max) {
     }
     cJSON_Delete(root);
     return n;
+}
+
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+void wm_host_catch_interrupt(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int wm_host_interrupted(void) { return g_interrupted != 0; }
+
+int wm_host_abort_on_interrupt(void *user) {
+    (void)user;
+    return g_interrupted != 0;
+}
+
+double wm_host_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }

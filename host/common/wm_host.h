@@ -39,4 +39,14 @@ int64_t wm_host_frames_after_chunk(const wm_model_info *info, int64_t c);
 /* 64-bit FNV-1a of a frame, the replay check. */
 uint64_t wm_host_hash(const void *data, size_t n);
 
+/* Ctrl-C (and SIGTERM) for long runs: wm_host_catch_interrupt installs a handler that only sets a
+ * flag; wm_host_interrupted reads it, and wm_host_abort_on_interrupt is the same as an abort_cb of
+ * the model and session params, so generation stops at the next chunk boundary. */
+void wm_host_catch_interrupt(void);
+int wm_host_interrupted(void);
+int wm_host_abort_on_interrupt(void *user);
+
+/* Seconds on the monotonic clock. */
+double wm_host_now_s(void);
+
 #endif

@@ -39,7 +39,6 @@
 #endif
 
 static const char *g_prog = "wm-accel-eval";
-static volatile sig_atomic_t g_interrupted = 0;
 
 typedef struct options {
     const char *plugin, *model, *prompt, *prompt_embedding, *actions, *save_actions, *json, *label;
@@ -219,21 +218,6 @@ static void on_log(void *user, wm_log_level level, const char *msg) {
     if (level >= WM_LOG_WARN || (o->verbose && level >= WM_LOG_INFO)) fprintf(stderr, "wm: %s\n", msg);
 }
 
-static int on_abort(void *user) {
-    (void)user;
-    return g_interrupted != 0;
-}
-
-static void on_signal(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- the default prompt: the first "_prompts" entry of the model's config.json ---- */
 
@@ -488,7 +472,7 @@ static int generate(run *r, wm_session *s, const char *which, wm_stats *st) {
     int n = 0;
     const wm_status status = r->api->session_generate(s, &n);
     if (status != WM_OK) {
-        if (status == WM_ERR_ABORTED && g_interrupted)
+        if (status == WM_ERR_ABORTED && wm_host_interrupted())
             snprintf(r->stopped, sizeof r->stopped, "interrupted after %lld frames", r->frames_done);
         else
             snprintf(r->stopped, sizeof r->stopped, "chunk %lld of the %s session: %s: %s", r->chunks, which,
@@ -728,11 +712,7 @@ int main(int argc, char **argv) {
     const wm_api *api = wm_host_get_api((wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL), plugin, err, sizeof err);
     if (!api) return wm_cli_runtime_error("%s", err);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    wm_host_catch_interrupt();
 
     run r;
     memset(&r, 0, sizeof r);
@@ -755,7 +735,7 @@ int main(int argc, char **argv) {
     mp.n_threads = o.threads;
     mp.log = on_log;
     mp.log_user_data = &o;
-    mp.abort_cb = on_abort;
+    mp.abort_cb = wm_host_abort_on_interrupt;
     wm_status st = api->model_load(&mp, &r.model);
     if (st != WM_OK)
         return wm_cli_runtime_error("cannot load model %s: %s: %s", o.model, api->status_string(st),
@@ -810,7 +790,7 @@ int main(int argc, char **argv) {
     sp.window_frames = o.window;
     sp.sink_frames = o.sinks;
     sp.max_cache_frames = o.max_cache;
-    sp.abort_cb = on_abort;
+    sp.abort_cb = wm_host_abort_on_interrupt;
     wm_session_params spa = sp;
     if (!o.module_flag) spa.accel.tempcache = spa.accel.annsa = spa.accel.annca = 1; /* --accel all */
     for (int k = 0; k < o.n_accel; k++) {
@@ -902,7 +882,7 @@ int main(int argc, char **argv) {
 
     /* the rollouts, in lockstep */
     long long pushed = 0;
-    const double t_start = now_s();
+    const double t_start = wm_host_now_s();
     while (r.frames_done < o.frames && !r.stopped[0]) {
         const long long target = wm_host_frames_after_chunk(info, r.chunks);
         for (; pushed < target; pushed++) {
@@ -988,9 +968,9 @@ int main(int argc, char **argv) {
         for (int k = S_FRAMES_END; k < S_COUNT; k++) ok &= push(&r.s[k], row[k]);
         if (!ok) snprintf(r.stopped, sizeof r.stopped, "out of memory");
         r.chunks++;
-        progress(&o, &r, now_s() - t_start, 0);
+        progress(&o, &r, wm_host_now_s() - t_start, 0);
     }
-    r.wall_s = now_s() - t_start;
+    r.wall_s = wm_host_now_s() - t_start;
     progress(&o, &r, r.wall_s, 1);
     if (r.stopped[0]) ret = wm_cli_runtime_error("%s", r.stopped);
     summary(&o, &r);

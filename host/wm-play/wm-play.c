@@ -247,11 +247,7 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+static double now_ms(void) { return wm_host_now_s() * 1e3; }
 
 
 static void on_log(void *user, wm_log_level level, const char *msg) {
@@ -1138,15 +1134,9 @@ static int run_window(app *a) {
 
 /* ---- headless ---- */
 
-static volatile sig_atomic_t g_interrupted = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
 static int on_abort(void *user) {
     app *a = user;
-    return g_interrupted || atomic_load(&a->abort_now);
+    return wm_host_interrupted() || atomic_load(&a->abort_now);
 }
 
 static void progress(const options *o, int64_t done, int64_t total, double chunk_ms, double elapsed_ms,
@@ -1190,16 +1180,12 @@ static int run_headless(app *a) {
         end = o->frames > 0 ? o->frames : (script.n_actions > 0 ? script.n_actions : 48);
         p->replay = &script;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    wm_host_catch_interrupt();
     int ret = 0;
     const double t0 = now_ms();
     progress(o, 0, end, 0, 0, 0);
     while (player_frame(p) < end) {
-        if (g_interrupted) {
+        if (wm_host_interrupted()) {
             fputc('\n', stderr);
             ret = wm_cli_runtime_error("interrupted at frame %" PRId64, player_frame(p));
             break;
@@ -1211,8 +1197,8 @@ static int run_headless(app *a) {
             }
         }
         if (!player_chunk(p, NULL)) {
-            if (g_interrupted) fputc('\n', stderr);
-            ret = g_interrupted ? wm_cli_runtime_error("interrupted at frame %" PRId64, player_frame(p))
+            if (wm_host_interrupted()) fputc('\n', stderr);
+            ret = wm_host_interrupted() ? wm_cli_runtime_error("interrupted at frame %" PRId64, player_frame(p))
                                 : wm_cli_runtime_error("frame %" PRId64 ": %s", player_frame(p), p->err);
             break;
         }

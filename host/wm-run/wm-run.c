@@ -8,6 +8,7 @@
 #include "video_writer.h"
 #include "cli.h"
 #include "wm.h"
+#include "wm_host.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -58,7 +59,6 @@ typedef struct options {
 } options;
 
 static const char *g_prog = "wm-run";
-static volatile sig_atomic_t g_interrupted = 0;
 
 static void usage(FILE *f) {
     fprintf(
@@ -283,23 +283,7 @@ static void on_log(void *user_data, wm_log_level level, const char *message) {
     fprintf(stderr, "wm: %s: %s\n", names[level >= 0 && level <= 3 ? level : 1], message);
 }
 
-static int on_abort(void *user_data) {
-    (void)user_data;
-    return g_interrupted != 0;
-}
-
-static void on_sigint(int sig) {
-    (void)sig;
-    g_interrupted = 1;
-}
-
 /* ---- timing ---- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -398,11 +382,7 @@ int main(int argc, char **argv) {
                              sizeof(wm_api));
     if (o.verbose) fprintf(stderr, "wm-run: plugin %s: %s\n", plugin_path, api->build_info());
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    wm_host_catch_interrupt();
 
     /* model */
     wm_model_params mp;
@@ -414,7 +394,7 @@ int main(int argc, char **argv) {
     mp.n_threads = o.threads;
     mp.log = on_log;
     mp.log_user_data = &o;
-    mp.abort_cb = on_abort;
+    mp.abort_cb = wm_host_abort_on_interrupt;
     wm_model *model = NULL;
     wm_status st = api->model_load(&mp, &model);
     if (st != WM_OK)
@@ -469,7 +449,7 @@ int main(int argc, char **argv) {
     sp.seed = o.seed;
     sp.window_frames = o.window;
     sp.sink_frames = o.sinks;
-    sp.abort_cb = on_abort;
+    sp.abort_cb = wm_host_abort_on_interrupt;
     for (int k = 0; k < o.n_accel; k++) {
         int j = o.accel_argi[k];
         wm_accel_parse_arg(o.argc, o.argv, &j, &sp.accel); /* checked in parse_args */
@@ -568,7 +548,7 @@ int main(int argc, char **argv) {
     /* accelerations, summed over chunks for the summary */
     double sum_sa = 0, sum_ca = 0, sum_sa_recall = 0, sum_ca_recall = 0;
     long long n_sa_recall = 0, n_ca_recall = 0;
-    const double t0 = now_s();
+    const double t0 = wm_host_now_s();
     progress(&o, 0, o.frames, 0, 0, 0);
     while (done_frames < o.frames) {
         /* actions of every frame the next chunk produces */
@@ -584,7 +564,7 @@ int main(int argc, char **argv) {
         }
         int n = 0;
         st = api->session_generate(session, &n);
-        if (st == WM_ERR_ABORTED && g_interrupted) {
+        if (st == WM_ERR_ABORTED && wm_host_interrupted()) {
             if (!o.quiet) fputc('\n', stderr);
             ret = wm_cli_runtime_error("interrupted after %lld frames", done_frames);
             goto done;
@@ -642,10 +622,10 @@ int main(int argc, char **argv) {
             ret = wm_cli_runtime_error("chunk %lld produced no frame", n_chunks - 1);
             goto done;
         }
-        progress(&o, done_frames, o.frames, n_timed ? chunk_ms[n_timed - 1] : 0, now_s() - t0,
+        progress(&o, done_frames, o.frames, n_timed ? chunk_ms[n_timed - 1] : 0, wm_host_now_s() - t0,
                  done_frames >= o.frames);
     }
-    const double wall = now_s() - t0;
+    const double wall = wm_host_now_s() - t0;
 
     if (!o.quiet && n_timed > 0) {
         double mean = 0, mean_dit = 0, mean_dec = 0;
