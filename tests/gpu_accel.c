@@ -63,25 +63,8 @@ static float *proj_quant(int rows, int D) {
     for (size_t i = 0; i < (size_t)rows * D; i++) p[i] = fminf(32.0f, fmaxf(-32.0f, roundf(normal() * 8.0f))) / 8.0f;
     return p;
 }
-static float bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static void to_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
-}
-static size_t count_bit_diffs(const float *a, const float *b, size_t n) {
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += memcmp(a + i, b + i, sizeof(float)) != 0;
-    return bad;
-}
-static void check_exact(const char *what, const float *got, const float *ref, size_t n) {
-    size_t bad = count_bit_diffs(got, ref, n);
-    printf("%-28s n=%-8zu bit-identical: %s (%zu differ)\n", what, n, bad ? "MISMATCH" : "ok", bad);
-    if (bad) wm_test_failures++;
+    for (size_t i = 0; i < n; i++) x[i] = wm_test_bf16_round(x[i]);
 }
 static void check_failure(const char *what) {
     wm_status st = wm_take_failure();
@@ -138,15 +121,15 @@ static void test_match_plane(void) {
 
     /* load / read: what kv_load_match stores is the bf16 rounding of the host values */
     float *h = host_randn((size_t)50 * dim, 0.03f), *hr = malloc((size_t)50 * dim * sizeof(float));
-    for (size_t i = 0; i < (size_t)50 * dim; i++) hr[i] = bf16_round(h[i]);
+    for (size_t i = 0; i < (size_t)50 * dim; i++) hr[i] = wm_test_bf16_round(h[i]);
     gpu->kv_load_match(gpu, kg, h, 520, 50);
     gpu->kv_read_match(gpu, kg, rg, 520, 50);
-    check_exact("kv_load_match/read_match", rg, hr, (size_t)50 * dim);
+    wm_test_check_exact("kv_load_match/read_match", rg, hr, (size_t)50 * dim);
     /* a new store that only gets kv_load_match has a plane too */
     wm_kv *k2 = gpu->kv_new(gpu, 64, dim);
     gpu->kv_load_match(gpu, k2, h, 3, 50);
     gpu->kv_read_match(gpu, k2, rg, 3, 50);
-    check_exact("kv_load_match (new plane)", rg, hr, (size_t)50 * dim);
+    wm_test_check_exact("kv_load_match (new plane)", rg, hr, (size_t)50 * dim);
     gpu->kv_free(gpu, k2);
 
     /* kv_move carries the plane */
@@ -155,7 +138,7 @@ static void test_match_plane(void) {
     gpu->kv_move(gpu, kg, 10, 200, 300);
     gpu->kv_read_match(gpu, kg, rg, 0, rows);
     memmove(before + (size_t)10 * dim, before + (size_t)200 * dim, (size_t)300 * dim * sizeof(float));
-    check_exact("kv_move (match plane)", rg, before, n);
+    wm_test_check_exact("kv_move (match plane)", rg, before, n);
 
     check_failure("match plane");
     cpu->kv_free(cpu, kc), gpu->kv_free(gpu, kg);
@@ -275,7 +258,7 @@ static void test_merge_compact(void) {
     cpu->kv_read(cpu, kc, kcr, vcr, 0, rows);
     gpu->kv_read(gpu, kg, kgr, vgr, 0, rows);
     wm_test_compare("kv_merge (v)", vgr, vcr, n, 1e-2f, 8e-3f);
-    check_exact("kv_merge (k unchanged)", kgr, k, n);
+    wm_test_check_exact("kv_merge (k unchanged)", kgr, k, n);
 
     /* compact: the first 20 rows stay, then about 60% of the rest */
     int64_t *keep = malloc(rows * 8), nk = 0;
@@ -296,18 +279,18 @@ static void test_merge_compact(void) {
     const size_t nn = (size_t)nk * dim;
     cpu->kv_read(cpu, kc, kcr, vcr, 0, nk);
     gpu->kv_read(gpu, kg, kgr, vgr, 0, nk);
-    check_exact("kv_compact (k)", kgr, kexp, nn);
-    check_exact("kv_compact (v)", vgr, vexp, nn);
-    check_exact("kv_compact (k) vs cpu", kgr, kcr, nn);
+    wm_test_check_exact("kv_compact (k)", kgr, kexp, nn);
+    wm_test_check_exact("kv_compact (v)", vgr, vexp, nn);
+    wm_test_check_exact("kv_compact (k) vs cpu", kgr, kcr, nn);
     wm_test_compare("kv_compact (v) vs cpu", vgr, vcr, nn, 1e-2f, 8e-3f);
     cpu->kv_read_match(cpu, kc, mc, 0, nk);
     gpu->kv_read_match(gpu, kg, mg, 0, nk);
-    check_exact("kv_compact (match)", mg, mexp, nn);
+    wm_test_check_exact("kv_compact (match)", mg, mexp, nn);
     wm_test_compare("kv_compact (match) vs cpu", mg, mc, nn, 4e-4f, 8e-3f);
     cpu->kv_get_bias(cpu, kc, bc, 0, nk);
     gpu->kv_get_bias(gpu, kg, bgp, 0, nk);
-    check_exact("kv_compact (bias)", bgp, bexp, (size_t)nk);
-    check_exact("kv_compact (bias) vs cpu", bgp, bc, (size_t)nk);
+    wm_test_check_exact("kv_compact (bias)", bgp, bexp, (size_t)nk);
+    wm_test_check_exact("kv_compact (bias) vs cpu", bgp, bc, (size_t)nk);
 
     /* a block shift: rows 300.. -> 0.. (every destination overlaps a source) */
     int64_t nk2 = nk - 100;
@@ -315,7 +298,7 @@ static void test_merge_compact(void) {
     for (int64_t i = 0; i < nk2; i++) memcpy(kexp + i * dim, kgr + (100 + i) * dim, (size_t)dim * 4);
     gpu->kv_compact(gpu, kg, keep, nk2);
     gpu->kv_read(gpu, kg, kgr, vgr, 0, nk2);
-    check_exact("kv_compact shift (k)", kgr, kexp, (size_t)nk2 * dim);
+    wm_test_check_exact("kv_compact shift (k)", kgr, kexp, (size_t)nk2 * dim);
 
     check_failure("merge/compact");
     cpu->kv_free(cpu, kc), gpu->kv_free(gpu, kg);
@@ -463,7 +446,7 @@ static void check_annsa_identity(int Mq, int64_t n_cache, int H, int D, int with
     char name[128];
     snprintf(name, sizeof name, "annsa 1 bucket = attention D=%d Mq=%d nc=%lld%s", D, Mq, (long long)n_cache,
              with_bias ? " +b" : "");
-    check_exact(name, r2, r1, nq);
+    wm_test_check_exact(name, r2, r1, nq);
     printf("  density %.0f/%.0f\n", cnt[0], cnt[1]);
     CHECK(cnt[0] == cnt[1] && cnt[1] == (double)H * ((Mq + 127) / 128) * ((n_cache + Mq + 127) / 128));
     check_failure(name);

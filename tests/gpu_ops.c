@@ -40,31 +40,12 @@ static float *host_copy(const float *x, size_t n) {
     memcpy(h, x, n * sizeof(float));
     return h;
 }
-/* round to bf16, nearest even (the device's __float2bfloat16_rn on finite values) */
-static float bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static float *host_bf16(const float *x, size_t n) {
     float *h = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) h[i] = bf16_round(x[i]);
+    for (size_t i = 0; i < n; i++) h[i] = wm_test_bf16_round(x[i]);
     return h;
 }
 
-/* number of elements whose bits differ */
-static size_t count_bit_diffs(const float *a, const float *b, size_t n) {
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += memcmp(a + i, b + i, sizeof(float)) != 0;
-    return bad;
-}
-static void check_exact(const char *what, const float *got, const float *ref, size_t n) {
-    size_t bad = count_bit_diffs(got, ref, n);
-    printf("%-28s n=%-8zu bit-identical: %s (%zu differ)\n", what, n, bad ? "MISMATCH" : "ok", bad);
-    if (bad) wm_test_failures++;
-}
 
 /* Runs a unary in-place op on both backends and compares. */
 static void check_unary(const char *what, size_t n, float scale, float atol, float rtol,
@@ -110,7 +91,7 @@ static void test_memory(void) {
     float *d = wm_test_dev(gpu, h, n);
     CHECK(gpu->bytes_in_use(gpu) >= before + n * sizeof(float));
     float *r = wm_test_get(gpu, d, n);
-    check_exact("upload/download", r, h, n);
+    wm_test_check_exact("upload/download", r, h, n);
     free(r);
 
     /* copy with memmove semantics: disjoint, overlapping forward and backward, near and far */
@@ -131,7 +112,7 @@ static void test_memory(void) {
         float *got = wm_test_get(gpu, d, n);
         char name[64];
         snprintf(name, sizeof name, "copy dst=%zu src=%zu n=%zu", cases[i].dst, cases[i].src, cases[i].len);
-        check_exact(name, got, ref, n);
+        wm_test_check_exact(name, got, ref, n);
         free(ref), free(got);
     }
     gpu->fill(gpu, d + 7, 2.5f, n - 7);
@@ -146,7 +127,7 @@ static void test_memory(void) {
     CHECK(w != NULL);
     if (w) {
         float *wf = wm_test_get(gpu, gpu->weight_f32(gpu, w), 4096);
-        check_exact("weight_f32", wf, h, 4096);
+        wm_test_check_exact("weight_f32", wf, h, 4096);
         free(wf);
         gpu->weight_free(gpu, w);
     }
@@ -293,8 +274,8 @@ static void test_kv(void) {
     gpu->kv_write(gpu, kv, 300, kg + 300 * (size_t)dim, vg + 300 * (size_t)dim, rows - 300);
     float *ko = malloc(n * sizeof(float)), *vo = malloc(n * sizeof(float));
     gpu->kv_read(gpu, kv, ko, vo, 0, rows);
-    check_exact("kv_write/kv_read k (bf16)", ko, kr, n);
-    check_exact("kv_write/kv_read v (bf16)", vo, vr, n);
+    wm_test_check_exact("kv_write/kv_read k (bf16)", ko, kr, n);
+    wm_test_check_exact("kv_write/kv_read v (bf16)", vo, vr, n);
 
     /* eviction-style moves, overlapping both ways, near and far */
     const struct {
@@ -306,16 +287,16 @@ static void test_kv(void) {
         memmove(vr + moves[i].dst * dim, vr + moves[i].src * dim, (size_t)moves[i].len * dim * sizeof(float));
     }
     gpu->kv_read(gpu, kv, ko, vo, 0, rows);
-    check_exact("kv_move x4 (k)", ko, kr, n);
-    check_exact("kv_move x4 (v)", vo, vr, n);
+    wm_test_check_exact("kv_move x4 (k)", ko, kr, n);
+    wm_test_check_exact("kv_move x4 (v)", vo, vr, n);
 
     /* snapshot restore: kv_load of fp32 rows = kv_write of them */
     float *k2 = host_randn(200 * (size_t)dim, 2.0f, 0.0f), *v2 = host_randn(200 * (size_t)dim, 2.0f, 0.0f);
     gpu->kv_load(gpu, kv, k2, v2, 123, 200);
     float *k2r = host_bf16(k2, 200 * (size_t)dim), *v2r = host_bf16(v2, 200 * (size_t)dim);
     gpu->kv_read(gpu, kv, ko, vo, 123, 200);
-    check_exact("kv_load/kv_read (k)", ko, k2r, 200 * (size_t)dim);
-    check_exact("kv_load/kv_read (v)", vo, v2r, 200 * (size_t)dim);
+    wm_test_check_exact("kv_load/kv_read (k)", ko, k2r, 200 * (size_t)dim);
+    wm_test_check_exact("kv_load/kv_read (v)", vo, v2r, 200 * (size_t)dim);
 
     gpu->kv_free(gpu, kv);
     gpu->free(gpu, kg), gpu->free(gpu, vg);
@@ -363,7 +344,7 @@ static void check_attention(int Mq, int64_t n_rows, int H, int D) {
     wm_test_compare(name, naive, ref, nq, 2e-2f, 2e-2f);
     wm_test_compare("  same bf16 k, v", naive, ref_kv, nq, 1e-4f, 1e-4f);
     /* the flash kernel rounds q and P to bf16, so identical bits mean it was not used */
-    printf("  default path %s\n", count_bit_diffs(got, naive, nq) ? "differs from naive (flash kernel ran)"
+    printf("  default path %s\n", wm_test_bit_diffs(got, naive, nq) ? "differs from naive (flash kernel ran)"
                                                                   : "is the naive kernel (no flash)");
     free(naive);
     free(q), free(k), free(v), free(qr), free(kr), free(vr), free(ref), free(ref_kv), free(ref_qkv),
@@ -380,14 +361,14 @@ static void test_patchify(void) {
     cpu->patchify(cpu, pc, lc, F, C, Hh, Ww, ph, pw);
     gpu->patchify(gpu, pg, lg, F, C, Hh, Ww, ph, pw);
     float *rc = wm_test_get(cpu, pc, n), *rg = wm_test_get(gpu, pg, n);
-    check_exact("patchify 3x16x60x104", rg, rc, n);
+    wm_test_check_exact("patchify 3x16x60x104", rg, rc, n);
     free(rc), free(rg);
     /* unpatchify of random tokens */
     cpu->upload(cpu, pc, lat, n), gpu->upload(gpu, pg, lat, n);
     cpu->unpatchify(cpu, lc, pc, F, C, Hh, Ww, ph, pw);
     gpu->unpatchify(gpu, lg, pg, F, C, Hh, Ww, ph, pw);
     rc = wm_test_get(cpu, lc, n), rg = wm_test_get(gpu, lg, n);
-    check_exact("unpatchify", rg, rc, n);
+    wm_test_check_exact("unpatchify", rg, rc, n);
     free(rc), free(rg);
     cpu->free(cpu, lc), cpu->free(cpu, pc), gpu->free(gpu, lg), gpu->free(gpu, pg);
     free(lat);
@@ -414,7 +395,7 @@ static void check_noise(size_t n, uint64_t seed, uint64_t stream) {
     char name[96];
     snprintf(name, sizeof name, "noise seed=%llx s=%llu", (unsigned long long)seed,
              (unsigned long long)stream);
-    check_exact(name, rg, rc, n);
+    wm_test_check_exact(name, rg, rc, n);
     cpu->free(cpu, dc), gpu->free(gpu, dg);
     free(rc), free(rg);
 }
@@ -468,7 +449,7 @@ static void test_decoder_ops(void) {
     cpu->upsample2x(cpu, yc, xc, C, H, W);
     gpu->upsample2x(gpu, yg, xg, C, H, W);
     float *rc = wm_test_get(cpu, yc, 4 * n), *rg = wm_test_get(gpu, yg, 4 * n);
-    check_exact("upsample2x", rg, rc, 4 * n);
+    wm_test_check_exact("upsample2x", rg, rc, 4 * n);
     free(rc), free(rg);
 
     /* to_rgb8 of [3, 2H, 2W] in [-0.2, 1.2] with exact half-way values, into a padded pitch */

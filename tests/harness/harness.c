@@ -4,7 +4,9 @@
 #include "backend.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 int wm_test_failures = 0;
 
@@ -28,6 +30,27 @@ int wm_test_compare(const char *what, const float *got, const float *ref, size_t
     printf(" ]\n");
     if (bad) wm_test_failures++;
     return bad == 0;
+}
+
+size_t wm_test_bit_diffs(const float *a, const float *b, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += memcmp(a + i, b + i, sizeof(float)) != 0;
+    return bad;
+}
+
+int wm_test_check_exact(const char *what, const float *got, const float *ref, size_t n) {
+    const size_t bad = wm_test_bit_diffs(got, ref, n);
+    printf("%-28s n=%-8zu bit-identical: %s (%zu differ)\n", what, n, bad ? "MISMATCH" : "ok", bad);
+    if (bad) wm_test_failures++;
+    return bad == 0;
+}
+
+float wm_test_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 int wm_test_finish(const char *name) {

@@ -28,6 +28,11 @@ extern int wm_test_failures;
 
 /* Compares n floats; returns 1 when all |a-b| <= atol + rtol*|ref|. Prints a summary line. */
 int wm_test_compare(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol);
+/* Elements of a and b whose bits differ; and the check that none do (prints a summary line). */
+size_t wm_test_bit_diffs(const float *a, const float *b, size_t n);
+int wm_test_check_exact(const char *what, const float *got, const float *ref, size_t n);
+/* f rounded to bf16, nearest even (the device's __float2bfloat16_rn on finite values) */
+float wm_test_bf16_round(float f);
 /* max |x| over n floats */
 float wm_test_max_abs(const float *x, size_t n);
 /* Exit code for main: prints PASS/FAIL. */
