@@ -4,7 +4,6 @@
 #include "harness.h"
 #include "wm.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +48,8 @@ static int rollout(int backend, uint8_t **frames_out, wm_model_info *info_out) {
 }
 
 int main(void) {
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    wm_get_api_fn get = so ? (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL) : NULL;
-    api = get ? get(WM_API_VERSION) : NULL;
-    if (!api) { fprintf(stderr, "cannot load the plugin\n"); return 1; }
+    api = wm_test_plugin_api();
+    if (!api) return 1;
     uint8_t *gpu = NULL, *cpu = NULL;
     wm_model_info info;
     int r = rollout(WM_BACKEND_CUDA, &gpu, &info);

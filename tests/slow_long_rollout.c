@@ -6,12 +6,10 @@
 #include "harness.h"
 #include "wm.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define FRAMES 5000
 
@@ -71,15 +69,10 @@ static void rollout(const wm_api *api, wm_model *m, int accel, const char *what)
 }
 
 int main(void) {
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    wm_get_api_fn get = so ? (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL) : NULL;
-    const wm_api *api = get ? get(WM_API_VERSION) : NULL;
+    const wm_api *api = wm_test_plugin_api();
     if (!api) return 1;
-    char dir[512], path[600];
-    snprintf(dir, sizeof dir, "%s/slow_long_rollout_model", WM_BINARY_DIR);
-    mkdir(dir, 0755);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    wm_test_write_file(path, config_json, strlen(config_json));
+    char path[600];
+    if (!wm_test_write_config("slow_long_rollout_model", config_json, path, sizeof path)) return 1;
     wm_model_params mp;
     api->model_params_init(&mp);
     mp.path = path;

@@ -10,12 +10,10 @@
 #include "harness.h"
 #include "wm.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const wm_api *api;
 static int backend = WM_BACKEND_CPU;
@@ -28,11 +26,8 @@ static const char *config_json =
     " \"sink_size\": 2, \"max_cache_frames\": 64}\n";
 
 static wm_model *load_model(void) {
-    char dir[512], path[600];
-    snprintf(dir, sizeof dir, "%s/test_accel_model", WM_BINARY_DIR);
-    mkdir(dir, 0755);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    wm_test_write_file(path, config_json, strlen(config_json));
+    char path[600];
+    if (!wm_test_write_config("test_accel_model", config_json, path, sizeof path)) return NULL;
     wm_model_params mp;
     api->model_params_init(&mp);
     mp.path = path;
@@ -223,9 +218,7 @@ static void test_live(wm_model *m, size_t chunk) {
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--backend") && i + 1 < argc && !strcmp(argv[++i], "cuda")) backend = WM_BACKEND_CUDA;
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    wm_get_api_fn get = so ? (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL) : NULL;
-    api = get ? get(WM_API_VERSION) : NULL;
+    api = wm_test_plugin_api();
     if (!api) return 1;
     wm_model *m = load_model();
     if (!m) {

@@ -11,7 +11,6 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,11 +274,8 @@ int main(int argc, char **argv) {
         g_rel_tol = 3e-2f; /* bf16 GEMM inputs and K/V: ~3 significant digits, over several chunks */
         g_rgb_tol = 8.0;
     }
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
-    wm_get_api_fn get = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);
-    api = get ? get(WM_API_VERSION) : NULL;
-    if (!api) { fprintf(stderr, "no api\n"); return 1; }
+    api = wm_test_plugin_api();
+    if (!api) return 1;
 
     const char *root = WM_SOURCE_DIR "/tests/golden";
     DIR *d = opendir(root);

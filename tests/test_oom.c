@@ -3,13 +3,10 @@
 #include "harness.h"
 #include "wm.h"
 
-#include <dlfcn.h>
 #include <string.h>
 
 int main(void) {
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    wm_get_api_fn get = so ? (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL) : NULL;
-    const wm_api *api = get ? get(WM_API_VERSION) : NULL;
+    const wm_api *api = wm_test_plugin_api();
     if (!api) return 1;
     wm_model_params mp;
     api->model_params_init(&mp);

@@ -4,7 +4,6 @@
 #include "harness.h"
 #include "wm.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +21,7 @@ static wm_session *open_session(wm_model *m) {
 }
 
 int main(void) {
-    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    wm_get_api_fn get = so ? (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL) : NULL;
-    api = get ? get(WM_API_VERSION) : NULL;
+    api = wm_test_plugin_api();
     if (!api) return 1;
     wm_model_params mp;
     api->model_params_init(&mp);

@@ -2,6 +2,10 @@
 #include "harness.h"
 
 #include "backend.h"
+#include "wm.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -101,4 +105,28 @@ float *wm_test_get(wm_backend *be, const float *dev, size_t n) {
     }
     if (n) be->download(be, h, dev, n);
     return h;
+}
+
+const wm_api *wm_test_plugin_api(void) {
+    void *so = dlopen(WM_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (!so) {
+        fprintf(stderr, "dlopen %s: %s\n", WM_PLUGIN_PATH, dlerror());
+        return NULL;
+    }
+    wm_get_api_fn get = (wm_get_api_fn)dlsym(so, WM_GET_API_SYMBOL);
+    const wm_api *api = get ? get(WM_API_VERSION) : NULL;
+    if (!api) fprintf(stderr, "%s: no wm API table of version %u\n", WM_PLUGIN_PATH, WM_API_VERSION);
+    return api;
+}
+
+int wm_test_write_config(const char *name, const char *json, char *path, size_t size) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", WM_BINARY_DIR, name);
+    mkdir(dir, 0755);
+    snprintf(path, size, "%s/config.json", dir);
+    if (!wm_test_write_file(path, json, strlen(json))) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return 0;
+    }
+    return 1;
 }

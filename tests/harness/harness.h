@@ -43,6 +43,13 @@ int wm_test_write_file(const char *path, const void *data, size_t size);
 
 const char *wm_get_error(void);
 
+/* The built plugin's API table (dlopen of WM_PLUGIN_PATH); NULL with the reason on stderr. */
+struct wm_api;
+const struct wm_api *wm_test_plugin_api(void);
+/* Writes a model config into WM_BINARY_DIR/<name>/config.json (for random-weight models); path gets
+ * the file's path. Returns 1, or 0 with the reason on stderr. */
+int wm_test_write_config(const char *name, const char *json, char *path, size_t size);
+
 /* Backend memory for tests (the gpu_* tests compare backends): n floats allocated on be and, when
  * host is not NULL, filled from it (exits with the backend's message when the allocation fails);
  * and a malloc'ed host copy of n floats of backend memory. Both take n = 0. */
