@@ -276,6 +276,15 @@ static void annsa_mask(const void *ctxp, int h, int i, float *row, int Mk) {
         if (!a[kb[j]]) row[j] = -INFINITY;
 }
 
+/* Buckets of nk key rows and Mq query rows, every head (H per row); notes a failure and returns 0. */
+static int hash_keys_queries(const wm_lsh *lsh, const float *k, int64_t nk, const float *q, int Mq, int H, int D,
+                             uint8_t *kbk, uint8_t *qbk) {
+    wm_status st = wm_cpu_lsh_buckets(lsh, nk * H, k, D, kbk);
+    if (st == WM_OK) st = wm_cpu_lsh_buckets(lsh, (int64_t)Mq * H, q, D, qbk);
+    if (st != WM_OK) wm_note_failure(st);
+    return st == WM_OK;
+}
+
 void wm_cpu_attention_annsa(wm_backend *be, float *out, const float *q, const wm_kv *kv, int64_t n_cache,
                             int Mq, int H, int D, float scale, const wm_lsh *lsh) {
     if (Mq <= 0) return;
@@ -292,7 +301,6 @@ void wm_cpu_attention_annsa(wm_backend *be, float *out, const float *q, const wm
     const int n_qb = (Mq + B - 1) / B, n_kb = (n_rows + B - 1) / B;
     /* buckets of every head vector: rows of H*D are H contiguous head vectors of D */
     uint8_t *kbk = malloc((size_t)(nc > 0 ? nc : 1) * H * T), *qbk = malloc((size_t)Mq * H * T);
-    wm_status st = WM_OK;
     int32_t *kblk = malloc((size_t)H * n_rows * sizeof(int32_t)),
             *qblk = malloc((size_t)H * Mq * sizeof(int32_t));
     uint8_t *att = calloc((size_t)H * n_qb * n_kb, 1);
@@ -302,12 +310,7 @@ void wm_cpu_attention_annsa(wm_backend *be, float *out, const float *q, const wm
             wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory in attention_annsa (%d rows)", n_rows));
         goto done;
     }
-    st = wm_cpu_lsh_buckets(lsh, (int64_t)nc * H, kv->k, D, kbk);
-    if (st == WM_OK) st = wm_cpu_lsh_buckets(lsh, (int64_t)Mq * H, q, D, qbk);
-    if (st != WM_OK) {
-        wm_note_failure(st);
-        goto done;
-    }
+    if (!hash_keys_queries(lsh, kv->k, nc, q, Mq, H, D, kbk, qbk)) goto done;
     double attended = 0;
     for (int h = 0; h < H; h++) {
         int32_t *kb = kblk + (size_t)h * n_rows, *qb = qblk + (size_t)h * Mq;
@@ -364,18 +367,12 @@ void wm_cpu_attention_annca(wm_backend *be, float *out, const float *q, const wm
     }
     const int T = lsh->tables, nr = (int)n_rows, G = (Mq + group - 1) / group;
     uint8_t *kbk = malloc((size_t)(nr > 0 ? nr : 1) * H * T), *qbk = malloc((size_t)Mq * H * T);
-    wm_status st = WM_OK;
     uint8_t *sel = malloc((size_t)G * H * (nr > 0 ? nr : 1));
     if (!kbk || !qbk || !sel) {
         wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory in attention_annca (%d rows)", nr));
         goto done;
     }
-    st = wm_cpu_lsh_buckets(lsh, (int64_t)nr * H, kv->k, D, kbk);
-    if (st == WM_OK) st = wm_cpu_lsh_buckets(lsh, (int64_t)Mq * H, q, D, qbk);
-    if (st != WM_OK) {
-        wm_note_failure(st);
-        goto done;
-    }
+    if (!hash_keys_queries(lsh, kv->k, nr, q, Mq, H, D, kbk, qbk)) goto done;
     double selected = 0;
     for (int g = 0; g < G; g++)
         for (int h = 0; h < H; h++) {
