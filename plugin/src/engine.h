@@ -103,7 +103,8 @@ float wm_sampler_sigma(const wm_config *c, float t);
 /* Denoises the next chunk and commits its K/V. x0 of the chunk ends in s->x0. */
 wm_status wm_sampler_chunk(wm_session *s);
 /* The cache pass over the chunk's clean latents in s->x0 (actions: per-frame vectors or NULL), then
- * the commit and eviction. The last step of wm_sampler_chunk, and all of a context prefill. */
+ * the commit and eviction; the latents' host copy goes to s->latents_host. The last step of
+ * wm_sampler_chunk, and all of a context prefill. */
 wm_status wm_sampler_commit(wm_session *s, const float *actions);
 /* Per-latent-frame action vectors of the next chunk from the queue (not consumed). */
 void wm_sampler_chunk_actions(const wm_session *s, float *out, int F);

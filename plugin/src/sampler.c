@@ -150,7 +150,8 @@ static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions)
     return wm_cache_commit(&s->cache, frame0);
 }
 
-/* Keeps the chunk just committed (clean latents in s->x0, its actions) for a later re-cache. */
+/* Keeps the chunk just committed (its clean latents, already in s->latents_host, and its actions) for
+ * a later re-cache. */
 static void recache_keep(wm_session *s, const float *actions) {
     const wm_config *c = &s->m->cfg;
     const int F = c->num_frame_per_block, A = wm_config_action_dim(c) > 0 ? wm_config_action_dim(c) : 1;
@@ -162,7 +163,7 @@ static void recache_keep(wm_session *s, const float *actions) {
         s->recache_n--;
     }
     const int i = s->recache_n++;
-    s->m->be->download(s->m->be, s->recache_lat + (size_t)i * nl, s->x0, nl);
+    memcpy(s->recache_lat + (size_t)i * nl, s->latents_host, nl * sizeof(float));
     if (actions && wm_config_action_dim(c) > 0) memcpy(s->recache_act + (size_t)i * na, actions, na * sizeof(float));
     else memset(s->recache_act + (size_t)i * na, 0, na * sizeof(float));
     s->recache_frame0[i] = s->next_latent;
@@ -192,6 +193,8 @@ wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     const int F = s->m->cfg.num_frame_per_block;
     wm_status fail = cache_pass(s, s->next_latent, actions);
     if (fail != WM_OK) return fail;
+    const wm_config *c = &s->m->cfg;
+    s->m->be->download(s->m->be, s->latents_host, s->x0, (size_t)F * c->in_dim * c->latent_height * c->latent_width);
     if (s->recache_chunks) recache_keep(s, actions);
     s->next_latent += F;
     s->chunks++;

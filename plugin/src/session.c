@@ -240,12 +240,11 @@ static int decode_chunk(wm_session *s) {
     return k;
 }
 
-/* After a chunk's latents sit committed in s->x0: keep a host copy, consume the chunk's queued actions,
- * decode its frames, update the stats. t0..t1 was the DiT part. */
+/* After a chunk's latents sit committed in s->x0 (and their host copy in s->latents_host): consume the
+ * chunk's queued actions, decode its frames, update the stats. t0..t1 was the DiT part. */
 static wm_status finish_chunk(wm_session *s, int64_t frame0, double t0, double t1, int *n_frames) {
     const wm_config *c = &s->m->cfg;
     wm_backend *be = s->m->be;
-    be->download(be, s->latents_host, s->x0, latent_floats(c));
     s->latents_frames = c->num_frame_per_block;
     /* video frames this chunk covers; consume their queued actions */
     int64_t vf = 0;
