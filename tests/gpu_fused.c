@@ -2,8 +2,9 @@
  * the CUDA backend against their definitions (fused_ref.c), run on the CPU backend and on the CUDA
  * backend itself (the unfused ops), with tolerances fit for bf16: the fused ops also round their GEMM
  * outputs to bf16. The recall probe's hook must see the same queries. Then, at Wan2.1-1.3B shapes,
- * each fused op is timed against its unfused composition in the same run. Exit 77 without a CUDA
- * device. */
+ * each fused op is timed against its unfused composition in the same run, and the GEMMs of one DiT
+ * block (fused_cuda.c's wm_cu_gemm calls) alone, with gemm.c's algorithm tuning off and on. Exit 77
+ * without a CUDA device. */
 #include "backend.h"
 #include "common.h"
 #include "fused_ref.h"
@@ -14,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef WM_HAVE_CUDA
+#include "cuda/cuda_backend.h" /* wm_cu_gemm, wm_cu_gemm_set_tuning: the GEMM timing below */
+#endif
 
 static wm_backend *cpu, *gpu;
 
@@ -255,6 +260,92 @@ static double time_op(layer_dev *d, const layer_data *L, int op, int fused) {
     return (wm_now_ms() - t0) / iters;
 }
 
+#ifdef WM_HAVE_CUDA
+/* Dense bf16 tensor peak (fp32 accumulation) by device name; 0: not known. */
+static double peak_tflops(const char *device) {
+    static const struct {
+        const char *name;
+        double tflops;
+    } peaks[] = {{"H100 80GB HBM3", 989.0}, {"H200", 989.0}};
+    for (size_t i = 0; i < sizeof peaks / sizeof peaks[0]; i++)
+        if (strstr(device, peaks[i].name)) return peaks[i].tflops;
+    return 0.0;
+}
+
+/* The GEMMs one DiT block's forward makes through wm_cu_gemm in the fused path (fused_cuda.c; the
+ * cross-attention's K/V come from the cached prompt), each timed alone with events on the backend's
+ * stream, with gemm.c's tuning of cuBLASLt algorithms off, then on, in this one run. Random bf16
+ * operands; one x, W and bias buffer, large enough for every shape, serves all. Informational, except
+ * that a failing GEMM counts as a failure. */
+static void time_block_gemms(int M, int C, int Ffn) {
+    const struct {
+        const char *name;
+        int K, N, y_bf16, accumulate;
+    } g[] = {
+        {"self-attn q|k|v", C, 3 * C, 1, 0},      {"self-attn out", C, C, 1, 0}, {"cross-attn q", C, C, 1, 0},
+        {"cross-attn out (fp32 +=)", C, C, 0, 1}, {"ffn up", C, Ffn, 1, 0},      {"ffn down", Ffn, C, 1, 0},
+    };
+    const int n_g = (int)(sizeof g / sizeof g[0]), reps = 50;
+    cuda_impl *c = cuda_of(gpu);
+    float *hx = randn((size_t)M * Ffn, 1.0f, 0.0f),
+          *hw = randn((size_t)Ffn * C, 1.0f / sqrtf((float)C), 0.0f);
+    float *hb = randn((size_t)Ffn, 0.1f, 0.0f);
+    wm_weight *x = gpu->weight_new(gpu, hx, (size_t)M * Ffn), *w = gpu->weight_new(gpu, hw, (size_t)Ffn * C);
+    wm_weight *b = gpu->weight_new(gpu, hb, (size_t)Ffn);
+    float *y = wm_test_dev(gpu, NULL, (size_t)M * Ffn); /* fp32 [M, C] or bf16 [M, N <= Ffn] */
+    free(hx), free(hw), free(hb);
+    cudaEvent_t e0, e1;
+    if (!x || !w || !b || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
+        cudaMemsetAsync(y, 0, (size_t)M * Ffn * sizeof(float), c->stream) != cudaSuccess) {
+        printf("time gemms of a block: setup failed: %s\n", wm_get_error());
+        wm_test_failures++;
+        return;
+    }
+    const double peak = peak_tflops(gpu->device_name);
+    for (int tune = 0; tune < 2; tune++) {
+        wm_cu_gemm_set_tuning(c, tune);
+        double sum_ms = 0, sum_flop = 0;
+        for (int i = 0; i < n_g; i++) {
+            const int K = g[i].K, N = g[i].N;
+            const void *bias = g[i].y_bf16 ? (const void *)b->bf16 : (const void *)b->f32;
+            int ok = 1;
+            gpu->sync(gpu);
+            const double t0 = wm_now_ms(); /* the first call builds the plan (and tunes it) */
+            for (int r = 0; r < 3; r++)
+                ok = ok && wm_cu_gemm(c, y, g[i].y_bf16, g[i].accumulate, x->bf16, w->bf16, bias, M, K, N);
+            gpu->sync(gpu);
+            const double first_ms = wm_now_ms() - t0;
+            float ms = 0;
+            cudaEventRecord(e0, c->stream);
+            for (int r = 0; r < reps; r++)
+                ok = ok && wm_cu_gemm(c, y, g[i].y_bf16, g[i].accumulate, x->bf16, w->bf16, bias, M, K, N);
+            cudaEventRecord(e1, c->stream);
+            if (!ok || cudaEventSynchronize(e1) != cudaSuccess ||
+                cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+                printf("time gemm %-24s FAILED: %s\n", g[i].name, wm_get_error());
+                wm_test_failures++;
+                continue;
+            }
+            const double t = ms / reps, flop = 2.0 * M * K * N;
+            sum_ms += t, sum_flop += flop;
+            printf(
+                "time gemm %-24s tuning %-3s M=%d K=%-4d N=%-4d %7.3f ms %6.1f TFLOP/s (first 3: %.1f ms)\n",
+                g[i].name, tune ? "on" : "off", M, K, N, t, flop / t * 1e-9, first_ms);
+        }
+        const double tflops = sum_ms > 0 ? sum_flop / sum_ms * 1e-9 : 0.0;
+        if (peak > 0)
+            printf("time gemms of a block, tuning %s: %.3f ms, %.1f TFLOP/s = %.1f%% of %.0f TFLOP/s (%s)\n",
+                   tune ? "on" : "off", sum_ms, tflops, 100.0 * tflops / peak, peak, gpu->device_name);
+        else
+            printf("time gemms of a block, tuning %s: %.3f ms, %.1f TFLOP/s (peak of %s unknown)\n",
+                   tune ? "on" : "off", sum_ms, tflops, gpu->device_name);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    gpu->free(gpu, y);
+    gpu->weight_free(gpu, x), gpu->weight_free(gpu, w), gpu->weight_free(gpu, b);
+}
+#endif
+
 int main(int argc, char **argv) {
     const int timings = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
     gpu = wm_backend_cuda_new();
@@ -294,6 +385,9 @@ int main(int argc, char **argv) {
                "unfused %.3f ms; x30 layers x5 forwards: %.1f ms saved per chunk\n",
                (long long)(KV_ROW0 + L.M), sum_f, sum_u, (sum_u - sum_f) * 150);
         dev_free(&d);
+#ifdef WM_HAVE_CUDA
+        time_block_gemms(L.M, L.C, L.Ffn);
+#endif
         data_free(&L);
     }
     gpu->destroy(gpu);
