@@ -5,7 +5,8 @@
  * CPU backend, device memory on CUDA); the model only does pointer arithmetic on them. Weights are
  * opaque `wm_weight` handles, so a backend may keep them in its own format (bf16 on CUDA).
  * Row-major everywhere; "rows" are tokens. All ops are asynchronous with respect to the host on
- * backends that can be; `sync` waits, `download` implies it. */
+ * backends that can be; `sync` waits, `download` implies it. A backend is used by one thread at a
+ * time: the model's backend loads the weights, each session runs on a fork of it (`fork`). */
 #ifndef WM_BACKEND_H
 #define WM_BACKEND_H
 
@@ -114,6 +115,16 @@ struct wm_backend {
     void *impl;
 
     void (*destroy)(wm_backend *be);
+    /* Optional (NULL when a backend keeps no per-caller state): a backend of its own for one session,
+     * so that sessions on different threads never share mutable state (wm.h's thread-safety rule).
+     * A fork shares the device and the weights of `be` (wm_weight handles made by `be` work with it;
+     * the fork must not outlive `be`) and starts as a copy of be's table (so wrappers such as the
+     * profiler's carry over), with its own impl: on CUDA its own stream, cuBLAS/cuBLASLt/cuDNN
+     * handles, GEMM plans, graph state, scratch pool, density counters and allocations. Memory a fork
+     * allocates is freed with the same fork; destroy frees the fork (what it still holds with it).
+     * bytes_in_use of a fork counts its own memory plus that of `be` (the weights). Returns NULL with
+     * the error set on failure. */
+    wm_backend *(*fork)(wm_backend *be);
     /* memory */
     float *(*alloc)(wm_backend *be, size_t n_floats); /* NULL on failure (message set) */
     void (*free)(wm_backend *be, void *p);

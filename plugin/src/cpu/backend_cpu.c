@@ -19,12 +19,24 @@
 #define PAR_MIN 65536
 #define PAR(work) if ((size_t)(work) >= PAR_MIN)
 
+/* The mutable state of a CPU backend: the byte count of its allocations and the density counters.
+ * Nothing else is kept between ops (scratch is malloc'ed per call, OpenBLAS and OpenMP keep their own
+ * per-thread state), so a session's fork (cpu_fork) needs only its own copy of these two to run on
+ * another thread next to other sessions. */
 typedef struct cpu_impl {
-    size_t bytes;             /* activations + weights currently allocated */
+    size_t bytes;             /* activations (+ weights, on the model's backend) currently allocated */
     wm_cpu_lsh_counts counts; /* AnnSA/AnnCA density since the last lsh_take_counts */
+    const struct cpu_impl *parent; /* a fork: the model's backend (its bytes are the weights); else NULL */
 } cpu_impl;
 
 wm_cpu_lsh_counts *wm_cpu_counts(wm_backend *be) { return &((cpu_impl *)be->impl)->counts; }
+
+/* bytes_in_use: a fork's own allocations plus the model backend's (weights, which a fork's session
+ * uses), read-only once sessions exist */
+static size_t cpu_bytes(wm_backend *be) {
+    const cpu_impl *c = be->impl;
+    return c->bytes + (c->parent ? c->parent->bytes : 0);
+}
 
 static float *cpu_alloc(wm_backend *be, size_t n) {
     size_t bytes = (n ? n : 1) * sizeof(float) + 64;
@@ -32,9 +44,9 @@ static float *cpu_alloc(wm_backend *be, size_t n) {
      * killed later when the pages are touched. Refuse what cannot fit next to what we hold. */
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (n > SIZE_MAX / 8 || (pages > 0 && page > 0 &&
-                             bytes + ((cpu_impl *)be->impl)->bytes > (size_t)pages * (size_t)page)) {
+                             bytes + cpu_bytes(be) > (size_t)pages * (size_t)page)) {
         wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory: %zu MB requested, %zu MB held, %zu MB in this machine",
-                     bytes >> 20, ((cpu_impl *)be->impl)->bytes >> 20, ((size_t)pages * (size_t)page) >> 20);
+                     bytes >> 20, cpu_bytes(be) >> 20, ((size_t)pages * (size_t)page) >> 20);
         return NULL;
     }
     size_t *p = malloc(bytes);
@@ -52,7 +64,6 @@ static void cpu_free(wm_backend *be, void *ptr) {
     ((cpu_impl *)be->impl)->bytes -= p[0];
     free(p);
 }
-static size_t cpu_bytes(wm_backend *be) { return ((cpu_impl *)be->impl)->bytes; }
 static void cpu_upload(wm_backend *be, float *d, const float *s, size_t n) { memcpy(d, s, n * sizeof(float)); }
 static void cpu_copy(wm_backend *be, float *d, const float *s, size_t n) { memmove(d, s, n * sizeof(float)); }
 static void cpu_fill(wm_backend *be, float *d, float v, size_t n) {
@@ -333,6 +344,24 @@ static void cpu_destroy(wm_backend *be) {
     free(be);
 }
 
+/* A session's backend: the same ops (be's table, wrappers included) on a cpu_impl of its own. */
+static wm_backend *cpu_fork(wm_backend *be) {
+    wm_backend *f = malloc(sizeof *f);
+    cpu_impl *c = calloc(1, sizeof *c);
+    if (!f || !c) {
+        free(f);
+        free(c);
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory forking the CPU backend");
+        return NULL;
+    }
+    const cpu_impl *p = be->impl;
+    c->parent = p->parent ? p->parent : p;
+    *f = *be;
+    f->impl = c;
+    f->destroy = cpu_destroy;
+    return f;
+}
+
 /* "model name" of /proc/cpuinfo, for benchmark records */
 static void cpu_model_name(char *dst, size_t n) {
     snprintf(dst, n, "CPU");
@@ -369,6 +398,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     cpu_model_name(be->device_name, sizeof be->device_name);
     be->impl = impl;
     be->destroy = cpu_destroy;
+    be->fork = cpu_fork;
     be->alloc = cpu_alloc;
     be->free = cpu_free;
     be->upload = cpu_upload;
