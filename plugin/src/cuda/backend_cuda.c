@@ -1,7 +1,10 @@
 /* backend_cuda.c - the CUDA backend: device memory, weights (fp32 + bf16 copies), the bf16 K/V
  * store, attention (our flash kernel, or the naive one with WM_ATTN=naive), and the wiring of the
  * kernels in kernels/ into the wm_backend table. Everything runs in order on one stream per backend;
- * only download, sync, kv_read, to_rgb8 and the rare allocation paths wait for the device.
+ * only download, sync, kv_read, to_rgb8 and the rare allocation paths wait for the device. The model's
+ * backend loads the weights; each session runs on a fork of it (cu_fork: its own stream, handles,
+ * plans, graphs and scratch pool, the weights shared), so sessions on different threads share no
+ * mutable state but the weights' derived copies, which the root's mutex guards (wm_cu_derive_lock).
  * Matrix products live in gemm.c. */
 #include "attn_naive.cuh"
 #include "common.h"
@@ -69,6 +72,7 @@ static void *dev_malloc(cuda_impl *c, size_t bytes, const char *what) {
     cudaGetLastError();
     cudaStreamSynchronize(c->stream);
     cudaMemPoolTrimTo(c->pool, 0);
+    if (c->root) cudaMemPoolTrimTo(c->root->pool, 0); /* the model's pool: thread-safe, only unused memory goes */
     if (cudaMalloc(&p, bytes ? bytes : 1) == cudaSuccess) return p;
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
@@ -80,6 +84,24 @@ static void *dev_malloc(cuda_impl *c, size_t bytes, const char *what) {
 }
 
 void *wm_cu_malloc(cuda_impl *c, size_t bytes, const char *what) { return dev_malloc(c, bytes, what); }
+
+/* ---- what forks share: the root's weights and their derived copies ---- */
+
+static cuda_impl *root_of(cuda_impl *c) { return c->root ? c->root : c; }
+
+void wm_cu_derive_lock(cuda_impl *c) { pthread_mutex_lock(&root_of(c)->derive); }
+void wm_cu_derive_unlock(cuda_impl *c) { pthread_mutex_unlock(&root_of(c)->derive); }
+
+int wm_cu_derive_publish(cuda_impl *c, wm_weight *w, void *p, size_t bytes) {
+    /* made on c's stream, read next on any session's: complete before anyone sees the pointer */
+    if (!wm_cu_ok(cudaStreamSynchronize(c->stream), "a derived weight copy (sync)")) return 0;
+    w->derived = p;
+    w->derived_bytes = bytes;
+    root_of(c)->bytes += bytes; /* with the weight that owns it (freed by cu_weight_free on the root) */
+    return 1;
+}
+
+cudaStream_t wm_cu_stream(wm_backend *be) { return cuda_of(be)->stream; }
 
 /* ---- memory ---- */
 
@@ -113,11 +135,22 @@ static void cu_free(wm_backend *be, void *p) {
         return;
     }
 }
-static size_t cu_bytes(wm_backend *be) {
-    cuda_impl *c = cuda_of(be);
+/* A backend's own device memory: its allocations, its scratch pool's reserve, its cuBLASLt workspace. */
+static size_t own_bytes(cuda_impl *c, size_t bytes) {
     uint64_t pool = 0;
     cudaMemPoolGetAttribute(c->pool, cudaMemPoolAttrReservedMemCurrent, &pool);
-    return c->bytes + (size_t)pool + CUDA_LT_WORKSPACE;
+    return bytes + (size_t)pool + CUDA_LT_WORKSPACE;
+}
+/* A fork counts its own memory and the model backend's (the weights, which its session uses too), so a
+ * session's stats read "device memory for this model and this session". The root's byte count moves
+ * under its mutex once forks exist (derived copies). */
+static size_t cu_bytes(wm_backend *be) {
+    cuda_impl *c = cuda_of(be), *r = root_of(c);
+    size_t n = c->root ? own_bytes(c, c->bytes) : 0;
+    wm_cu_derive_lock(r);
+    const size_t rb = r->bytes;
+    wm_cu_derive_unlock(r);
+    return n + own_bytes(r, rb);
 }
 
 /* Pageable host memory is staged before cudaMemcpyAsync returns (CUDA's "API synchronization
@@ -216,8 +249,10 @@ static wm_weight *cu_weight_new(wm_backend *be, const float *host, size_t n) {
 }
 static void cu_weight_free(wm_backend *be, wm_weight *w) {
     if (!w) return;
-    cuda_impl *c = cuda_of(be);
+    cuda_impl *c = root_of(cuda_of(be)); /* derived copies were counted on the root */
+    wm_cu_derive_lock(c);
     c->bytes -= (w->n ? w->n : 1) * (sizeof(float) + sizeof(uint16_t)) + w->derived_bytes;
+    wm_cu_derive_unlock(c);
     cudaFree(w->f32);
     cudaFree(w->bf16);
     if (w->derived) cudaFree(w->derived);
@@ -473,19 +508,24 @@ static void impl_free(cuda_impl *c) {
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->blas) cublasDestroy(c->blas);
     if (c->stream) cudaStreamDestroy(c->stream);
+    if (!c->root) pthread_mutex_destroy(&c->derive);
     free(c);
 }
 
+/* The model's backend and a session's fork alike (a fork's weights stay with the root). */
 static void cu_destroy(wm_backend *be) {
     impl_free(cuda_of(be));
     free(be);
 }
 
-/* Opens the current device: stream, cuBLAS handles, scratch pool, cuBLASLt workspace; then runs one
- * tiny kernel, so a device this build has no kernels for is refused here rather than at the first op. */
-static int impl_init(cuda_impl *c) {
-    cudaError_t e;
-    if ((e = cudaGetDevice(&c->device)) != cudaSuccess ||
+/* Opens the current device (root NULL), or a fork of root on root's device: stream, cuBLAS handles,
+ * scratch pool, cuBLASLt workspace, cuDNN; then runs one tiny kernel, so a device this build has no
+ * kernels for is refused here rather than at the first op. */
+static int impl_init(cuda_impl *c, cuda_impl *root) {
+    cudaError_t e = cudaSuccess;
+    c->root = root;
+    if (root) c->device = root->device;
+    if ((!root && (e = cudaGetDevice(&c->device)) != cudaSuccess) ||
         (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         cudaGetLastError();
         wm_set_error(WM_ERR_NO_DEVICE, "CUDA device unusable: %s", cudaGetErrorString(e));
@@ -527,14 +567,52 @@ static int impl_init(cuda_impl *c) {
         return 0;
     }
 #ifdef WM_HAVE_CUDNN
-    /* convolutions through cuDNN unless WM_CONV=im2col; without a usable cuDNN, im2col + cuBLAS */
+    /* convolutions through cuDNN unless WM_CONV=im2col; without a usable cuDNN, im2col + cuBLAS. A
+     * fork follows the root's choice, with a handle on its own stream. */
     const char *conv = getenv("WM_CONV");
-    if (!(conv && strcmp(conv, "im2col") == 0)) c->cudnn = wm_cudnn_new(c->stream);
+    if (root ? root->cudnn != NULL : !(conv && strcmp(conv, "im2col") == 0)) c->cudnn = wm_cudnn_new(c->stream);
 #endif
     wm_cu_graph_init(c);
     const char *attn = getenv("WM_ATTN");
-    c->attn_naive = attn && strcmp(attn, "naive") == 0;
+    c->attn_naive = root ? root->attn_naive : attn && strcmp(attn, "naive") == 0;
+#ifndef WM_NO_FLASH
+    /* the flash kernel caches what the device supports on first use: fill that cache now, on the
+     * loading thread, rather than in a race between sessions' threads */
+    if (!root) (void)wm_flash_attn_has_wgmma();
+#endif
     return 1;
+}
+
+/* backend.h's fork: a session's backend on the same device and weights. The fork's stream does not
+ * wait for the root's, so whatever the root has queued (the weights are uploaded synchronously
+ * already) is finished first. */
+static wm_backend *cu_fork(wm_backend *be) {
+    cuda_impl *root = root_of(cuda_of(be));
+    wm_backend *f = malloc(sizeof *f);
+    cuda_impl *c = calloc(1, sizeof *c);
+    if (!f || !c) {
+        free(f);
+        free(c);
+        wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory forking the CUDA backend");
+        return NULL;
+    }
+    cudaError_t e = cudaStreamSynchronize(root->stream);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        wm_set_error(WM_ERR_INTERNAL, "CUDA error before forking the backend: %s", cudaGetErrorString(e));
+        free(f);
+        free(c);
+        return NULL;
+    }
+    if (!impl_init(c, root)) {
+        impl_free(c);
+        free(f);
+        return NULL;
+    }
+    *f = *be; /* be's table, wrappers (profile.c) included */
+    f->impl = c;
+    f->destroy = cu_destroy;
+    return f;
 }
 
 int wm_backend_cuda_compiled(void) { return 1; }
@@ -556,7 +634,8 @@ wm_backend *wm_backend_cuda_new(void) {
         wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory creating the CUDA backend");
         return NULL;
     }
-    if (!impl_init(c)) {
+    pthread_mutex_init(&c->derive, NULL);
+    if (!impl_init(c, NULL)) {
         impl_free(c);
         free(be);
         return NULL;
@@ -571,6 +650,7 @@ wm_backend *wm_backend_cuda_new(void) {
     }
     be->impl = c;
     be->destroy = cu_destroy;
+    be->fork = cu_fork;
     be->alloc = cu_alloc;
     be->free = cu_free;
     be->upload = cu_upload;

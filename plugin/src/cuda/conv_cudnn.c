@@ -160,18 +160,20 @@ static const uint16_t *filter_krsc(cuda_impl *c, const wm_weight *Wt, int Cin, i
                                    int Coutp) {
     const size_t bytes = (size_t)Coutp * k * k * Cinp * sizeof(uint16_t);
     if (Wt->n != (size_t)Cout * Cin * k * k) return NULL;
-    if (Wt->derived) return Wt->derived_bytes == bytes ? Wt->derived : NULL;
-    uint16_t *f = wm_cu_malloc(c, bytes, "a conv2d filter (bf16 KRSC)");
-    if (!f) return NULL;
-    if (!wm_cu_ok(wm_cuda_filter_f32_to_krsc_bf16(f, Wt->f32, Cout, Cin, k, Coutp, Cinp, c->stream),
-                  "conv2d: filter to bf16 KRSC")) {
-        cudaFree(f);
-        return NULL;
+    wm_cu_derive_lock(c); /* sessions on other threads may get here at the same time */
+    if (Wt->derived) {
+        const uint16_t *have = Wt->derived_bytes == bytes ? Wt->derived : NULL;
+        wm_cu_derive_unlock(c);
+        return have;
     }
-    wm_weight *w = (wm_weight *)Wt;
-    w->derived = f;
-    w->derived_bytes = bytes;
-    c->bytes += bytes;
+    uint16_t *f = wm_cu_malloc(c, bytes, "a conv2d filter (bf16 KRSC)");
+    if (f && !(wm_cu_ok(wm_cuda_filter_f32_to_krsc_bf16(f, Wt->f32, Cout, Cin, k, Coutp, Cinp, c->stream),
+                        "conv2d: filter to bf16 KRSC") &&
+               wm_cu_derive_publish(c, (wm_weight *)Wt, f, bytes))) { /* waits for the copy: others read it */
+        cudaFree(f);
+        f = NULL;
+    }
+    wm_cu_derive_unlock(c);
     return f;
 }
 

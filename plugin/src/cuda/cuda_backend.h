@@ -9,6 +9,7 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <pthread.h>
 
 /* A CUDA weight: an fp32 device copy (biases, norms, modulation, embeddings are read as fp32) and a
  * bf16 copy (what linear and conv2d multiply with). The backend interface does not say which use a
@@ -82,8 +83,15 @@ typedef struct cuda_graph_state {
     int depth, cap;
 } cuda_graph_state;
 
+/* One CUDA backend: the model's (root == NULL), which loads and owns the weights, or a session's fork
+ * of it (backend.h's fork), which shares the device and the weights and has everything below of its
+ * own except `derive`, which only the root's is used of. A fork is used by one thread at a time. */
 typedef struct cuda_impl {
     int device;
+    struct cuda_impl *root; /* a fork: the model's backend; NULL on the model's backend itself */
+    /* the root's: guards wm_weight.derived (every weight belongs to the root) and root->bytes once
+     * forks exist (wm_cu_derive_lock) */
+    pthread_mutex_t derive;
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
@@ -91,7 +99,7 @@ typedef struct cuda_impl {
     cudaMemPool_t pool; /* op scratch: stream-ordered, kept reserved between ops */
     cuda_alloc *allocs; /* live allocations of be->alloc, for free() and bytes_in_use */
     size_t n_allocs, cap_allocs;
-    size_t bytes;   /* be->alloc + weights + K/V stores */
+    size_t bytes;   /* be->alloc + K/V stores (+ weights and their derived copies on the root) */
     int attn_naive; /* WM_ATTN=naive at creation: the naive attention kernel instead of flash */
     cuda_lt_plan plans[CUDA_LT_PLANS];
     int n_plans, next_plan;
@@ -113,6 +121,18 @@ void *wm_cu_malloc(cuda_impl *c, size_t bytes, const char *what);
 /* Stream-ordered scratch from the backend's pool; NULL with WM_ERR_OUT_OF_MEMORY set. */
 void *wm_cu_scratch(cuda_impl *c, size_t bytes, const char *what);
 void wm_cu_scratch_free(cuda_impl *c, void *p);
+/* Derived weight copies (wm_weight.derived) are made on first use by whichever session gets there
+ * first, while other sessions may run the same op on other threads: make and read them between
+ * wm_cu_derive_lock(c) and wm_cu_derive_unlock(c) (a mutex of the root, shared by its forks), and
+ * publish a new one with wm_cu_derive_publish (lock held): it waits for c's stream (the copy was
+ * made there; other sessions' streams read it next), then sets w->derived / derived_bytes and
+ * counts the bytes with the weights on the root. Returns 0 when the stream failed (nothing
+ * published; the caller frees p). */
+void wm_cu_derive_lock(cuda_impl *c);
+void wm_cu_derive_unlock(cuda_impl *c);
+int wm_cu_derive_publish(cuda_impl *c, wm_weight *w, void *p, size_t bytes);
+/* Testing hook: the stream a backend (or a fork) runs its ops on. */
+cudaStream_t wm_cu_stream(wm_backend *be);
 
 /* conv_cudnn.c (WM_HAVE_CUDNN) */
 wm_cudnn *wm_cudnn_new(cudaStream_t stream);

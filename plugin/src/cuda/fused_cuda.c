@@ -24,48 +24,61 @@ static void bad_args(const char *op, const char *why) {
 
 /* The q|k|v weights [3C, C] and biases [3C], bf16 (the GEMM writes bf16, and cuBLASLt reads the bias in
  * the output's type), concatenated once and kept as the q weight's derived copy (freed with it).
- * Missing biases are zeros. */
+ * Missing biases are zeros. Sessions on other threads may want the same copy at the same time: it is
+ * made and read under the root's lock (wm_cu_derive_lock). */
 typedef struct qkv_weights {
     const uint16_t *w, *b;
 } qkv_weights;
 
+/* The concatenation into new device memory, published as wq's derived copy; NULL on failure. Called
+ * with the derive lock held. */
+static void *qkv_make(cuda_impl *c, const wm_self_attn_in *a, size_t boff, size_t bytes) {
+    const size_t C = (size_t)a->C;
+    const wm_weight *ws[3] = {a->wq, a->wk, a->wv}, *bs[3] = {a->bq, a->bk, a->bv};
+    for (int i = 0; i < 3; i++)
+        if (!ws[i] || ws[i]->n != C * C || (bs[i] && bs[i]->n != C)) {
+            bad_args("self_attn_in", "q/k/v weights are not [C, C] with biases of C");
+            return NULL;
+        }
+    /* never inside a graph capture (graph_cuda.c's first call of a backend, uncaptured, makes it): the
+     * copies would only be recorded, and the publication waits for the stream */
+    if (c->graph.capturing) {
+        wm_note_failure(wm_set_error(WM_ERR_INTERNAL, "self_attn_in: q|k|v weights derived during a capture"));
+        return NULL;
+    }
+    char *d = wm_cu_malloc(c, bytes, "the concatenated q|k|v weights");
+    if (!d) {
+        wm_note_failure(WM_ERR_OUT_OF_MEMORY);
+        return NULL;
+    }
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+        ok = wm_cu_ok(cudaMemcpyAsync(d + i * C * C * sizeof(uint16_t), ws[i]->bf16, C * C * sizeof(uint16_t),
+                                      cudaMemcpyDeviceToDevice, c->stream),
+                      "self_attn_in (weights)");
+        uint16_t *bd = (uint16_t *)(d + boff) + i * C;
+        ok = ok && (bs[i] ? wm_cu_ok(cudaMemcpyAsync(bd, bs[i]->bf16, C * sizeof(uint16_t),
+                                                     cudaMemcpyDeviceToDevice, c->stream),
+                                     "self_attn_in (biases)")
+                          : wm_cu_ok(cudaMemsetAsync(bd, 0, C * sizeof(uint16_t), c->stream), "self_attn_in"));
+    }
+    if (!ok || !wm_cu_derive_publish(c, (wm_weight *)a->wq, d, bytes)) {
+        cudaFree(d);
+        return NULL;
+    }
+    return d;
+}
+
 static int qkv_concat(cuda_impl *c, const wm_self_attn_in *a, qkv_weights *out) {
     const size_t C = (size_t)a->C, wbytes = 3 * C * C * sizeof(uint16_t);
     const size_t boff = (wbytes + 255) & ~(size_t)255, bytes = boff + 3 * C * sizeof(uint16_t);
-    wm_weight *wq = (wm_weight *)a->wq; /* the derived copy is a cache on the handle */
-    if (!wq->derived) {
-        const wm_weight *ws[3] = {a->wq, a->wk, a->wv}, *bs[3] = {a->bq, a->bk, a->bv};
-        for (int i = 0; i < 3; i++)
-            if (!ws[i] || ws[i]->n != C * C || (bs[i] && bs[i]->n != C)) {
-                bad_args("self_attn_in", "q/k/v weights are not [C, C] with biases of C");
-                return 0;
-            }
-        char *d = wm_cu_malloc(c, bytes, "the concatenated q|k|v weights");
-        if (!d) {
-            wm_note_failure(WM_ERR_OUT_OF_MEMORY);
-            return 0;
-        }
-        int ok = 1;
-        for (int i = 0; i < 3 && ok; i++) {
-            ok = wm_cu_ok(cudaMemcpyAsync(d + i * C * C * sizeof(uint16_t), ws[i]->bf16, C * C * sizeof(uint16_t),
-                                          cudaMemcpyDeviceToDevice, c->stream),
-                          "self_attn_in (weights)");
-            uint16_t *bd = (uint16_t *)(d + boff) + i * C;
-            ok = ok && (bs[i] ? wm_cu_ok(cudaMemcpyAsync(bd, bs[i]->bf16, C * sizeof(uint16_t),
-                                                         cudaMemcpyDeviceToDevice, c->stream),
-                                         "self_attn_in (biases)")
-                              : wm_cu_ok(cudaMemsetAsync(bd, 0, C * sizeof(uint16_t), c->stream), "self_attn_in"));
-        }
-        if (!ok) {
-            cudaFree(d);
-            return 0;
-        }
-        wq->derived = d;
-        wq->derived_bytes = bytes;
-        c->bytes += bytes;
-    }
-    out->w = wq->derived;
-    out->b = (const uint16_t *)((const char *)wq->derived + boff);
+    /* the derived copy is a cache on the handle, shared by every session: made once, under the lock */
+    wm_cu_derive_lock(c);
+    const void *d = a->wq->derived ? a->wq->derived : qkv_make(c, a, boff, bytes);
+    wm_cu_derive_unlock(c);
+    if (!d) return 0;
+    out->w = d;
+    out->b = (const uint16_t *)((const char *)d + boff);
     return 1;
 }
 
