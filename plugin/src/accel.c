@@ -40,14 +40,14 @@ static wm_lsh *make_lsh(wm_session *s, int bits, int tables, uint64_t stream) {
         return NULL;
     }
     wm_normal_fill(proj, (size_t)bits * tables * HD, s->seed, stream, 0);
-    wm_lsh *l = s->m->be->lsh_new(s->m->be, HD, bits, tables, proj);
+    wm_lsh *l = s->be->lsh_new(s->be, HD, bits, tables, proj);
     free(proj);
     return l;
 }
 
 wm_status wm_accel_apply(wm_session *s, const wm_accel_params *a) {
     if (!a) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "accel params: NULL");
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     const wm_config *c = &s->m->cfg;
     wm_status st;
     if (a->annsa && (st = check_lsh("sa", a->sa_bits, a->sa_tables)) != WM_OK) return st;
@@ -92,7 +92,7 @@ wm_status wm_accel_apply(wm_session *s, const wm_accel_params *a) {
 }
 
 void wm_accel_free(wm_session *s) {
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     if (s->sa_lsh) be->lsh_free(be, s->sa_lsh);
     if (s->ca_lsh) be->lsh_free(be, s->ca_lsh);
     s->sa_lsh = s->ca_lsh = NULL;
@@ -186,7 +186,7 @@ static void sa_free(sa_pattern *p) { free(p->kpos), free(p->qpos), free(p->kset)
  * can differ from the device's. */
 static void probe(void *user, int cross, const float *q_dev, int Mq, const wm_kv *kv, int64_t n_cache) {
     wm_session *s = user;
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     const wm_config *c = &s->m->cfg;
     const int D = c->dim, H = c->num_heads, HD = D / H, S = s->accel.recall_probe;
     const int bits = cross ? s->accel.ca_bits : s->accel.sa_bits, tables = cross ? s->accel.ca_tables : s->accel.sa_tables;
@@ -317,7 +317,7 @@ void wm_accel_plan(wm_session *s, int k, int nsteps, wm_attn_plan *plan) {
 }
 
 void wm_accel_chunk_done(wm_session *s) {
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     double n[4] = {0, 0, 0, 0};
     if (be->lsh_take_counts && (s->accel.annsa || s->accel.annca)) be->lsh_take_counts(be, n);
     s->stats.sa_density = n[1] > 0 ? n[0] / n[1] : 1.0;

@@ -114,10 +114,10 @@ void wm_dit_unbind(wm_dit *d) {
     d->blocks = NULL;
 }
 
-wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d) {
+wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d, wm_backend *be) {
     const wm_config *c = d->cfg;
-    wm_backend *be = d->be;
     memset(w, 0, sizeof *w);
+    w->be = be;
     w->max_frames = c->num_frame_per_block;
     w->max_tokens = w->max_frames * wm_config_tokens_per_frame(c);
     /* the context pass reuses the token buffers, so they hold at least text_len rows */
@@ -134,25 +134,26 @@ wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = be->alloc(be, bufs[i].n);
         if (!*bufs[i].p) {
-            wm_dit_work_free(w, be);
+            wm_dit_work_free(w);
             return WM_ERR_OUT_OF_MEMORY;
         }
     }
     return WM_OK;
 }
 
-void wm_dit_work_free(wm_dit_work *w, wm_backend *be) {
+void wm_dit_work_free(wm_dit_work *w) {
+    wm_backend *be = w->be;
     float **all[] = {&w->x, &w->y, &w->q, &w->k, &w->v, &w->attn, &w->proj, &w->hidden, &w->patches, &w->out,
                      &w->tsin, &w->e, &w->e_act, &w->e0, &w->mod, &w->head_mod, &w->act};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        if (*all[i]) be->free(be, *all[i]);
+        if (*all[i] && be) be->free(be, *all[i]);
         *all[i] = NULL;
     }
 }
 
 void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, wm_kv **ctx) {
     const wm_config *c = d->cfg;
-    wm_backend *be = d->be;
+    wm_backend *be = w->be;
     const int L = c->text_len, D = c->dim;
     be->linear(be, w->x, emb, d->text0_w, d->text0_b, L, c->text_dim, D);
     be->gelu_tanh(be, w->x, (size_t)L * D);
@@ -171,7 +172,7 @@ void wm_dit_context(const wm_dit *d, wm_dit_work *w, const float *emb, wm_kv **c
 static void forward_ops(const wm_dit *d, wm_dit_work *w, float *v, const float *x_lat, const float *t,
                         int with_actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan, wm_kv **ctx) {
     const wm_config *c = d->cfg;
-    wm_backend *be = d->be;
+    wm_backend *be = w->be;
     const int D = c->dim, H = c->num_heads, HD = D / H, ph = c->patch_size[1], pw = c->patch_size[2];
     const int gh = c->latent_height / ph, gw = c->latent_width / pw, tpf = gh * gw, N = F * tpf;
     const int P = ph * pw, C = c->in_dim;
@@ -266,7 +267,7 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
                     const float *actions, int F, int64_t frame0, wm_kv **kv, const wm_attn_plan *plan,
                     wm_kv **ctx) {
     const wm_config *c = d->cfg;
-    wm_backend *be = d->be;
+    wm_backend *be = w->be;
     if (F > 64) {
         wm_note_failure(wm_set_error(WM_ERR_INVALID_ARGUMENT, "a forward takes at most 64 frames (%d)", F));
         return;

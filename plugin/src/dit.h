@@ -16,9 +16,10 @@ typedef struct wm_dit_block {
     const wm_weight *ffn0_w, *ffn0_b, *ffn2_w, *ffn2_b;
 } wm_dit_block;
 
-/* Scratch for one forward of up to max_tokens tokens. Owned by a session (not the model), so that
- * sessions on different threads never share buffers. */
+/* Scratch for one forward of up to max_tokens tokens, and the backend the forwards run on. Owned by a
+ * session (not the model), so that sessions on different threads never share buffers or a backend. */
 typedef struct wm_dit_work {
+    wm_backend *be; /* the session's (a fork of the model's): allocates this scratch, runs the forwards */
     int max_frames, max_tokens;
     float *x, *y, *q, *k, *v, *attn, *proj, *hidden; /* [N, dim] / [N, ffn_dim] */
     float *patches, *out;                                /* [N, C*4] */
@@ -27,7 +28,7 @@ typedef struct wm_dit_work {
 
 typedef struct wm_dit {
     const wm_config *cfg;
-    wm_backend *be;
+    wm_backend *be; /* the model's: the weights are its */
     const wm_weight *patch_w, *patch_b;
     const wm_weight *text0_w, *text0_b, *text2_w, *text2_b;
     const wm_weight *time0_w, *time0_b, *time2_w, *time2_b, *tproj_w, *tproj_b;
@@ -41,11 +42,12 @@ void wm_dit_manifest(const wm_config *cfg, wm_weights *ws);
 wm_status wm_dit_bind(wm_dit *dit, const wm_config *cfg, wm_backend *be, const wm_weights *ws);
 void wm_dit_unbind(wm_dit *dit);
 
-wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *dit);
-void wm_dit_work_free(wm_dit_work *w, wm_backend *be);
+/* be: the backend the forwards will run on (a session's), which shares the weights of dit->be */
+wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *dit, wm_backend *be);
+void wm_dit_work_free(wm_dit_work *w);
 
 /* Cross-attention K/V of a prompt: emb [text_len, text_dim] (zero-padded, backend memory) ->
- * ctx[l] rows [0, text_len) for every layer l. */
+ * ctx[l] rows [0, text_len) for every layer l. Runs on w->be, as wm_dit_forward does. */
 void wm_dit_context(const wm_dit *dit, wm_dit_work *w, const float *emb, wm_kv **ctx);
 
 /* How one forward's attention runs (docs/ACCEL.md). With sa_lsh, ca_lsh and write_match off it is

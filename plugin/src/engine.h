@@ -29,6 +29,9 @@ struct wm_model {
 
 struct wm_session {
     wm_model *m;
+    /* the session's backend: a fork of m->be (backend.h) where the backend has one, else m->be itself;
+     * everything on the session's path runs and allocates on it */
+    wm_backend *be;
     uint64_t seed;
     wm_abort_fn abort_cb;
     void *abort_user_data;

@@ -82,7 +82,7 @@ static wm_status recache(wm_session *s);
 wm_status wm_sampler_chunk(wm_session *s) {
     wm_model *m = s->m;
     const wm_config *c = &m->cfg;
-    wm_backend *be = m->be;
+    wm_backend *be = s->be;
     const int F = c->num_frame_per_block;
     const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
     const int64_t frame0 = s->next_latent;
@@ -134,7 +134,7 @@ wm_status wm_sampler_chunk(wm_session *s) {
 static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions) {
     wm_model *m = s->m;
     const wm_config *c = &m->cfg;
-    wm_backend *be = m->be;
+    wm_backend *be = s->be;
     const int F = c->num_frame_per_block;
     const size_t n = (size_t)F * c->in_dim * c->latent_height * c->latent_width;
     float tf[64];
@@ -182,7 +182,7 @@ static wm_status recache(wm_session *s) {
     for (int i = 0; i < s->recache_n; i++) {
         const int64_t f0 = s->recache_frame0[i];
         if (f0 < lo || f0 >= end) continue;
-        s->m->be->upload(s->m->be, s->x0, s->recache_lat + (size_t)i * nl, nl);
+        s->be->upload(s->be, s->x0, s->recache_lat + (size_t)i * nl, nl);
         const wm_status st = cache_pass(s, f0, wm_config_action_dim(c) > 0 ? s->recache_act + (size_t)i * na : NULL);
         if (st != WM_OK) return st;
     }
@@ -194,7 +194,7 @@ wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     wm_status fail = cache_pass(s, s->next_latent, actions);
     if (fail != WM_OK) return fail;
     const wm_config *c = &s->m->cfg;
-    s->m->be->download(s->m->be, s->latents_host, s->x0, (size_t)F * c->in_dim * c->latent_height * c->latent_width);
+    s->be->download(s->be, s->latents_host, s->x0, (size_t)F * c->in_dim * c->latent_height * c->latent_width);
     if (s->recache_chunks) recache_keep(s, actions);
     s->next_latent += F;
     s->chunks++;

@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,8 +45,17 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
 
     wm_session *s = calloc(1, sizeof *s);
     if (!s) return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session");
-    wm_backend *be = m->be;
     s->m = m;
+    /* a backend of the session's own (its stream, handles, scratch) that shares the model's weights,
+     * so that sessions may run on different threads (wm.h); a backend without one is shared */
+    wm_backend *be = m->be->fork ? m->be->fork(m->be) : m->be;
+    if (!be) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", wm_get_error());
+        free(s);
+        return wm_set_error(WM_ERR_OUT_OF_MEMORY, "session_new: could not create the session's %s backend: %s", m->be->name, why);
+    }
+    s->be = be;
     s->seed = p->seed;
     s->abort_cb = p->abort_cb;
     s->abort_user_data = p->abort_user_data;
@@ -90,7 +100,7 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         st = WM_ERR_OUT_OF_MEMORY;
         goto fail;
     }
-    if ((st = wm_dit_work_new(&s->work, &m->dit)) != WM_OK) goto fail;
+    if ((st = wm_dit_work_new(&s->work, &m->dit, be)) != WM_OK) goto fail;
     if (c->decoder.present) {
         const int su = wm_config_space_upscale(c);
         s->width = c->latent_width * su;
@@ -121,7 +131,7 @@ fail:
 
 void wm_session_free_impl(wm_session *s) {
     if (!s) return;
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     const wm_config *c = &s->m->cfg;
     wm_accel_free(s);
     wm_cache_free(&s->cache);
@@ -130,8 +140,9 @@ void wm_session_free_impl(wm_session *s) {
     free(s->ctx);
     float *bufs[] = {s->x, s->v, s->x0, s->eps, s->prompt_dev, s->dec_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
-    wm_dit_work_free(&s->work, be);
+    wm_dit_work_free(&s->work);
     if (s->dec) wm_decoder_free(s->dec);
+    if (be != s->m->be) be->destroy(be); /* the session's fork, after everything allocated on it */
     free(s->prompt_host);
     free(s->latents_host);
     free(s->recache_lat);
@@ -145,7 +156,7 @@ void wm_session_free_impl(wm_session *s) {
 static void apply_prompt(wm_session *s) {
     const wm_config *c = &s->m->cfg;
     double t0 = wm_now_ms();
-    s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)c->text_len * c->text_dim);
+    s->be->upload(s->be, s->prompt_dev, s->prompt_host, (size_t)c->text_len * c->text_dim);
     wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx);
     s->has_prompt = 1;
     /* a model that re-caches rebuilds its window with this prompt before the next chunk */
@@ -180,7 +191,7 @@ wm_status wm_session_set_prompt_text_impl(wm_session *s, const char *text) {
     int ids[4096];
     int n = wm_tokenize(c, text, ids, c->max_tokens < 4096 ? c->max_tokens : 4096);
     /* compose on the backend: row i = token_embedding[id_i] + pos_embedding[i], rows >= n zero */
-    wm_backend *be = m->be;
+    wm_backend *be = s->be;
     const float *tok = be->weight_f32(be, m->tok_emb), *pos = be->weight_f32(be, m->pos_emb);
     be->fill(be, s->prompt_dev, 0.0f, (size_t)c->text_len * c->text_dim);
     for (int i = 0; i < n; i++) {
@@ -221,7 +232,7 @@ wm_status wm_session_push_action_impl(wm_session *s, const wm_action *a) {
  * if the host has not kept up). */
 static int decode_chunk(wm_session *s) {
     const wm_config *c = &s->m->cfg;
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     const size_t per = (size_t)c->in_dim * c->latent_height * c->latent_width;
     const size_t img = (size_t)c->decoder.image_channels * s->width * s->height, fb = frame_bytes(s);
     /* all of the chunk's latent frames first (one unit for the backend), then the frames to the host */
@@ -244,7 +255,7 @@ static int decode_chunk(wm_session *s) {
  * chunk's queued actions, decode its frames, update the stats. t0..t1 was the DiT part. */
 static wm_status finish_chunk(wm_session *s, int64_t frame0, double t0, double t1, int *n_frames) {
     const wm_config *c = &s->m->cfg;
-    wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     s->latents_frames = c->num_frame_per_block;
     /* video frames this chunk covers; consume their queued actions */
     int64_t vf = 0;
@@ -304,7 +315,7 @@ wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_fra
             actions = acts;
         }
         wm_take_failure();
-        s->m->be->upload(s->m->be, s->x0, latents + (size_t)k * per_chunk, per_chunk);
+        s->be->upload(s->be, s->x0, latents + (size_t)k * per_chunk, per_chunk);
         wm_status st = wm_sampler_commit(s, actions); /* the cache pass, exactly as after denoising */
         if (st != WM_OK) return st;
         int nv = 0;
@@ -371,14 +382,14 @@ wm_status wm_session_set_accel_impl(wm_session *s, const wm_accel_params *a) { r
 
 void wm_session_stats_impl(const wm_session *s, wm_stats *out) {
     const wm_config *c = &s->m->cfg;
-    const wm_backend *be = s->m->be;
+    wm_backend *be = s->be;
     /* bytes per stored element: the CPU keeps fp32, CUDA bf16 */
     const int64_t el = be->kind == WM_BACKEND_CUDA ? 2 : 4, row = (int64_t)c->dim * 2 * el;
     wm_stats st = s->stats;
     st.cache_tokens = wm_cache_max_rows(&s->cache);
     st.cache_tokens_total = wm_cache_total_rows(&s->cache);
     st.cache_bytes = st.cache_tokens_total * row;
-    st.backend_bytes = (int64_t)s->m->be->bytes_in_use(s->m->be);
+    st.backend_bytes = (int64_t)be->bytes_in_use(be);
     st.cache_capacity_bytes = s->cache.store_rows * c->num_layers * row;
     size_t caller = out->size;
     st.size = caller;

@@ -141,7 +141,7 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
     walk(s, &c);
     if (s->has_prompt) {
         const wm_config *cf = &s->m->cfg;
-        s->m->be->upload(s->m->be, s->prompt_dev, s->prompt_host, (size_t)cf->text_len * cf->text_dim);
+        s->be->upload(s->be, s->prompt_dev, s->prompt_host, (size_t)cf->text_len * cf->text_dim);
         wm_dit_context(&s->m->dit, &s->work, s->prompt_dev, s->ctx);
     }
     return WM_OK;
