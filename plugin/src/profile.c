@@ -3,10 +3,13 @@
  * before and after it runs, so the time it records is its own; the table (with the achieved TFLOP/s
  * of the GEMMs and attentions, from their shapes) is printed to stderr when the model is freed, and
  * written as JSON when WM_PROFILE names a .json file (wm-bench --profile FILE). The waits serialise the pipeline, so the total is larger than an unprofiled
- * run: read the shares, not the sum. One profiled backend per process (a developer tool). */
+ * run: read the shares, not the sum. One profiled model per process (a developer tool); its sessions'
+ * backends are forks that copy the wrapped table (backend.h), so their ops land in the same table, from
+ * any thread (the table is updated under a mutex; each op's timing waits only for its own stream). */
 #include "common.h"
 #include "profile.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +22,8 @@ static struct {
     long calls;
 } g_ops[MAX_OPS];
 static int g_n;
-static double g_flops; /* of the op being timed: set by the wrappers that know their work */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* g_ops, g_n: sessions on several threads */
+static _Thread_local double g_flops; /* of the op being timed: set by the wrappers that know their work */
 static char g_json[512];
 
 static double begin(wm_backend *be) {
@@ -29,15 +33,16 @@ static double begin(wm_backend *be) {
 static void end(wm_backend *be, const char *name, double t0) {
     g_orig.sync(be);
     const double dt = wm_now_ms() - t0;
+    pthread_mutex_lock(&g_lock);
     int i = 0;
     while (i < g_n && strcmp(g_ops[i].name, name) != 0) i++;
-    if (i == g_n) {
-        if (g_n == MAX_OPS) return;
-        g_ops[g_n++].name = name;
+    if (i == g_n && g_n < MAX_OPS) g_ops[g_n++].name = name;
+    if (i < g_n) {
+        g_ops[i].ms += dt;
+        g_ops[i].calls++;
+        g_ops[i].flops += g_flops;
     }
-    g_ops[i].ms += dt;
-    g_ops[i].calls++;
-    g_ops[i].flops += g_flops;
+    pthread_mutex_unlock(&g_lock);
     g_flops = 0;
 }
 
@@ -45,7 +50,7 @@ static void end(wm_backend *be, const char *name, double t0) {
 /* flops: the op's floating-point work (a multiply-add counts 2) */
 /* A fused op that a backend composes from primitives (fused_ref.c) calls wrapped ops in turn: only the
  * outermost call is timed, so nothing counts twice. */
-static int g_depth;
+static _Thread_local int g_depth; /* per thread: sessions on other threads time their own ops */
 #define WRAP_F(op, params, args, flops)        \
     static void p_##op params {                \
         if (g_depth) {                         \
