@@ -14,8 +14,12 @@
  *   wm_session  one stream: prompt, action queue, KV cache, RNG position, frame index.
  *
  * Thread safety: wm_model functions are safe from any thread once the model is loaded (it is
- * read-only). A wm_session must be used by one thread at a time; different sessions may run on
- * different threads concurrently. last_error() is per thread. Callbacks run on the calling thread.
+ * read-only). A wm_session must be used by one thread at a time (not necessarily the one that made
+ * it); different sessions may run on different threads concurrently: each session computes on a
+ * backend of its own that shares the model's weights (on CUDA its own stream, library handles and
+ * scratch memory, so sessions on several threads run side by side on one GPU), and gives the same
+ * frames as it would alone. Free a model's sessions before the model. last_error() is per thread.
+ * Callbacks run on the calling thread.
  *
  * Errors: every function returns a wm_status; on failure api->last_error() returns a readable
  * message for the calling thread. Nothing in the plugin exits or aborts the host process.
@@ -168,7 +172,8 @@ typedef struct wm_stats {
     int64_t cache_tokens;     /* self-attention K/V tokens held per layer */
     int64_t cache_bytes;      /* all layers, K and V */
     int64_t cache_capacity_bytes;
-    int64_t backend_bytes;      /* memory the backend holds now (device memory on CUDA), all sessions */
+    int64_t backend_bytes;      /* memory held now for the model and this session (device memory on
+                                 * CUDA): weights plus this session's buffers, not other sessions' */
     int64_t backend_peak_bytes; /* the most seen after any chunk of this session */
     /* accelerations (docs/ACCEL.md); cache_tokens above is the largest layer's row count */
     int64_t cache_tokens_total;  /* rows held, summed over layers */
