@@ -3,7 +3,7 @@
  * backend itself (the unfused ops), with tolerances fit for bf16: the fused ops also round their GEMM
  * outputs to bf16. The recall probe's hook must see the same queries. Then, at Wan2.1-1.3B shapes,
  * each fused op is timed against its unfused composition in the same run, and the GEMMs of one DiT
- * block (fused_cuda.c's wm_cu_gemm calls) alone, with gemm.c's algorithm tuning off and on. Exit 77
+ * block (fused_cuda.c's wm_cu_gemm calls) alone, against the card's bf16 peak. Exit 77
  * without a CUDA device. */
 #include "backend.h"
 #include "common.h"
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #ifdef WM_HAVE_CUDA
-#include "cuda/cuda_backend.h" /* wm_cu_gemm, wm_cu_gemm_set_tuning: the GEMM timing below */
+#include "cuda/cuda_backend.h" /* wm_cu_gemm: the GEMM timing below */
 #endif
 
 static wm_backend *cpu, *gpu;
@@ -274,7 +274,7 @@ static double peak_tflops(const char *device) {
 
 /* The GEMMs one DiT block's forward makes through wm_cu_gemm in the fused path (fused_cuda.c; the
  * cross-attention's K/V come from the cached prompt), each timed alone with events on the backend's
- * stream, with gemm.c's tuning of cuBLASLt algorithms off, then on, in this one run. Random bf16
+ * stream. Random bf16
  * operands; one x, W and bias buffer, large enough for every shape, serves all. Informational, except
  * that a failing GEMM counts as a failure. */
 static void time_block_gemms(int M, int C, int Ffn) {
@@ -302,15 +302,14 @@ static void time_block_gemms(int M, int C, int Ffn) {
         return;
     }
     const double peak = peak_tflops(gpu->device_name);
-    for (int tune = 0; tune < 2; tune++) {
-        wm_cu_gemm_set_tuning(c, tune);
+    {
         double sum_ms = 0, sum_flop = 0;
         for (int i = 0; i < n_g; i++) {
             const int K = g[i].K, N = g[i].N;
             const void *bias = g[i].y_bf16 ? (const void *)b->bf16 : (const void *)b->f32;
             int ok = 1;
             gpu->sync(gpu);
-            const double t0 = wm_now_ms(); /* the first call builds the plan (and tunes it) */
+            const double t0 = wm_now_ms(); /* the first call builds the plan */
             for (int r = 0; r < 3; r++)
                 ok = ok && wm_cu_gemm(c, y, g[i].y_bf16, g[i].accumulate, x->bf16, w->bf16, bias, M, K, N);
             gpu->sync(gpu);
@@ -329,16 +328,16 @@ static void time_block_gemms(int M, int C, int Ffn) {
             const double t = ms / reps, flop = 2.0 * M * K * N;
             sum_ms += t, sum_flop += flop;
             printf(
-                "time gemm %-24s tuning %-3s M=%d K=%-4d N=%-4d %7.3f ms %6.1f TFLOP/s (first 3: %.1f ms)\n",
-                g[i].name, tune ? "on" : "off", M, K, N, t, flop / t * 1e-9, first_ms);
+                "time gemm %-24s M=%d K=%-4d N=%-4d %7.3f ms %6.1f TFLOP/s (first 3: %.1f ms)\n", g[i].name, M, K,
+                N, t, flop / t * 1e-9, first_ms);
         }
         const double tflops = sum_ms > 0 ? sum_flop / sum_ms * 1e-9 : 0.0;
         if (peak > 0)
-            printf("time gemms of a block, tuning %s: %.3f ms, %.1f TFLOP/s = %.1f%% of %.0f TFLOP/s (%s)\n",
-                   tune ? "on" : "off", sum_ms, tflops, 100.0 * tflops / peak, peak, gpu->device_name);
+            printf("time gemms of a block: %.3f ms, %.1f TFLOP/s = %.1f%% of %.0f TFLOP/s (%s)\n", sum_ms, tflops,
+                   100.0 * tflops / peak, peak, gpu->device_name);
         else
-            printf("time gemms of a block, tuning %s: %.3f ms, %.1f TFLOP/s (peak of %s unknown)\n",
-                   tune ? "on" : "off", sum_ms, tflops, gpu->device_name);
+            printf("time gemms of a block: %.3f ms, %.1f TFLOP/s (peak of %s unknown)\n", sum_ms, tflops,
+                   gpu->device_name);
     }
     cudaEventDestroy(e0), cudaEventDestroy(e1);
     gpu->free(gpu, y);

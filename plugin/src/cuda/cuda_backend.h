@@ -40,8 +40,6 @@ typedef struct cuda_lt_plan {
     int M, N, K, bias, y_bf16;     /* y_bf16: y is bf16, else fp32 */
     unsigned align_x, align_y; /* of the bf16 copy of x and of y */
     int ok;                    /* 0: cuBLASLt found no algorithm; use cublasGemmEx */
-    int tuned;                 /* algo is final: timed against the heuristic's other candidates (gemm.c),
-                                * or tuning is off; 0 until the plan's first uncaptured call */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -160,10 +158,6 @@ void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, 
 void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
                   int Cout, int H, int Wd, int k);
 void wm_cu_plans_free(cuda_impl *c);
-/* Tuning of cuBLASLt algorithms on (default) or off (WM_GEMM_TUNE=0) for the whole process, overriding
- * the environment, and c's plans freed so the next calls build them anew: for tests and benchmarks,
- * between ops. */
-void wm_cu_gemm_set_tuning(cuda_impl *c, int on);
 
 /* graph_cuda.c */
 void wm_cu_graph_init(cuda_impl *c);

@@ -3,10 +3,10 @@
  * bias kernel where cuBLASLt has no algorithm), linear and the FFN on top of it, and conv2d (im2col
  * into bf16 + cublasGemmEx; 1x1 is a plain GEMM). fp32 accumulation throughout.
  *
- * cuBLASLt algorithm autotuning: a plan's first uncaptured use times up to 16 of the heuristic's
- * candidates on the real operands and keeps the fastest (the heuristic's first choice left large
- * GEMMs at 40-60% of an H100's bf16 peak). WM_GEMM_TUNE=0 (read once per process) keeps the
- * heuristic's first choice. */
+ * The algorithm is cuBLASLt's heuristic first choice. Timing the heuristic's candidates on first use
+ * was tried (H100, the GEMMs of a Wan-1.3B block: 704.5 TFLOP/s with the heuristic's choice, 698.9
+ * tuned) and removed: it gained nothing, and a choice made by timing can differ between processes,
+ * which would break the bit-identical replays of the same build on the same GPU. */
 #include "common.h"
 #include "conv2d.cuh"
 #include "convert.cuh"
@@ -14,7 +14,6 @@
 #include "elementwise.cuh"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* largest power of two (<= 256) dividing the address: cuBLASLt picks kernels by alignment */
@@ -38,30 +37,6 @@ void wm_cu_plans_free(cuda_impl *c) {
     c->n_plans = c->next_plan = 0;
 }
 
-/* Up to max algorithms for the plan's descriptors from cuBLASLt's heuristic, best guess first; returns
- * how many (0 on failure). */
-static int plan_heuristic(cuda_impl *c, const cuda_lt_plan *p, cublasLtMatmulHeuristicResult_t *res,
-                          int max) {
-    cublasLtMatmulPreference_t pref;
-    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return 0;
-    const size_t ws = CUDA_LT_WORKSPACE;
-    const uint32_t al_a = 256, al_b = p->align_x, al_cd = p->align_y; /* A: weights from cudaMalloc */
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                         sizeof al_a);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                         sizeof al_b);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_cd,
-                                         sizeof al_cd);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_cd,
-                                         sizeof al_cd);
-    int found = 0;
-    cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, max, res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    return st == CUBLAS_STATUS_SUCCESS ? found : 0;
-}
-
 /* Column-major view of the row-major product: D (N x M, ld N) = op(A) B with A = W stored K x N
  * (ld K) transposed, B = x stored K x M (ld K). The bias epilogue adds b[row of D] = b[n]. */
 static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
@@ -76,73 +51,27 @@ static int plan_build(cuda_impl *c, cuda_lt_plan *p) {
         cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)p->K, (uint64_t)p->M, p->K) ||
         cublasLtMatrixLayoutCreate(&p->c, ty, (uint64_t)p->N, (uint64_t)p->M, p->N))
         return 0;
+    cublasLtMatmulPreference_t pref;
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return 0;
+    const size_t ws = CUDA_LT_WORKSPACE;
+    const uint32_t al_a = 256, al_b = p->align_x, al_cd = p->align_y; /* A: weights from cudaMalloc */
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                         sizeof al_a);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                         sizeof al_b);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_cd,
+                                         sizeof al_cd);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_cd,
+                                         sizeof al_cd);
     cublasLtMatmulHeuristicResult_t res;
-    if (plan_heuristic(c, p, &res, 1) < 1) return 0;
-    p->algo = res.algo; /* until plan_tune times the candidates */
+    int found = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found < 1) return 0;
+    p->algo = res.algo;
     return 1;
-}
-
-/* WM_GEMM_TUNE=0 turns tuning off; -1: not read yet. Process-wide, like the environment it mirrors. */
-static int g_tune = -1;
-
-void wm_cu_gemm_set_tuning(cuda_impl *c, int on) {
-    g_tune = on != 0;
-    wm_cu_plans_free(c); /* the next calls build their plans anew, tuned or not */
-}
-
-#define TUNE_CANDIDATES 16
-#define TUNE_WARMUP     2
-#define TUNE_RUNS       5
-
-/* Times each of the heuristic's candidates on the call's real operands (x, W, bias, beta) and keeps the
- * fastest in p->algo. Into scratch of y's type and size, never into y: with accumulation (beta = 1)
- * repeated runs would add up in y; for timing the scratch's content does not matter. Any failure keeps
- * the algorithm the plan has (the heuristic's first) and reports nothing: the call itself still runs.
- * Not while the stream is captured into a graph (the events' synchronisation is illegal there): then
- * the plan stays untuned and the next uncaptured call tunes it. */
-static void plan_tune(cuda_impl *c, cuda_lt_plan *p, const uint16_t *xb, const uint16_t *W,
-                      const float *beta) {
-    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-    if (c->graph.capturing || cudaStreamIsCapturing(c->stream, &cap) != cudaSuccess ||
-        cap != cudaStreamCaptureStatusNone) {
-        cudaGetLastError();
-        return;
-    }
-    p->tuned = 1;
-    if (g_tune < 0) {
-        const char *e = getenv("WM_GEMM_TUNE");
-        g_tune = !(e && strcmp(e, "0") == 0);
-    }
-    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
-    const int n = g_tune ? plan_heuristic(c, p, res, TUNE_CANDIDATES) : 0;
-    if (n < 2) return; /* nothing to choose */
-    const float one = 1.0f;
-    void *d = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    /* the pool directly, not wm_cu_scratch: running out of memory here must not fail the op */
-    if (cudaMallocFromPoolAsync(&d, (size_t)p->M * p->N * (p->y_bf16 ? 2 : 4), c->pool, c->stream) ==
-            cudaSuccess &&
-        ptr_align(d) >= p->align_y && cudaEventCreate(&e0) == cudaSuccess &&
-        cudaEventCreate(&e1) == cudaSuccess) {
-        float best = -1.0f;
-        for (int i = 0; i < n; i++) {
-            int ok = res[i].state == CUBLAS_STATUS_SUCCESS;
-            for (int r = 0; ok && r < TUNE_WARMUP + TUNE_RUNS; r++)
-                ok = (r != TUNE_WARMUP || cudaEventRecord(e0, c->stream) == cudaSuccess) &&
-                     cublasLtMatmul(c->lt, p->desc, &one, W, p->a, xb, p->b, beta, d, p->c, d, p->c,
-                                    &res[i].algo, c->lt_workspace, CUDA_LT_WORKSPACE,
-                                    c->stream) == CUBLAS_STATUS_SUCCESS;
-            float ms = 0.0f;
-            ok = ok && cudaEventRecord(e1, c->stream) == cudaSuccess &&
-                 cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
-            /* within 2% (timing noise) the heuristic's order decides: fewer flips between runs */
-            if (ok && (best < 0.0f || ms < 0.98f * best)) best = ms, p->algo = res[i].algo;
-        }
-    }
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    if (d) cudaFreeAsync(d, c->stream);
-    cudaGetLastError(); /* a failed candidate's non-sticky error is not the op's */
 }
 
 static cuda_lt_plan *plan_get(cuda_impl *c, int M, int N, int K, int bias, int y_bf16, unsigned align_x,
@@ -175,7 +104,6 @@ int wm_cu_gemm(cuda_impl *c, void *y, int y_bf16, int accumulate, const uint16_t
     if (p->ok) {
         if (bias)
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-        if (!p->tuned) plan_tune(c, p, xb, W, &beta);
         if (cublasLtMatmul(c->lt, p->desc, &one, W, p->a, xb, p->b, &beta, y, p->c, y, p->c, &p->algo,
                            c->lt_workspace, CUDA_LT_WORKSPACE, c->stream) == CUBLAS_STATUS_SUCCESS)
             return 1;
