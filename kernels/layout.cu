@@ -36,14 +36,6 @@ static __global__ void unpatchify_kernel(float *lat, const float *tokens, int F,
     }
 }
 
-static __global__ void upsample2x_kernel(float *y, const float *x, int C, int H, int W) {
-    const size_t W2 = 2 * (size_t)W, H2 = 2 * (size_t)H, total = (size_t)C * H2 * W2;
-    GRID_STRIDE(o, total) {
-        const size_t X = o % W2, Y = (o / W2) % H2, c = o / (W2 * H2);
-        y[o] = x[(c * H + Y / 2) * W + X / 2];
-    }
-}
-
 static __global__ void to_rgb8_kernel(uint8_t *rgb, const float *x, int H, int W) {
     const size_t HW = (size_t)H * W, total = HW * 3;
     GRID_STRIDE(o, total) {
@@ -68,11 +60,6 @@ extern "C" cudaError_t wm_cuda_unpatchify(float *lat, const float *tokens, int F
     const size_t total = (size_t)F * C * (Hh / ph * ph) * (Ww / pw * pw);
     if (total)
         unpatchify_kernel<<<wm_grid_for(total, THREADS), THREADS, 0, s>>>(lat, tokens, F, C, Hh, Ww, ph, pw);
-    return cudaGetLastError();
-}
-extern "C" cudaError_t wm_cuda_upsample2x(float *y, const float *x, int C, int H, int W, cudaStream_t s) {
-    const size_t total = (size_t)C * 4 * H * W;
-    if (total) upsample2x_kernel<<<wm_grid_for(total, THREADS), THREADS, 0, s>>>(y, x, C, H, W);
     return cudaGetLastError();
 }
 extern "C" cudaError_t wm_cuda_to_rgb8(uint8_t *rgb, const float *x, int H, int W, cudaStream_t s) {

@@ -402,55 +402,95 @@ static void check_noise(size_t n, uint64_t seed, uint64_t stream) {
 
 /* ---- decoder ops ---- */
 
-static void check_conv2d(int Cin, int Cout, int H, int W, int k, int with_bias) {
-    const size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Cout * Cin * k * k;
+/* an image [C, H, W] of backend be holding the fp32 host array x (rounded to bf16 on CUDA) */
+static void *img_dev(wm_backend *be, const float *x, int C, int H, int W) {
+    void *img = be->alloc(be, (be->img_bytes(be, C, H, W) + 3) / 4);
+    if (x) {
+        float *f = wm_test_dev(be, x, (size_t)C * H * W);
+        be->img_from_f32(be, img, f, C, H, W);
+        be->free(be, f);
+    }
+    return img;
+}
+
+/* the fp32 host copy of an image */
+static float *img_get(wm_backend *be, const void *img, int C, int H, int W) {
+    const size_t n = (size_t)C * H * W;
+    float *f = wm_test_dev(be, NULL, n);
+    be->img_to_f32(be, f, img, C, H, W);
+    float *h = wm_test_get(be, f, n);
+    be->free(be, f);
+    return h;
+}
+
+/* img_conv of output channels [o0, o0 + Cout) (o0: the last of `slices`), with or without bias,
+ * residual and ReLU, against the CPU on the same fp32 inputs and on the bf16-rounded ones */
+static void check_conv(int Cin, int Cout, int H, int W, int k, int with_bias, int slices, int res, int relu) {
+    const int Ctot = Cout * slices, o0 = Cout * (slices - 1);
+    const size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Ctot * Cin * k * k;
     float *x = host_randn(nx, 1.0f, 0.0f), *w = host_randn(nw, 1.0f / sqrtf((float)(Cin * k * k)), 0.0f);
-    float *b = host_randn(Cout, 0.1f, 0.0f);
-    float *xr = host_bf16(x, nx), *wr = host_bf16(w, nw);
+    float *b = host_randn(Ctot, 0.1f, 0.0f), *r = host_randn(ny, 1.0f, 0.0f);
+    float *xr = host_bf16(x, nx), *wr = host_bf16(w, nw), *rr = host_bf16(r, ny);
     wm_weight *wc = cpu->weight_new(cpu, w, nw), *wcr = cpu->weight_new(cpu, wr, nw),
-              *bc = cpu->weight_new(cpu, b, Cout);
-    wm_weight *wg = gpu->weight_new(gpu, w, nw), *bg = gpu->weight_new(gpu, b, Cout);
-    float *xc = wm_test_dev(cpu, x, nx), *xcr = wm_test_dev(cpu, xr, nx), *xg = wm_test_dev(gpu, x, nx);
-    float *yc = wm_test_dev(cpu, NULL, ny), *ycr = wm_test_dev(cpu, NULL, ny), *yg = wm_test_dev(gpu, NULL, ny);
-    cpu->conv2d(cpu, yc, xc, wc, with_bias ? bc : NULL, Cin, Cout, H, W, k);
-    cpu->conv2d(cpu, ycr, xcr, wcr, with_bias ? bc : NULL, Cin, Cout, H, W, k);
-    gpu->conv2d(gpu, yg, xg, wg, with_bias ? bg : NULL, Cin, Cout, H, W, k);
-    float *rc = wm_test_get(cpu, yc, ny), *rcr = wm_test_get(cpu, ycr, ny), *rg = wm_test_get(gpu, yg, ny);
-    char name[96];
-    snprintf(name, sizeof name, "conv2d %dx%d %d->%d %dx%d%s", k, k, Cin, Cout, H, W, with_bias ? " +b" : "");
-    wm_test_compare(name, rg, rc, ny, 2e-2f, 1e-2f);
-    /* three GPU paths (WM_CONV); whichever ran must match its own reference tightly:
-     * - default, cuDNN bf16 NHWC: the same bf16-rounded inputs as the reference, fp32 accumulation,
-     *   then y is rounded to bf16 before the fp32 bias. Half an ulp of bf16 is at most 2^-8 = 3.9e-3
-     *   of |conv| <= |ref| + |b| (|b| < 0.5 here), so rtol 4e-3 and atol 2e-3 for the bias part and
-     *   the fp32 summation order. A shape that fell back to the fp32 plan fails this check.
-     * - WM_CONV=fp32: cuDNN fp32 with TF32 tensor ops, close to fp32.
-     * - WM_CONV=im2col: a bf16 GEMM accumulating into fp32, exact on bf16-rounded inputs. */
-    const char *mode = getenv("WM_CONV");
-    if (mode && strcmp(mode, "im2col") == 0)
-        wm_test_compare("  im2col: same bf16 inputs", rg, rcr, ny, 1e-4f, 1e-4f);
-    else if (mode && strcmp(mode, "fp32") == 0)
-        wm_test_compare("  cuDNN fp32 (TF32) vs fp32", rg, rc, ny, 5e-3f, 2e-3f);
-    else
-        wm_test_compare("  cuDNN bf16: same bf16 inputs", rg, rcr, ny, 2e-3f, 4e-3f);
+              *bc = cpu->weight_new(cpu, b, Ctot);
+    wm_weight *wg = gpu->weight_new(gpu, w, nw), *bg = gpu->weight_new(gpu, b, Ctot);
+    void *xc = img_dev(cpu, x, Cin, H, W), *xcr = img_dev(cpu, xr, Cin, H, W), *xg = img_dev(gpu, x, Cin, H, W);
+    void *rc_ = img_dev(cpu, r, Cout, H, W), *rcr = img_dev(cpu, rr, Cout, H, W), *rg_ = img_dev(gpu, r, Cout, H, W);
+    void *yc = img_dev(cpu, NULL, Cout, H, W), *ycr = img_dev(cpu, NULL, Cout, H, W), *yg = img_dev(gpu, NULL, Cout, H, W);
+    cpu->img_conv(cpu, yc, xc, wc, with_bias ? bc : NULL, o0, Cin, Cout, H, W, k, res ? rc_ : NULL, relu);
+    cpu->img_conv(cpu, ycr, xcr, wcr, with_bias ? bc : NULL, o0, Cin, Cout, H, W, k, res ? rcr : NULL, relu);
+    gpu->img_conv(gpu, yg, xg, wg, with_bias ? bg : NULL, o0, Cin, Cout, H, W, k, res ? rg_ : NULL, relu);
+    float *hc = img_get(cpu, yc, Cout, H, W), *hcr = img_get(cpu, ycr, Cout, H, W), *hg = img_get(gpu, yg, Cout, H, W);
+    char name[112];
+    snprintf(name, sizeof name, "img_conv %dx%d %d->%d %dx%d%s%s%s%s", k, k, Cin, Cout, H, W, with_bias ? " +b" : "",
+             slices > 1 ? " slice" : "", res ? " +res" : "", relu ? " relu" : "");
+    wm_test_compare(name, hg, hc, ny, 3e-2f, 2e-2f);
+    /* On the same bf16-rounded inputs: the GPU accumulates in fp32 (cuDNN, or im2col + a bf16 GEMM
+     * with WM_CONV=im2col), rounds the convolution to bf16, adds bias and residual in fp32 and rounds
+     * again. Two half-ulps of bf16 are 2 * 2^-9 = 3.9e-3 relative, of |conv| which can exceed |y|
+     * by |b| + |res| (|res| is up to ~4 here): rtol 4e-3 and atol 2e-2 cover both. */
+    wm_test_compare("  same bf16 inputs", hg, hcr, ny, 2e-2f, 4e-3f);
     cpu->weight_free(cpu, wc), cpu->weight_free(cpu, wcr), cpu->weight_free(cpu, bc);
     gpu->weight_free(gpu, wg), gpu->weight_free(gpu, bg);
-    cpu->free(cpu, xc), cpu->free(cpu, xcr), cpu->free(cpu, yc), cpu->free(cpu, ycr);
-    gpu->free(gpu, xg), gpu->free(gpu, yg);
-    free(x), free(w), free(b), free(xr), free(wr), free(rc), free(rcr), free(rg);
+    cpu->free(cpu, xc), cpu->free(cpu, xcr), cpu->free(cpu, rc_), cpu->free(cpu, rcr), cpu->free(cpu, yc);
+    cpu->free(cpu, ycr), gpu->free(gpu, xg), gpu->free(gpu, rg_), gpu->free(gpu, yg);
+    free(x), free(w), free(b), free(r), free(xr), free(wr), free(rr), free(hc), free(hcr), free(hg);
+}
+
+/* upsample2x, concat and copy: exact on bf16-representable values */
+static void check_image_moves(int C, int H, int W) {
+    const size_t n = (size_t)C * H * W;
+    float *x = host_randn(n, 1.0f, 0.0f), *y = host_randn(n, 1.0f, 0.0f);
+    float *xr = host_bf16(x, n), *yr = host_bf16(y, n);
+    void *xc = img_dev(cpu, xr, C, H, W), *yc = img_dev(cpu, yr, C, H, W), *oc = img_dev(cpu, NULL, 2 * C, 2 * H, 2 * W);
+    void *xg = img_dev(gpu, x, C, H, W), *yg = img_dev(gpu, y, C, H, W), *og = img_dev(gpu, NULL, 2 * C, 2 * H, 2 * W);
+    char name[64];
+    cpu->img_upsample2x(cpu, oc, xc, C, H, W);
+    gpu->img_upsample2x(gpu, og, xg, C, H, W);
+    float *hc = img_get(cpu, oc, C, 2 * H, 2 * W), *hg = img_get(gpu, og, C, 2 * H, 2 * W);
+    snprintf(name, sizeof name, "img_upsample2x C=%d %dx%d", C, H, W);
+    wm_test_check_exact(name, hg, hc, 4 * n);
+    free(hc), free(hg);
+    cpu->img_concat(cpu, oc, xc, yc, C, H, W);
+    gpu->img_concat(gpu, og, xg, yg, C, H, W);
+    hc = img_get(cpu, oc, 2 * C, H, W), hg = img_get(gpu, og, 2 * C, H, W);
+    snprintf(name, sizeof name, "img_concat C=%d %dx%d", C, H, W);
+    wm_test_check_exact(name, hg, hc, 2 * n);
+    free(hc), free(hg);
+    gpu->img_copy(gpu, yg, xg, C, H, W);
+    hg = img_get(gpu, yg, C, H, W);
+    snprintf(name, sizeof name, "img_copy C=%d %dx%d", C, H, W);
+    wm_test_check_exact(name, hg, xr, n);
+    free(hg);
+    cpu->free(cpu, xc), cpu->free(cpu, yc), cpu->free(cpu, oc), gpu->free(gpu, xg), gpu->free(gpu, yg);
+    gpu->free(gpu, og);
+    free(x), free(y), free(xr), free(yr);
 }
 
 static void test_decoder_ops(void) {
-    const int C = 8, H = 30, W = 52;
-    const size_t n = (size_t)C * H * W;
-    float *x = host_randn(n, 1.0f, 0.0f);
-    float *xc = wm_test_dev(cpu, x, n), *xg = wm_test_dev(gpu, x, n), *yc = wm_test_dev(cpu, NULL, 4 * n),
-          *yg = wm_test_dev(gpu, NULL, 4 * n);
-    cpu->upsample2x(cpu, yc, xc, C, H, W);
-    gpu->upsample2x(gpu, yg, xg, C, H, W);
-    float *rc = wm_test_get(cpu, yc, 4 * n), *rg = wm_test_get(gpu, yg, 4 * n);
-    wm_test_check_exact("upsample2x", rg, rc, 4 * n);
-    free(rc), free(rg);
+    const int H = 30, W = 52;
+    check_image_moves(8, H, W);
+    check_image_moves(5, 7, 9); /* channels padded to 8, concat element by element */
 
     /* to_rgb8 of [3, 2H, 2W] in [-0.2, 1.2] with exact half-way values, into a padded pitch */
     const int Hi = 2 * H, Wi = 2 * W;
@@ -459,17 +499,16 @@ static void test_decoder_ops(void) {
     for (size_t i = 0; i < ni; i++) img[i] = (float)(uniform() * 1.4 - 0.2);
     for (size_t i = 0; i < ni; i += 97) img[i] = (float)((i % 256) + 0.5) / 255.0f; /* ties */
     img[1] = NAN;
-    cpu->upload(cpu, yc, img, ni), gpu->upload(gpu, yg, img, ni);
+    float *yc = wm_test_dev(cpu, img, ni), *yg = wm_test_dev(gpu, img, ni);
     uint8_t *bc = malloc(pitch * Hi), *bg = malloc(pitch * Hi);
     memset(bc, 0xAB, pitch * Hi), memset(bg, 0xAB, pitch * Hi);
-    cpu->to_rgb8(cpu, bc, pitch, yc, Hi, Wi);
-    gpu->to_rgb8(gpu, bg, pitch, yg, Hi, Wi);
+    cpu->to_rgb8(cpu, bc, pitch, yc, 2, Hi / 2, Wi); /* as two frames of Hi/2 rows */
+    gpu->to_rgb8(gpu, bg, pitch, yg, 2, Hi / 2, Wi);
     int same = memcmp(bc, bg, pitch * Hi) == 0;
-    printf("%-28s n=%-8zu bit-identical: %s\n", "to_rgb8 (pitch 3W+5)", ni, same ? "ok" : "MISMATCH");
+    printf("%-28s n=%-8zu bit-identical: %s\n", "to_rgb8 (2 frames, pitch 3W+5)", ni, same ? "ok" : "MISMATCH");
     if (!same) wm_test_failures++;
     free(bc), free(bg), free(img);
-    cpu->free(cpu, xc), cpu->free(cpu, yc), gpu->free(gpu, xg), gpu->free(gpu, yg);
-    free(x);
+    cpu->free(cpu, yc), gpu->free(gpu, yg);
 }
 
 /* ---- a few timings (informative; the benchmarks proper are wm-bench's) ---- */
@@ -538,26 +577,27 @@ static void time_linear(int M, int K, int N) {
     free(W), free(b);
 }
 
-/* The active conv2d path (WM_CONV) on the decoder's taew2_1 shapes, conversions included. */
-static void time_conv2d(int Cin, int Cout, int H, int W, int k) {
-    const size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Cout * Cin * k * k;
+/* img_conv (+ bias + ReLU, as most of the decoder's convolutions) on the decoder's taew2_1 shapes,
+ * on images in the backend's layout (no conversions): cuDNN, or im2col + GEMM with WM_CONV=im2col. */
+static void time_conv(int Cin, int Cout, int H, int W, int k) {
+    const size_t nw = (size_t)Cout * Cin * k * k;
     float *w = host_randn(nw, 1.0f / sqrtf((float)(Cin * k * k)), 0.0f), *b = host_randn(Cout, 0.1f, 0.0f);
+    float *xh = host_randn((size_t)Cin * H * W, 1.0f, 0.0f);
     wm_weight *wg = gpu->weight_new(gpu, w, nw), *bg = gpu->weight_new(gpu, b, Cout);
-    float *x = wm_test_dev(gpu, NULL, nx), *y = wm_test_dev(gpu, NULL, ny);
-    gpu->noise(gpu, x, nx, 3, 4);
-    gpu->conv2d(gpu, y, x, wg, bg, Cin, Cout, H, W, k); /* plan, algorithm and filter layout */
+    void *x = img_dev(gpu, xh, Cin, H, W), *y = img_dev(gpu, NULL, Cout, H, W);
+    gpu->img_conv(gpu, y, x, wg, bg, 0, Cin, Cout, H, W, k, NULL, 1); /* plan, algorithm and filter layout */
     gpu->sync(gpu);
     const int iters = 20;
     double t0 = wm_now_ms();
-    for (int i = 0; i < iters; i++) gpu->conv2d(gpu, y, x, wg, bg, Cin, Cout, H, W, k);
+    for (int i = 0; i < iters; i++) gpu->img_conv(gpu, y, x, wg, bg, 0, Cin, Cout, H, W, k, NULL, 1);
     gpu->sync(gpu);
     double ms = (wm_now_ms() - t0) / iters;
     const char *mode = getenv("WM_CONV");
-    printf("time conv2d %dx%d %d->%d %dx%d: %.3f ms, %.0f TFLOP/s (%s)\n", k, k, Cin, Cout, H, W, ms,
+    printf("time img_conv %dx%d %d->%d %dx%d +b relu: %.3f ms, %.0f TFLOP/s (%s)\n", k, k, Cin, Cout, H, W, ms,
            2.0 * Cin * Cout * k * k * H * W / (ms * 1e-3) / 1e12,
-           mode && (strcmp(mode, "fp32") == 0 || strcmp(mode, "im2col") == 0) ? mode : "cuDNN bf16 NHWC");
+           mode && strcmp(mode, "im2col") == 0 ? "im2col + GEMM" : "cuDNN bf16 NHWC");
     gpu->weight_free(gpu, wg), gpu->weight_free(gpu, bg), gpu->free(gpu, x), gpu->free(gpu, y);
-    free(w), free(b);
+    free(w), free(b), free(xh);
 }
 
 int main(int argc, char **argv) {
@@ -614,14 +654,16 @@ int main(int argc, char **argv) {
     check_noise(3 * 16 * 60 * 104, 42, 256 * 3 + 1);
     check_noise(1001, 0x0123456789ABCDEFull, 0xFFFF0000ull + 7);
     check_noise((size_t)1 << 22, 7, 0);
-    check_conv2d(16, 32, 20, 24, 3, 1);
-    check_conv2d(64, 32, 20, 24, 1, 0);
-    check_conv2d(64, 64, 60, 104, 3, 1);
-    check_conv2d(64, 4, 480, 832, 3, 1); /* im2col in several bands */
-    check_conv2d(64, 3, 60, 104, 3, 1);  /* the RGB head: Cout = 3 (bf16: padded to 8 channels) */
-    check_conv2d(12, 24, 17, 19, 3, 1);  /* Cin not a multiple of 8; H*W not a multiple of 32 */
-    check_conv2d(100, 72, 13, 29, 3, 0); /* bf16 layout kernels: a second, partial 64-channel tile */
-    check_conv2d(5, 3, 9, 7, 1, 1);      /* 1x1, both channel counts odd */
+    check_conv(16, 32, 20, 24, 3, 1, 1, 0, 0);
+    check_conv(64, 32, 20, 24, 1, 0, 1, 0, 0);
+    check_conv(64, 64, 60, 104, 3, 1, 1, 0, 1);
+    check_conv(128, 64, 60, 104, 3, 1, 1, 1, 1); /* MemBlock: cat input, + skip, ReLU */
+    check_conv(64, 64, 120, 208, 1, 0, 2, 0, 0); /* TGrow: second time step's slice */
+    check_conv(64, 4, 480, 832, 3, 1, 1, 0, 0);  /* im2col in several bands */
+    check_conv(64, 3, 60, 104, 3, 1, 1, 0, 0);   /* the RGB head: Cout = 3 (padded to 8 channels) */
+    check_conv(12, 24, 17, 19, 3, 1, 1, 1, 1);   /* Cin not a multiple of 8; H*W not a multiple of 32 */
+    check_conv(100, 72, 13, 29, 3, 0, 1, 0, 0);  /* layout kernels: a second, partial 64-channel tile */
+    check_conv(5, 3, 9, 7, 1, 1, 3, 0, 1);       /* 1x1, both channel counts odd, third slice */
     test_decoder_ops();
 
     if (timings) {
@@ -629,10 +671,11 @@ int main(int argc, char **argv) {
         time_linear(4680, 1536, 8960);
         time_linear(4680, 8960, 1536);
         time_ffn(4680, 1536, 8960);
-        time_conv2d(64, 64, 480, 832, 3);
-        time_conv2d(128, 128, 240, 416, 3);
-        time_conv2d(256, 256, 120, 208, 3);
-        time_conv2d(64, 3, 480, 832, 3);
+        time_conv(64, 64, 480, 832, 3);
+        time_conv(128, 128, 240, 416, 3);
+        time_conv(256, 256, 120, 208, 3);
+        time_conv(128, 64, 240, 416, 3);
+        time_conv(64, 3, 480, 832, 3);
     }
 
     gpu_naive->destroy(gpu_naive);

@@ -1,5 +1,6 @@
 /* test_decoder.c - the TAEHV decoder (docs/MODEL.md section 7) and the CPU decoder ops.
- *   (a) conv2d / upsample2x / tanh_clamp / to_rgb8 against naive loops
+ *   (a) img_conv (slices, bias, residual, ReLU) / img_upsample2x / img_concat / img_copy / tanh_clamp /
+ *       to_rgb8 against naive loops
  *   (b) streaming: one-by-one decoding equals decoding across a reset + state save/load
  *   (c) the streaming decoder against a naive whole-sequence TAEHV (apply_model_with_memblocks_parallel
  *       semantics) on random weights, for two configs
@@ -60,47 +61,102 @@ static void naive_upsample(float *y, const float *x, int C, int H, int W) {
 
 /* ---- (a) ops ---- */
 
-static void test_conv_case(wm_backend *be, int Cin, int Cout, int H, int W, int k, int bias) {
-    size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Cout * Cin * k * k;
-    float *x = rand_buf(nx, 1.0f), *w = rand_buf(nw, 1.0f / sqrtf((float)(Cin * k * k))), *b = rand_buf(Cout, 0.5f);
-    float *ref = malloc(ny * sizeof(float)), *got = malloc(ny * sizeof(float));
-    naive_conv(ref, x, w, bias ? b : NULL, Cin, Cout, H, W, k);
-    wm_weight *Wt = be->weight_new(be, w, nw), *Bt = be->weight_new(be, b, Cout);
-    float *dx = be->alloc(be, nx), *dy = be->alloc(be, ny);
-    be->upload(be, dx, x, nx);
-    be->fill(be, dy, NAN, ny); /* every output must be written */
-    be->conv2d(be, dy, dx, Wt, bias ? Bt : NULL, Cin, Cout, H, W, k);
-    be->download(be, got, dy, ny);
+/* backend memory holding an image [C, H, W] (img_bytes: the backend's own layout) */
+static void *img_alloc(wm_backend *be, int C, int H, int W) {
+    return be->alloc(be, (be->img_bytes(be, C, H, W) + sizeof(float) - 1) / sizeof(float));
+}
+
+/* img_conv of output channels [o0, o0 + Cout) of a weight with `slices` * Cout outputs (o0 = the
+ * last slice), with or without bias, residual and ReLU, against naive loops */
+static void test_conv_case(wm_backend *be, int Cin, int Cout, int H, int W, int k, int bias, int slices, int res,
+                           int relu) {
+    const int Ctot = Cout * slices, o0 = Cout * (slices - 1);
+    size_t nx = (size_t)Cin * H * W, ny = (size_t)Cout * H * W, nw = (size_t)Ctot * Cin * k * k;
+    float *x = rand_buf(nx, 1.0f), *w = rand_buf(nw, 1.0f / sqrtf((float)(Cin * k * k))), *b = rand_buf(Ctot, 0.5f);
+    float *r = rand_buf(ny, 1.0f), *ref = malloc(ny * sizeof(float)), *got = malloc(ny * sizeof(float));
+    naive_conv(ref, x, w + (size_t)o0 * Cin * k * k, bias ? b + o0 : NULL, Cin, Cout, H, W, k);
+    for (size_t i = 0; i < ny; i++) {
+        if (res) ref[i] += r[i];
+        if (relu && ref[i] < 0) ref[i] = 0;
+    }
+    wm_weight *Wt = be->weight_new(be, w, nw), *Bt = be->weight_new(be, b, Ctot);
+    float *f32 = be->alloc(be, nx > ny ? nx : ny);
+    void *ix = img_alloc(be, Cin, H, W), *iy = img_alloc(be, Cout, H, W), *ir = img_alloc(be, Cout, H, W);
+    be->upload(be, f32, x, nx);
+    be->img_from_f32(be, ix, f32, Cin, H, W);
+    be->upload(be, f32, r, ny);
+    be->img_from_f32(be, ir, f32, Cout, H, W);
+    be->fill(be, iy, NAN, be->img_bytes(be, Cout, H, W) / sizeof(float)); /* every output must be written */
+    be->img_conv(be, iy, ix, Wt, bias ? Bt : NULL, o0, Cin, Cout, H, W, k, res ? ir : NULL, relu);
+    be->img_to_f32(be, f32, iy, Cout, H, W);
+    be->download(be, got, f32, ny);
     char what[96];
-    snprintf(what, sizeof what, "conv%dx%d %d->%d %dx%d%s", k, k, Cin, Cout, H, W, bias ? " +b" : "");
+    snprintf(what, sizeof what, "conv%dx%d %d->%d %dx%d%s%s%s%s", k, k, Cin, Cout, H, W, bias ? " +b" : "",
+             slices > 1 ? " slice" : "", res ? " +res" : "", relu ? " relu" : "");
     wm_test_compare(what, got, ref, ny, 1e-5f, 1e-5f);
-    be->free(be, dx);
-    be->free(be, dy);
+    be->free(be, f32);
+    be->free(be, ix);
+    be->free(be, iy);
+    be->free(be, ir);
     be->weight_free(be, Wt);
     be->weight_free(be, Bt);
-    free(x); free(w); free(b); free(ref); free(got);
+    free(x); free(w); free(b); free(r); free(ref); free(got);
+}
+
+/* upsample2x, concat and copy of images against naive loops (exact) */
+static void test_image_moves(wm_backend *be) {
+    const int C = 3, H = 5, W = 7;
+    const size_t n = (size_t)C * H * W;
+    float *x = rand_buf(n, 2.0f), *y = rand_buf(n, 2.0f), *ref = malloc(4 * n * sizeof(float));
+    float *got = malloc(4 * n * sizeof(float)), *f32 = be->alloc(be, 4 * n);
+    void *ix = img_alloc(be, C, H, W), *iy = img_alloc(be, C, H, W), *io = img_alloc(be, 2 * C, 2 * H, 2 * W);
+    be->upload(be, f32, x, n);
+    be->img_from_f32(be, ix, f32, C, H, W);
+    be->upload(be, f32, y, n);
+    be->img_from_f32(be, iy, f32, C, H, W);
+
+    naive_upsample(ref, x, C, H, W);
+    be->img_upsample2x(be, io, ix, C, H, W);
+    be->img_to_f32(be, f32, io, C, 2 * H, 2 * W);
+    be->download(be, got, f32, 4 * n);
+    wm_test_compare("img_upsample2x", got, ref, 4 * n, 0, 0);
+
+    memcpy(ref, x, n * sizeof(float));
+    memcpy(ref + n, y, n * sizeof(float));
+    be->img_concat(be, io, ix, iy, C, H, W);
+    be->img_to_f32(be, f32, io, 2 * C, H, W);
+    be->download(be, got, f32, 2 * n);
+    wm_test_compare("img_concat", got, ref, 2 * n, 0, 0);
+
+    be->img_copy(be, iy, ix, C, H, W);
+    be->img_to_f32(be, f32, iy, C, H, W);
+    be->download(be, got, f32, n);
+    wm_test_compare("img_copy", got, x, n, 0, 0);
+
+    be->free(be, f32);
+    be->free(be, ix);
+    be->free(be, iy);
+    be->free(be, io);
+    free(x); free(y); free(ref); free(got);
 }
 
 static void test_ops(wm_backend *be) {
     for (int bias = 0; bias < 2; bias++) {
-        test_conv_case(be, 5, 7, 9, 11, 3, bias);
-        test_conv_case(be, 5, 7, 9, 11, 1, bias);
-        test_conv_case(be, 3, 4, 1, 1, 3, bias);  /* every tap but the centre is padding */
-        test_conv_case(be, 2, 3, 1, 13, 3, bias); /* one row */
+        test_conv_case(be, 5, 7, 9, 11, 3, bias, 1, 0, 0);
+        test_conv_case(be, 5, 7, 9, 11, 1, bias, 1, 0, 0);
+        test_conv_case(be, 3, 4, 1, 1, 3, bias, 1, 0, 0);  /* every tap but the centre is padding */
+        test_conv_case(be, 2, 3, 1, 13, 3, bias, 1, 0, 0); /* one row */
+        test_conv_case(be, 5, 7, 9, 11, 3, bias, 1, 1, 1); /* MemBlock's last conv: + skip, ReLU */
+        test_conv_case(be, 6, 6, 4, 5, 1, bias, 2, 0, 0);  /* TGrow: the second time step's slice */
     }
-    test_conv_case(be, 64, 16, 150, 100, 3, 1); /* more than one im2col band */
-    test_conv_case(be, 32, 64, 20, 24, 1, 0);
+    test_conv_case(be, 5, 7, 9, 11, 3, 1, 1, 0, 1);     /* conv + ReLU */
+    test_conv_case(be, 64, 16, 150, 100, 3, 1, 1, 0, 0); /* more than one im2col band */
+    test_conv_case(be, 32, 64, 20, 24, 1, 0, 1, 0, 0);
+    test_image_moves(be);
 
-    /* upsample2x */
     const int C = 3, H = 5, W = 7;
-    float *x = rand_buf((size_t)C * H * W, 2.0f), *ref = malloc(4 * sizeof(float) * C * H * W);
-    float *got = malloc(4 * sizeof(float) * C * H * W);
-    naive_upsample(ref, x, C, H, W);
-    float *dx = be->alloc(be, (size_t)C * H * W), *dy = be->alloc(be, (size_t)4 * C * H * W);
-    be->upload(be, dx, x, (size_t)C * H * W);
-    be->upsample2x(be, dy, dx, C, H, W);
-    be->download(be, got, dy, (size_t)4 * C * H * W);
-    wm_test_compare("upsample2x", got, ref, (size_t)4 * C * H * W, 0, 0);
+    float *x = rand_buf((size_t)C * H * W, 2.0f), *ref = malloc(sizeof(float) * C * H * W);
+    float *got = malloc(sizeof(float) * C * H * W), *dx = be->alloc(be, (size_t)C * H * W);
 
     /* tanh_clamp */
     for (int i = 0; i < C * H * W; i++) ref[i] = tanhf(x[i] * 4.0f / 3.0f) * 3.0f;
@@ -116,7 +172,7 @@ static void test_ops(wm_backend *be) {
     be->upload(be, dx, x, (size_t)C * H * W);
     const size_t pitch = 3 * W + 5;
     uint8_t *rgb = calloc(pitch * H, 1);
-    be->to_rgb8(be, rgb, pitch, dx, H, W);
+    be->to_rgb8(be, rgb, pitch, dx, 1, H, W);
     int bad = 0;
     for (int r = 0; r < H; r++)
         for (int j = 0; j < W; j++)
@@ -133,7 +189,6 @@ static void test_ops(wm_backend *be) {
     printf("%-28s %s\n", "to_rgb8", bad ? "MISMATCH" : "ok");
     free(rgb);
     be->free(be, dx);
-    be->free(be, dy);
     free(x); free(ref); free(got);
 }
 

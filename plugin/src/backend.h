@@ -105,7 +105,7 @@ typedef struct wm_ffn_block {
 } wm_ffn_block;
 
 /* What capture_begin records (below). */
-typedef enum wm_capture_unit { WM_CAPTURE_FORWARD = 0, WM_CAPTURE_UNITS = 1 } wm_capture_unit;
+typedef enum wm_capture_unit { WM_CAPTURE_FORWARD = 0, WM_CAPTURE_DECODE = 1, WM_CAPTURE_UNITS = 2 } wm_capture_unit;
 
 typedef struct wm_backend wm_backend;
 struct wm_backend {
@@ -263,9 +263,17 @@ struct wm_backend {
      * none of them ran and the caller calls them again without capture. Between the two, ops must
      * not wait for the device (download, sync, kv_read, kv_match, lsh_take_counts, to_rgb8, ...) nor
      * read host memory that changes before the unit runs (upload). `unit` (wm_capture_unit) names
-     * what is recorded: each kind is learnt and given up on separately. */
-    int (*capture_begin)(wm_backend *be, int unit);
+     * what is recorded: each kind is learnt and given up on separately.
+     * key 0: the recording runs once (a DiT forward: recorded anew every time, which costs what
+     * launching would, and saves the gaps between kernels). key != 0: the caller promises that every
+     * recording under that key is the same ops on the same memory with the same arguments, so the
+     * backend may keep it and `replay(be, unit, key)` runs it again without recording; replay
+     * returns 0 when it has nothing kept under the key (never recorded, or dropped), and the caller
+     * then runs or records the ops itself. Keys must not be reused for other work (the decoder mixes
+     * in a number unique to each decoder). */
+    int (*capture_begin)(wm_backend *be, int unit, uint64_t key);
     int (*capture_end)(wm_backend *be);
+    int (*replay)(wm_backend *be, int unit, uint64_t key);
 
     /* latents [F, C, Hh, Ww] -> patches [F*(Hh/ph)*(Ww/pw), C*ph*pw] in (c, di, dj) order */
     void (*patchify)(wm_backend *be, float *patches, const float *lat, int F, int C, int Hh, int Ww,
@@ -280,15 +288,35 @@ struct wm_backend {
     /* Philox normal noise, docs/MODEL.md section 5: dst[i] = normal element i of stream */
     void (*noise)(wm_backend *be, float *dst, size_t n, uint64_t seed, uint64_t stream);
 
-    /* decoder ops, images [C, H, W] (one time step) */
-    /* y[Cout, H, W] = conv(x[Cin, H, W]) with k x k kernel (k = 1 or 3, pad k/2), W [Cout, Cin, k, k] */
-    void (*conv2d)(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b,
-                   int Cin, int Cout, int H, int Wd, int k);
-    void (*upsample2x)(wm_backend *be, float *y, const float *x, int C, int H, int W); /* nearest */
+    /* ---- decoder ops on images ----
+     * An image is one time step [C, H, W] of the decoder's activations, kept in the backend's own
+     * layout and touched only by the img_* ops (the decoder carves them out of its memory by
+     * img_bytes): fp32 [C, H, W] on the CPU; bf16 [H, W, Cp] with Cp = C rounded up to 8 (zeros) on
+     * CUDA, the layout its tensor-core convolutions read and write, so no op converts between them.
+     * fp32 [C, H, W] arrays come in and go out through img_from_f32 / img_to_f32. */
+    size_t (*img_bytes)(wm_backend *be, int C, int H, int W);
+    void (*img_from_f32)(wm_backend *be, void *img, const float *x, int C, int H, int W);
+    void (*img_to_f32)(wm_backend *be, float *x, const void *img, int C, int H, int W);
+    /* y[Cout, H, W] = act(conv(x[Cin, H, W]) + b + res), k x k kernel (k = 1 or 3, pad k/2): output
+     * channels [o0, o0 + Cout) of W [Ctot, Cin, k, k] (and of b [Ctot], NULL: none), o0 a multiple
+     * of Cout (a TGrow's time steps are slices of one weight); res: an image like y or NULL;
+     * act = ReLU when relu, else identity. y must not alias x or res. */
+    void (*img_conv)(wm_backend *be, void *y, const void *x, const wm_weight *W, const wm_weight *b, int o0,
+                     int Cin, int Cout, int H, int Wd, int k, const void *res, int relu);
+    void (*img_upsample2x)(wm_backend *be, void *y, const void *x, int C, int H, int W); /* nearest */
+    /* y[2C, H, W] = cat(a[C, H, W], b[C, H, W]) along channels */
+    void (*img_concat)(wm_backend *be, void *y, const void *a, const void *b, int C, int H, int W);
+    void (*img_copy)(wm_backend *be, void *y, const void *x, int C, int H, int W);
     void (*tanh_clamp)(wm_backend *be, float *x, size_t n, float limit);            /* tanh(x/l)*l */
     void (*clamp)(wm_backend *be, float *x, size_t n, float lo, float hi);          /* in place */
-    /* rgb8[H, W, 3] (pitch bytes per row) = round(clamp(x[3, H, W], 0, 1) * 255) on the host */
-    void (*to_rgb8)(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W);
+    /* n frames to the host, waiting for them: rgb8[i][H, W, 3] = round(clamp(x[i][3, H, W], 0, 1) * 255),
+     * frame i at rgb + i * H * pitch (pitch bytes per row) and at x + i * 3 * H * W. One call per
+     * chunk's frames, so one wait. */
+    void (*to_rgb8)(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int n, int H, int W);
+    /* Optional: page-lock host memory that to_rgb8 writes often (a session's frame ring), so the
+     * device copies into it directly; 0 when it could not (nothing to undo, it still works). */
+    int (*pin_host)(wm_backend *be, void *p, size_t bytes);
+    void (*unpin_host)(wm_backend *be, void *p);
 };
 
 /* Creates the CPU backend (always available). n_threads 0 = all cores. */

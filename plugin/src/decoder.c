@@ -12,11 +12,14 @@
  * order, so every MemBlock sees its inputs in time order and `past` is simply its previous input.
  * That makes the output independent of how latents are split into chunks.
  *
- * All compute goes through the backend; this file only does pointer arithmetic on backend memory. */
+ * All compute goes through the backend. Activations are backend images (backend.h's img_* ops), in
+ * whatever layout the backend keeps them (bf16 channels-last on CUDA); this file only carves them out
+ * of backend memory by their byte sizes. Latents come in and RGB goes out as fp32 [C, H, W]. */
 #include "decoder.h"
 
 #include "common.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +37,7 @@ static const int k_tgrow_idx[DEC_STAGES] = {7, 13, 19};
 
 typedef struct dec_memblock {
     const wm_weight *w[3], *b[3]; /* I.conv.0 (2n->n), I.conv.2, I.conv.4 (n->n), 3x3 with bias */
-    float *past;                  /* [n, H, W] this block's input at the previous time step */
+    void *past;                   /* image [n, H, W]: this block's input at the previous time step */
 } dec_memblock;
 
 typedef struct dec_stage {
@@ -45,12 +48,14 @@ typedef struct dec_stage {
     int t;                          /* TGrow stride */
     const wm_weight *conv_w, *conv_b; /* conv_b only for decoder.1 */
     dec_memblock mb[DEC_MEMBLOCKS];
-    const wm_weight *tgrow;         /* [t*n, n, 1, 1], no bias */
-    float *grow;                    /* [t*n, H2, W2]: channels [k*n, (k+1)*n) are time step k */
+    const wm_weight *tgrow;         /* [t*n, n, 1, 1], no bias: output channels [k*n, (k+1)*n) make time step k */
+    char *grow;                     /* t images [n, H2, W2], time step k at k * grow_bytes */
+    size_t grow_bytes;
 } dec_stage;
 
 struct wm_decoder {
     wm_backend *be;
+    uint64_t id; /* unique in the process: part of the key of its recorded work (push_many) */
     int c_lat, n3, n_img;
     int H3, W3; /* output resolution */
     int t_up;   /* frames per latent frame */
@@ -58,9 +63,10 @@ struct wm_decoder {
     const wm_weight *w20, *w22, *b22;
     int64_t to_trim; /* output frames of the stream still to drop */
     /* Work memory shared by all stages: a stage's buffers are dead once its TGrow output (kept in
-     * its own `grow`) exists, so the next stage may reuse them. */
-    float *arena;
-    size_t arena_floats;
+     * its own `grow`) exists, so the next stage may reuse them. Stage 0 also keeps the clamped
+     * latent here (fp32, then as an image); state save/load stage fp32 pasts here. */
+    char *arena;
+    size_t arena_bytes;
     size_t state_floats;
     /* during a push */
     float *out;
@@ -115,6 +121,55 @@ void wm_decoder_manifest(const wm_config *cfg, wm_weights *ws) {
     add_conv(ws, p, dc->image_channels, dc->channels[3], 3, 1);
 }
 
+/* ---- work memory ---- */
+
+#define DEC_ALIGN 256 /* bytes: every buffer carved from the arena starts aligned like an allocation */
+
+static size_t align_up(size_t n) { return (n + DEC_ALIGN - 1) / DEC_ALIGN * DEC_ALIGN; }
+
+static size_t img_bytes(const wm_decoder *d, int C, int H, int W) { return d->be->img_bytes(d->be, C, H, W); }
+
+/* A stage's buffers in the arena: x [n] (the MemBlocks work on it in place), cat [2n], t, u [n], up
+ * [n, H2, W2] (the upsampled x); stage 0 also in [c_lat] (the latent as an image) and lat (fp32
+ * [c_lat, H, W], the clamped copy of the latent). */
+typedef struct stage_bufs {
+    void *x, *cat, *t, *u, *up, *in;
+    float *lat;
+} stage_bufs;
+
+/* Lays stage s's buffers out (b == NULL: only measures) and returns the bytes they need. */
+static size_t stage_arena(const wm_decoder *d, const dec_stage *s, stage_bufs *b) {
+    const int n = s->n, H = s->H, W = s->W;
+    const size_t sz[7] = {
+        img_bytes(d, n, H, W), img_bytes(d, 2 * n, H, W), img_bytes(d, n, H, W), img_bytes(d, n, H, W),
+        s->up ? img_bytes(d, n, s->H2, s->W2) : 0,
+        s == &d->st[0] ? img_bytes(d, d->c_lat, H, W) : 0,
+        s == &d->st[0] ? (size_t)d->c_lat * H * W * sizeof(float) : 0,
+    };
+    void **dst[7] = {0};
+    if (b) {
+        memset(b, 0, sizeof *b);
+        void **p[7] = {&b->x, &b->cat, &b->t, &b->u, &b->up, &b->in, (void **)&b->lat};
+        memcpy(dst, p, sizeof p);
+    }
+    size_t off = 0;
+    for (int i = 0; i < 7; i++) {
+        if (b && sz[i]) *dst[i] = d->arena + off;
+        off += align_up(sz[i]);
+    }
+    /* state save/load stage this stage's pasts as fp32 [n, H, W] at the arena's start */
+    const size_t f32 = align_up((size_t)n * H * W * sizeof(float));
+    return off > f32 ? off : f32;
+}
+
+/* The head's buffers: y [n3, H3, W3] and rgb [image_channels, H3, W3]. */
+static size_t head_arena(const wm_decoder *d, void **y, void **rgb) {
+    const size_t a = align_up(img_bytes(d, d->n3, d->H3, d->W3));
+    if (y) *y = d->arena;
+    if (rgb) *rgb = d->arena + a;
+    return a + align_up(img_bytes(d, d->n_img, d->H3, d->W3));
+}
+
 /* ---- construction ---- */
 
 static wm_status get_weight(const wm_weights *ws, const wm_weight **dst, const char *fmt, int a, int b) {
@@ -125,9 +180,10 @@ static wm_status get_weight(const wm_weights *ws, const wm_weight **dst, const c
     return WM_OK;
 }
 
-static float *dec_alloc(wm_decoder *d, size_t n, wm_status *st) {
+/* backend memory of `bytes` (the backend allocates floats) */
+static void *dec_alloc(wm_decoder *d, size_t bytes, wm_status *st) {
     if (*st != WM_OK) return NULL;
-    float *p = d->be->alloc(d->be, n);
+    void *p = d->be->alloc(d->be, (bytes + sizeof(float) - 1) / sizeof(float));
     if (!p) *st = WM_ERR_OUT_OF_MEMORY;
     return p;
 }
@@ -143,7 +199,9 @@ wm_status wm_decoder_new(wm_decoder **out, const wm_config *cfg, wm_backend *be,
 
     wm_decoder *d = wm_calloc(1, sizeof *d, "decoder");
     if (!d) return WM_ERR_OUT_OF_MEMORY;
+    static atomic_uint_fast64_t next_id = 1;
     d->be = be;
+    d->id = atomic_fetch_add(&next_id, 1);
     d->c_lat = cfg->out_dim;
     d->n3 = dc->channels[3];
     d->n_img = dc->image_channels;
@@ -170,20 +228,16 @@ wm_status wm_decoder_new(wm_decoder **out, const wm_config *cfg, wm_backend *be,
             }
         if (st == WM_OK) st = get_weight(ws, &s->tgrow, "decoder.%d.conv.weight", k_tgrow_idx[i], 0);
 
-        /* arena layout of a stage: X [n,P] | CAT [2n,P] (stage 0: also the clamped latent) | T [n,P] | U [n,P2] */
-        const size_t P = (size_t)H * W, P2 = (size_t)s->H2 * s->W2;
-        size_t cat = 2 * (size_t)s->n;
-        if (i == 0 && (size_t)d->c_lat > cat) cat = (size_t)d->c_lat;
-        size_t need = ((size_t)s->n + cat + s->n) * P + (s->up ? (size_t)s->n * P2 : 0);
+        const size_t need = stage_arena(d, s, NULL);
         if (need > arena) arena = need;
         H = s->H2;
         W = s->W2;
     }
     d->H3 = H;
     d->W3 = W;
-    const size_t P3 = (size_t)H * W;
-    if ((size_t)d->n3 * P3 > arena) arena = (size_t)d->n3 * P3;
-    d->arena_floats = arena;
+    const size_t head = head_arena(d, NULL, NULL);
+    if (head > arena) arena = head;
+    d->arena_bytes = arena;
     if (st == WM_OK) st = get_weight(ws, &d->w20, "decoder.%d.weight", DEC_HEAD_CONV, 0);
     if (st == WM_OK) st = get_weight(ws, &d->w22, "decoder.%d.weight", DEC_OUT_CONV, 0);
     if (st == WM_OK) st = get_weight(ws, &d->b22, "decoder.%d.bias", DEC_OUT_CONV, 0);
@@ -191,8 +245,9 @@ wm_status wm_decoder_new(wm_decoder **out, const wm_config *cfg, wm_backend *be,
     for (int i = 0; i < DEC_STAGES; i++) {
         dec_stage *s = &d->st[i];
         const size_t P = (size_t)s->H * s->W;
-        for (int m = 0; m < DEC_MEMBLOCKS; m++) s->mb[m].past = dec_alloc(d, (size_t)s->n * P, &st);
-        s->grow = dec_alloc(d, (size_t)s->t * s->n * s->H2 * s->W2, &st);
+        for (int m = 0; m < DEC_MEMBLOCKS; m++) s->mb[m].past = dec_alloc(d, img_bytes(d, s->n, s->H, s->W), &st);
+        s->grow_bytes = align_up(img_bytes(d, s->n, s->H2, s->W2));
+        s->grow = dec_alloc(d, (size_t)s->t * s->grow_bytes, &st);
         d->state_floats += DEC_MEMBLOCKS * (size_t)s->n * P;
     }
     d->arena = dec_alloc(d, arena, &st);
@@ -217,71 +272,68 @@ void wm_decoder_free(wm_decoder *d) {
 }
 
 void wm_decoder_reset(wm_decoder *d) {
-    /* zero memories = TAEHV's `xt * 0` for the first time step */
-    for (int i = 0; i < DEC_STAGES; i++)
+    /* zero memories = TAEHV's `xt * 0` for the first time step (all-zero bits are a zero image in
+     * every backend's layout) */
+    for (int i = 0; i < DEC_STAGES; i++) {
+        const dec_stage *s = &d->st[i];
         for (int m = 0; m < DEC_MEMBLOCKS; m++)
-            d->be->fill(d->be, d->st[i].mb[m].past, 0.0f, (size_t)d->st[i].n * d->st[i].H * d->st[i].W);
+            d->be->fill(d->be, s->mb[m].past, 0.0f, img_bytes(d, s->n, s->H, s->W) / sizeof(float));
+    }
     d->to_trim = d->t_up - 1;
 }
 
 /* ---- forward ---- */
 
-/* MemBlock: x = ReLU(conv4(ReLU(conv2(ReLU(conv0(cat(x, past)))))) + x), in place on X; past = old x. */
-static void memblock(wm_decoder *d, const dec_stage *s, dec_memblock *mb, float *X, float *CAT, float *T) {
+/* MemBlock: x = ReLU(conv4(ReLU(conv2(ReLU(conv0(cat(x, past)))))) + x) on X; past = old x. */
+static void memblock(wm_decoder *d, const dec_stage *s, dec_memblock *mb, const stage_bufs *b) {
     wm_backend *be = d->be;
     const int n = s->n, H = s->H, W = s->W;
-    const size_t nP = (size_t)n * H * W;
-    float *hi = CAT + nP;
-    be->copy(be, CAT, X, nP);      /* cat(x, past) along channels */
-    be->copy(be, hi, mb->past, nP);
-    be->copy(be, mb->past, X, nP); /* the next time step's past is this input */
-    be->conv2d(be, T, CAT, mb->w[0], mb->b[0], 2 * n, n, H, W, 3);
-    be->relu(be, T, nP);
-    be->conv2d(be, hi, T, mb->w[1], mb->b[1], n, n, H, W, 3);
-    be->relu(be, hi, nP);
-    be->conv2d(be, X, hi, mb->w[2], mb->b[2], n, n, H, W, 3);
-    be->add(be, X, CAT, nP); /* skip is the identity (n_in == n_out) */
-    be->relu(be, X, nP);
+    be->img_concat(be, b->cat, b->x, mb->past, n, H, W);
+    be->img_copy(be, mb->past, b->x, n, H, W); /* the next time step's past, and the skip below */
+    be->img_conv(be, b->t, b->cat, mb->w[0], mb->b[0], 0, 2 * n, n, H, W, 3, NULL, 1);
+    be->img_conv(be, b->u, b->t, mb->w[1], mb->b[1], 0, n, n, H, W, 3, NULL, 1);
+    be->img_conv(be, b->x, b->u, mb->w[2], mb->b[2], 0, n, n, H, W, 3, mb->past, 1); /* skip = identity */
 }
 
 /* decoder.20-22 and the output clamp for one time step g [n2, H3, W3]. */
-static void head(wm_decoder *d, const float *g) {
+static void head(wm_decoder *d, const void *g) {
     wm_backend *be = d->be;
     if (d->to_trim > 0) { /* nothing after the last MemBlock has state: skip the work */
         d->to_trim--;
         return;
     }
     const int H = d->H3, W = d->W3;
-    const size_t P = (size_t)H * W, n = (size_t)d->n_img * P;
-    float *Y = d->arena, *o = d->out + (size_t)d->n_out * n;
-    be->conv2d(be, Y, g, d->w20, NULL, d->st[2].n, d->n3, H, W, 3);
-    be->relu(be, Y, (size_t)d->n3 * P);
-    be->conv2d(be, o, Y, d->w22, d->b22, d->n3, d->n_img, H, W, 3);
+    const size_t n = (size_t)d->n_img * H * W;
+    void *y, *rgb;
+    head_arena(d, &y, &rgb);
+    float *o = d->out + (size_t)d->n_out * n;
+    be->img_conv(be, y, g, d->w20, NULL, 0, d->st[2].n, d->n3, H, W, 3, NULL, 1); /* + decoder.21 ReLU */
+    be->img_conv(be, rgb, y, d->w22, d->b22, 0, d->n3, d->n_img, H, W, 3, NULL, 0);
+    be->img_to_f32(be, o, rgb, d->n_img, H, W);
     be->clamp(be, o, n, 0.0f, 1.0f);
     d->n_out++;
 }
 
 /* Entry conv, MemBlocks, upsample and TGrow of stage i on one time step x [cin, H, W], then the
  * TGrow's time steps in order through the rest of the network. */
-static void stage(wm_decoder *d, int i, const float *x) {
+static void stage(wm_decoder *d, int i, const void *x) {
     wm_backend *be = d->be;
     dec_stage *s = &d->st[i];
-    const size_t P = (size_t)s->H * s->W, P2 = (size_t)s->H2 * s->W2, nP = (size_t)s->n * P;
-    float *X = d->arena, *CAT = X + nP;
-    size_t cat = 2 * nP;
-    if (i == 0 && (size_t)d->c_lat * P > cat) cat = (size_t)d->c_lat * P;
-    float *T = CAT + cat, *U = T + nP;
-    be->conv2d(be, X, x, s->conv_w, s->conv_b, s->cin, s->n, s->H, s->W, 3);
-    if (i == 0) be->relu(be, X, nP); /* decoder.2; stages 1, 2 go straight into a MemBlock */
-    for (int m = 0; m < DEC_MEMBLOCKS; m++) memblock(d, s, &s->mb[m], X, CAT, T);
-    const float *src = X;
+    stage_bufs b;
+    stage_arena(d, s, &b);
+    /* decoder.1 has a bias and decoder.2 is a ReLU; stages 1, 2 go straight into a MemBlock */
+    be->img_conv(be, b.x, x, s->conv_w, s->conv_b, 0, s->cin, s->n, s->H, s->W, 3, NULL, i == 0);
+    for (int m = 0; m < DEC_MEMBLOCKS; m++) memblock(d, s, &s->mb[m], &b);
+    const void *src = b.x;
     if (s->up) {
-        be->upsample2x(be, U, X, s->n, s->H, s->W);
-        src = U;
+        be->img_upsample2x(be, b.up, b.x, s->n, s->H, s->W);
+        src = b.up;
     }
-    be->conv2d(be, s->grow, src, s->tgrow, NULL, s->n, s->t * s->n, s->H2, s->W2, 1);
+    for (int k = 0; k < s->t; k++) /* TGrow: time step k is output channels [k*n, (k+1)*n) */
+        be->img_conv(be, s->grow + k * s->grow_bytes, src, s->tgrow, NULL, k * s->n, s->n, s->n, s->H2, s->W2, 1,
+                     NULL, 0);
     for (int k = 0; k < s->t; k++) {
-        const float *g = s->grow + (size_t)k * s->n * P2;
+        const void *g = s->grow + k * s->grow_bytes;
         if (i + 1 < DEC_STAGES) stage(d, i + 1, g);
         else head(d, g);
     }
@@ -291,14 +343,15 @@ int wm_decoder_push(wm_decoder *d, const float *lat, float *out) {
     if (!d || !lat || !out) return -(int)wm_set_error(WM_ERR_INVALID_ARGUMENT, "decoder: NULL argument");
     wm_backend *be = d->be;
     const dec_stage *s = &d->st[0];
-    const size_t n = (size_t)d->c_lat * s->H * s->W;
-    /* decoder.0 (Clamp) works in place, so clamp a copy; it lives where stage 0 keeps CAT */
-    float *a = d->arena + (size_t)s->n * s->H * s->W;
-    be->copy(be, a, lat, n);
-    be->tanh_clamp(be, a, n, DEC_CLAMP);
+    stage_bufs b;
+    stage_arena(d, s, &b);
+    /* decoder.0 (Clamp) works in place, so clamp a copy */
+    be->copy(be, b.lat, lat, (size_t)d->c_lat * s->H * s->W);
+    be->tanh_clamp(be, b.lat, (size_t)d->c_lat * s->H * s->W, DEC_CLAMP);
+    be->img_from_f32(be, b.in, b.lat, d->c_lat, s->H, s->W);
     d->out = out;
     d->n_out = 0;
-    stage(d, 0, a);
+    stage(d, 0, b.in);
     d->out = NULL;
     return d->n_out;
 }
@@ -314,12 +367,41 @@ static int push_all(wm_decoder *d, const float *lat, int n, size_t stride, float
     return total;
 }
 
+static uint64_t mix(uint64_t h, uint64_t v) { /* splitmix64 of h ^ v */
+    uint64_t z = (h ^ v) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Frames that n latent frames yield, and the trimming left after them (the host side of push_all,
+ * for when the backend replays the work instead). */
+static int frames_of(const wm_decoder *d, int n, int64_t *to_trim) {
+    const int64_t made = (int64_t)n * d->t_up, dropped = made < *to_trim ? made : *to_trim;
+    *to_trim -= dropped;
+    return (int)(made - dropped);
+}
+
 int wm_decoder_push_many(wm_decoder *d, const float *lat, int n, size_t stride, float *out) {
     if (!d || !lat || !out || n < 0) return -(int)wm_set_error(WM_ERR_INVALID_ARGUMENT, "decoder: bad argument");
-    /* Not recorded as a CUDA graph: decoding starts right after the chunk's last forward has been
-     * waited for, so a capture would keep the device idle while the host records ~700 launches
-     * (measured on an H100: 36 ms per chunk against 25 launched directly). */
-    return push_all(d, lat, n, stride, out);
+    /* A chunk's decoding is the same launches on the same memory every chunk (the session decodes
+     * from and into the same buffers; the trimming only differs at the start of a stream): the
+     * backend records it once under a key of all that varies and replays it (backend.h). A device
+     * that starts decoding idle would wait for a recording made anew each chunk (H100: 36 ms per
+     * chunk against 25 launched directly), so the first such chunk is the only one recorded. */
+    wm_backend *be = d->be;
+    uint64_t key = mix(mix(mix(mix(mix(d->id, (uintptr_t)lat), (uintptr_t)out), (uint64_t)n), stride),
+                       (uint64_t)d->to_trim);
+    key += !key; /* 0 means "not kept" */
+    if (be->replay && be->replay(be, WM_CAPTURE_DECODE, key)) return frames_of(d, n, &d->to_trim);
+    const int64_t to_trim = d->to_trim;
+    const int captured = be->capture_begin && be->capture_begin(be, WM_CAPTURE_DECODE, key);
+    int k = push_all(d, lat, n, stride, out);
+    if (captured && !be->capture_end(be)) { /* nothing ran: run it directly */
+        d->to_trim = to_trim;
+        k = push_all(d, lat, n, stride, out);
+    }
+    return k;
 }
 
 /* ---- state ---- */
@@ -328,13 +410,19 @@ size_t wm_decoder_state_size(const wm_decoder *d) {
     return sizeof(dec_state_header) + d->state_floats * sizeof(float);
 }
 
+/* The pasts are saved as fp32 [n, H, W] whatever the backend's image layout, so a blob is portable
+ * between backends; they pass through the arena (free between pushes) on the way. */
 void wm_decoder_state_save(const wm_decoder *d, void *dst) {
     dec_state_header h = {DEC_STATE_MAGIC, DEC_STATE_VERSION, d->to_trim};
     memcpy(dst, &h, sizeof h);
-    float *p = (float *)((char *)dst + sizeof h);
+    float *p = (float *)((char *)dst + sizeof h), *f32 = (float *)d->arena;
     for (int i = 0; i < DEC_STAGES; i++) {
-        const size_t nP = (size_t)d->st[i].n * d->st[i].H * d->st[i].W;
-        for (int m = 0; m < DEC_MEMBLOCKS; m++, p += nP) d->be->download(d->be, p, d->st[i].mb[m].past, nP);
+        const dec_stage *s = &d->st[i];
+        const size_t nP = (size_t)s->n * s->H * s->W;
+        for (int m = 0; m < DEC_MEMBLOCKS; m++, p += nP) {
+            d->be->img_to_f32(d->be, f32, s->mb[m].past, s->n, s->H, s->W);
+            d->be->download(d->be, p, f32, nP);
+        }
     }
 }
 
@@ -349,8 +437,13 @@ void wm_decoder_state_load(wm_decoder *d, const void *src) {
     }
     d->to_trim = h.to_trim;
     const float *p = (const float *)((const char *)src + sizeof h);
+    float *f32 = (float *)d->arena;
     for (int i = 0; i < DEC_STAGES; i++) {
-        const size_t nP = (size_t)d->st[i].n * d->st[i].H * d->st[i].W;
-        for (int m = 0; m < DEC_MEMBLOCKS; m++, p += nP) d->be->upload(d->be, d->st[i].mb[m].past, p, nP);
+        const dec_stage *s = &d->st[i];
+        const size_t nP = (size_t)s->n * s->H * s->W;
+        for (int m = 0; m < DEC_MEMBLOCKS; m++, p += nP) {
+            d->be->upload(d->be, f32, p, nP);
+            d->be->img_from_f32(d->be, s->mb[m].past, f32, s->n, s->H, s->W);
+        }
     }
 }

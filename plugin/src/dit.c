@@ -275,7 +275,7 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
     const int with_actions = d->act0_w && actions;
     if (with_actions) be->upload(be, w->act, actions, (size_t)F * wm_config_action_dim(c));
     /* the recall probe reads q back on the host: such a forward runs op by op */
-    const int captured = be->capture_begin && !plan->probe && be->capture_begin(be, WM_CAPTURE_FORWARD);
+    const int captured = be->capture_begin && !plan->probe && be->capture_begin(be, WM_CAPTURE_FORWARD, 0);
     forward_ops(d, w, v, x_lat, t, with_actions, F, frame0, kv, plan, ctx);
     if (captured && !be->capture_end(be)) forward_ops(d, w, v, x_lat, t, with_actions, F, frame0, kv, plan, ctx);
 }

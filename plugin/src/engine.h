@@ -69,6 +69,7 @@ struct wm_session {
     float *dec_out; /* [frames per chunk * time_upscale, 3, Hp, Wp] backend */
     int width, height, upscale;
     uint8_t *frames; /* ring of max_pending frames */
+    int frames_pinned; /* page-locked by be->pin_host */
     int max_pending, n_pending, first_pending;
     int64_t first_pending_index;
     /* actions for video frames next_video .. */

@@ -115,11 +115,16 @@ WRAP(patchify, (wm_backend *be, float *p, const float *l, int F, int C, int H, i
 WRAP(unpatchify, (wm_backend *be, float *l, const float *t, int F, int C, int H, int W, int ph, int pw),
      (be, l, t, F, C, H, W, ph, pw))
 WRAP(noise, (wm_backend *be, float *d, size_t n, uint64_t seed, uint64_t stream), (be, d, n, seed, stream))
-WRAP_F(conv2d, (wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin, int Cout,
-                int H, int Wd, int k),
-       (be, y, x, W, b, Cin, Cout, H, Wd, k), 2.0 * Cout * Cin * k * k * (double)H * Wd)
-WRAP(upsample2x, (wm_backend *be, float *y, const float *x, int C, int H, int W), (be, y, x, C, H, W))
-WRAP(to_rgb8, (wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W), (be, rgb, pitch, x, H, W))
+WRAP_F(img_conv, (wm_backend *be, void *y, const void *x, const wm_weight *W, const wm_weight *b, int o0, int Cin,
+                  int Cout, int H, int Wd, int k, const void *res, int relu),
+       (be, y, x, W, b, o0, Cin, Cout, H, Wd, k, res, relu), 2.0 * Cout * Cin * k * k * (double)H * Wd)
+WRAP(img_upsample2x, (wm_backend *be, void *y, const void *x, int C, int H, int W), (be, y, x, C, H, W))
+WRAP(img_concat, (wm_backend *be, void *y, const void *a, const void *b, int C, int H, int W), (be, y, a, b, C, H, W))
+WRAP(img_copy, (wm_backend *be, void *y, const void *x, int C, int H, int W), (be, y, x, C, H, W))
+WRAP(img_from_f32, (wm_backend *be, void *y, const float *x, int C, int H, int W), (be, y, x, C, H, W))
+WRAP(img_to_f32, (wm_backend *be, float *y, const void *x, int C, int H, int W), (be, y, x, C, H, W))
+WRAP(to_rgb8, (wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int n, int H, int W),
+     (be, rgb, pitch, x, n, H, W))
 
 static int cmp_ms(const void *a, const void *b) {
     const double x = ((const double *)a)[0], y = ((const double *)b)[0];
@@ -158,12 +163,13 @@ void wm_backend_profile(wm_backend *be, const char *json_path) {
     /* timing each op synchronises with the device, which a capture cannot record */
     be->capture_begin = NULL;
     be->capture_end = NULL;
+    be->replay = NULL;
 #define SET(op) if (be->op) be->op = p_##op
     SET(linear); SET(ffn); SET(self_attn_in); SET(self_attn); SET(cross_attn); SET(ffn_block); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
     SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);
     SET(kv_write_match); SET(attention); SET(attention_annsa); SET(attention_annca); SET(kv_match);
-    SET(kv_merge); SET(kv_compact); SET(kv_move); SET(patchify); SET(unpatchify); SET(noise); SET(conv2d);
-    SET(upsample2x); SET(to_rgb8);
+    SET(kv_merge); SET(kv_compact); SET(kv_move); SET(patchify); SET(unpatchify); SET(noise); SET(img_conv);
+    SET(img_upsample2x); SET(img_concat); SET(img_copy); SET(img_from_f32); SET(img_to_f32); SET(to_rgb8);
 #undef SET
     be->destroy = p_destroy;
 }

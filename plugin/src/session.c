@@ -112,6 +112,8 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         }
         s->max_pending = 2 * F * s->upscale;
         s->frames = calloc((size_t)s->max_pending, frame_bytes(s));
+        /* the device writes every frame here: page-locked, its copies are direct (backend.h) */
+        if (s->frames && be->pin_host) s->frames_pinned = be->pin_host(be, s->frames, (size_t)s->max_pending * frame_bytes(s));
         if (!s->frames) {
             st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the frame queue");
             goto fail;
@@ -142,6 +144,7 @@ void wm_session_free_impl(wm_session *s) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(be, bufs[i]);
     wm_dit_work_free(&s->work);
     if (s->dec) wm_decoder_free(s->dec);
+    if (s->frames_pinned) be->unpin_host(be, s->frames);
     if (be != s->m->be) be->destroy(be); /* the session's fork, after everything allocated on it */
     free(s->prompt_host);
     free(s->latents_host);
@@ -238,16 +241,19 @@ static int decode_chunk(wm_session *s) {
     /* all of the chunk's latent frames first (one unit for the backend), then the frames to the host */
     const int k = wm_decoder_push_many(s->dec, s->x0, c->num_frame_per_block, per, s->dec_out);
     if (k < 0) return k;
-    for (int j = 0; j < k; j++) {
-        if (s->n_pending == s->max_pending) { /* drop the oldest */
-            s->first_pending = (s->first_pending + 1) % s->max_pending;
-            s->first_pending_index++;
-            s->n_pending--;
-        }
-        int slot = (s->first_pending + s->n_pending) % s->max_pending;
-        be->to_rgb8(be, s->frames + (size_t)slot * fb, (size_t)s->width * 3, s->dec_out + j * img, s->height, s->width);
-        s->n_pending++;
+    if (k > s->max_pending) return -(int)wm_set_error(WM_ERR_INTERNAL, "decoder: %d frames for a ring of %d", k, s->max_pending);
+    while (s->n_pending + k > s->max_pending) { /* drop the oldest */
+        s->first_pending = (s->first_pending + 1) % s->max_pending;
+        s->first_pending_index++;
+        s->n_pending--;
     }
+    /* the new frames fill the ring from `slot` on, wrapping at most once: one or two to_rgb8 calls */
+    const int slot = (s->first_pending + s->n_pending) % s->max_pending;
+    const int run = k < s->max_pending - slot ? k : s->max_pending - slot;
+    const size_t pitch = (size_t)s->width * 3;
+    be->to_rgb8(be, s->frames + (size_t)slot * fb, pitch, s->dec_out, run, s->height, s->width);
+    if (k > run) be->to_rgb8(be, s->frames, pitch, s->dec_out + run * img, k - run, s->height, s->width);
+    s->n_pending += k;
     return k;
 }
 

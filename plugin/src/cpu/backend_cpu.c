@@ -451,8 +451,13 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->unpatchify = cpu_unpatchify;
     be->noise = cpu_noise;
     be->timestep_sinusoid = cpu_timestep_sinusoid;
-    be->conv2d = wm_cpu_conv2d;
-    be->upsample2x = wm_cpu_upsample2x;
+    be->img_bytes = wm_cpu_img_bytes;
+    be->img_from_f32 = wm_cpu_img_from_f32;
+    be->img_to_f32 = wm_cpu_img_to_f32;
+    be->img_conv = wm_cpu_img_conv;
+    be->img_upsample2x = wm_cpu_img_upsample2x;
+    be->img_concat = wm_cpu_img_concat;
+    be->img_copy = wm_cpu_img_copy;
     be->tanh_clamp = wm_cpu_tanh_clamp;
     be->clamp = cpu_clamp;
     be->to_rgb8 = wm_cpu_to_rgb8;

@@ -1,5 +1,6 @@
-/* conv.c - the CPU backend's decoder ops on images [C, H, W] fp32: 2-D convolution (im2col +
- * OpenBLAS sgemm), nearest 2x upsampling, tanh clamp, and conversion to interleaved RGB8. */
+/* conv.c - the CPU backend's decoder ops. Its images (backend.h) are plain fp32 [C, H, W] arrays:
+ * 2-D convolution (im2col + OpenBLAS sgemm) with its bias / residual / ReLU epilogue, nearest 2x
+ * upsampling, concatenation and copies, tanh clamp, and conversion to interleaved RGB8. */
 #include "common.h"
 #include "cpu_ops.h"
 
@@ -44,14 +45,15 @@ static void im2col_rows(float *col, const float *x, int Cin, int H, int W, int k
  * Cin*9*H*W scratch (~1 GB at Cin = 64). */
 #define CONV_COL_FLOATS ((size_t)4 << 20)
 
-void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt, const wm_weight *b,
-                   int Cin, int Cout, int H, int Wd, int k) {
+/* y[Cout, HW] = w[Cout, K] (*) x (+ b[Cout]) */
+static void conv2d(float *y, const float *x, const float *w, const float *b, int Cin, int Cout, int H, int Wd,
+                   int k) {
     const size_t HW = (size_t)H * Wd;
     const int K = Cin * k * k;
     if (b) {
         #pragma omp parallel for schedule(static) PAR(HW * Cout)
         for (int co = 0; co < Cout; co++) {
-            float *yc = y + (size_t)co * HW, v = b->data[co];
+            float *yc = y + (size_t)co * HW, v = b[co];
             for (size_t i = 0; i < HW; i++) yc[i] = v;
         }
     }
@@ -65,7 +67,7 @@ void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt
         for (int p = 0; p < parts; p++) {
             size_t c0 = HW * p / parts, c1 = HW * (p + 1) / parts;
             if (c1 > c0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)(c1 - c0), Cin, 1.0f, Wt->data, Cin,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)(c1 - c0), Cin, 1.0f, w, Cin,
                             x + c0, (int)HW, beta, y + c0, (int)HW);
         }
         return;
@@ -89,14 +91,51 @@ void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt
             const int r0 = bi * band, r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
             im2col_rows(col, x, Cin, H, Wd, k, r0, r1);
             /* y[:, r0*W : r1*W] (row stride HW) = W[Cout, K] @ col[K, n] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, n, K, 1.0f, Wt->data, K, col, n, beta,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, n, K, 1.0f, w, K, col, n, beta,
                         y + (size_t)r0 * Wd, (int)HW);
         }
         free(col);
     }
 }
 
-void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, int W) {
+void wm_cpu_img_conv(wm_backend *be, void *yv, const void *xv, const wm_weight *Wt, const wm_weight *b, int o0,
+                     int Cin, int Cout, int H, int Wd, int k, const void *resv, int relu) {
+    float *y = yv;
+    const float *res = resv;
+    const size_t n = (size_t)Cout * H * Wd;
+    conv2d(y, xv, Wt->data + (size_t)o0 * Cin * k * k, b ? b->data + o0 : NULL, Cin, Cout, H, Wd, k);
+    if (!res && !relu) return;
+    #pragma omp parallel for schedule(static) PAR(n)
+    for (size_t i = 0; i < n; i++) {
+        const float v = res ? y[i] + res[i] : y[i];
+        y[i] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+size_t wm_cpu_img_bytes(wm_backend *be, int C, int H, int W) { return (size_t)C * H * W * sizeof(float); }
+
+/* images are fp32 [C, H, W]: conversions, copies and concatenation along channels are memcpy */
+void wm_cpu_img_copy(wm_backend *be, void *y, const void *x, int C, int H, int W) {
+    memcpy(y, x, wm_cpu_img_bytes(be, C, H, W));
+}
+
+void wm_cpu_img_from_f32(wm_backend *be, void *img, const float *x, int C, int H, int W) {
+    wm_cpu_img_copy(be, img, x, C, H, W);
+}
+
+void wm_cpu_img_to_f32(wm_backend *be, float *x, const void *img, int C, int H, int W) {
+    wm_cpu_img_copy(be, x, img, C, H, W);
+}
+
+void wm_cpu_img_concat(wm_backend *be, void *y, const void *a, const void *b, int C, int H, int W) {
+    const size_t half = wm_cpu_img_bytes(be, C, H, W);
+    memcpy(y, a, half);
+    memcpy((char *)y + half, b, half);
+}
+
+void wm_cpu_img_upsample2x(wm_backend *be, void *yv, const void *xv, int C, int H, int W) {
+    float *y = yv;
+    const float *x = xv;
     #pragma omp parallel for schedule(static) PAR((size_t)4 * C * H * W)
     for (int cr = 0; cr < C * H; cr++) {
         const float *src = x + (size_t)cr * W;
@@ -112,14 +151,16 @@ void wm_cpu_tanh_clamp(wm_backend *be, float *x, size_t n, float limit) {
     for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / limit) * limit;
 }
 
-void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W) {
+void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int n, int H, int W) {
     const size_t HW = (size_t)H * W;
-    #pragma omp parallel for schedule(static) PAR(3 * HW)
-    for (int r = 0; r < H; r++) {
-        uint8_t *dst = rgb + (size_t)r * pitch;
+    #pragma omp parallel for schedule(static) PAR(3 * HW * n)
+    for (int fr = 0; fr < n * H; fr++) { /* frame fr / H, row fr % H: frames follow each other by H rows */
+        const float *xf = x + (size_t)(fr / H) * 3 * HW;
+        const int r = fr % H;
+        uint8_t *dst = rgb + (size_t)fr * pitch;
         for (int j = 0; j < W; j++)
             for (int c = 0; c < 3; c++) {
-                float v = x[c * HW + (size_t)r * W + j];
+                float v = xf[c * HW + (size_t)r * W + j];
                 if (!(v > 0.0f)) v = 0.0f; /* also maps NaN to 0 */
                 if (v > 1.0f) v = 1.0f;
                 /* nearbyintf rounds half to even, like torch.round */

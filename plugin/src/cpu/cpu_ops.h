@@ -13,11 +13,16 @@ struct wm_weight {
 };
 
 /* conv.c: decoder ops (images are [C, H, W] fp32) */
-void wm_cpu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b,
-                   int Cin, int Cout, int H, int Wd, int k);
-void wm_cpu_upsample2x(wm_backend *be, float *y, const float *x, int C, int H, int W);
+size_t wm_cpu_img_bytes(wm_backend *be, int C, int H, int W);
+void wm_cpu_img_from_f32(wm_backend *be, void *img, const float *x, int C, int H, int W);
+void wm_cpu_img_to_f32(wm_backend *be, float *x, const void *img, int C, int H, int W);
+void wm_cpu_img_conv(wm_backend *be, void *y, const void *x, const wm_weight *W, const wm_weight *b, int o0,
+                     int Cin, int Cout, int H, int Wd, int k, const void *res, int relu);
+void wm_cpu_img_upsample2x(wm_backend *be, void *y, const void *x, int C, int H, int W);
+void wm_cpu_img_concat(wm_backend *be, void *y, const void *a, const void *b, int C, int H, int W);
+void wm_cpu_img_copy(wm_backend *be, void *y, const void *x, int C, int H, int W);
 void wm_cpu_tanh_clamp(wm_backend *be, float *x, size_t n, float limit);
-void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int H, int W);
+void wm_cpu_to_rgb8(wm_backend *be, uint8_t *rgb, size_t pitch, const float *x, int n, int H, int W);
 
 /* A CPU K/V store: two fp32 arrays of rows x dim. */
 struct wm_kv {

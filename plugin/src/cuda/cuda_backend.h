@@ -1,6 +1,7 @@
 /* cuda_backend.h - private to plugin/src/cuda/: the CUDA backend's state and its storage formats,
- * shared by backend_cuda.c (memory, weights, K/V, pointwise ops, attention) and gemm.c (linear,
- * conv2d through cuBLAS / cuBLASLt). Nothing outside this folder includes it. */
+ * shared by backend_cuda.c (memory, weights, K/V, pointwise ops, attention), gemm.c (linear and FFN
+ * through cuBLASLt), fused_cuda.c, image_cuda.c + conv_cudnn.c (the decoder's images), graph_cuda.c and
+ * accel_cuda.c. Nothing outside this folder includes it. */
 #ifndef WM_CUDA_BACKEND_H
 #define WM_CUDA_BACKEND_H
 
@@ -12,14 +13,14 @@
 #include <pthread.h>
 
 /* A CUDA weight: an fp32 device copy (biases, norms, modulation, embeddings are read as fp32) and a
- * bf16 copy (what linear and conv2d multiply with). The backend interface does not say which use a
+ * bf16 copy (what linear multiplies with). The backend interface does not say which use a
  * tensor has, so both copies exist for every weight. */
 struct wm_weight {
     float *f32;     /* [n] */
     uint16_t *bf16; /* [n] bf16 bits */
     size_t n;
     /* A copy in another layout that one op derives on first use and owns with the weight (freed
-     * with it): conv2d keeps its cuDNN filter here, self_attn_in the q|k|v concatenation on the q
+     * with it): img_conv keeps its bf16 KRSC filter here, self_attn_in the q|k|v concatenation on the q
      * weight. derived_bytes counts towards bytes_in_use. */
     void *derived;
     size_t derived_bytes;
@@ -57,6 +58,7 @@ typedef struct wm_cudnn wm_cudnn; /* conv_cudnn.c; NULL without cuDNN */
 
 /* graph_cuda.c: capture of a forward into a CUDA graph, and the scratch arena used while capturing */
 #define CUDA_GRAPH_SLOTS 8
+#define CUDA_GRAPH_KEPT 4 /* recordings kept under a key for replay (a session's decoder needs one) */
 typedef struct cuda_arena_entry {
     size_t off, bytes;
     int freed;
@@ -65,6 +67,7 @@ typedef struct cuda_graph_state {
     int off[WM_CAPTURE_UNITS];      /* WM_CUDA_GRAPH=0, or given up after repeated failures */
     int capturing, failed;          /* failed: the arena ran out during this capture */
     int unit;                       /* of the capture under way */
+    uint64_t key;                   /* of the capture under way; 0: not kept */
     int failures[WM_CAPTURE_UNITS]; /* captures in a row that failed for another reason */
     long calls[WM_CAPTURE_UNITS];   /* capture_begin calls */
     long clock;                     /* all capture_begin calls, for the slots' recency */
@@ -75,6 +78,14 @@ typedef struct cuda_graph_state {
         size_t nodes;
         long used;
     } slot[CUDA_GRAPH_SLOTS];
+    /* executable graphs kept for replay, by (unit, key); they point into the arena, so a new arena
+     * drops them */
+    struct {
+        cudaGraphExec_t exec;
+        int unit;
+        uint64_t key;
+        long used;
+    } kept[CUDA_GRAPH_KEPT];
     char *arena;            /* scratch while capturing: [size] bytes, a LIFO stack */
     size_t size, top, need; /* need: the most a capture asked for */
     cuda_arena_entry *stack;
@@ -135,8 +146,13 @@ cudaStream_t wm_cu_stream(wm_backend *be);
 /* conv_cudnn.c (WM_HAVE_CUDNN) */
 wm_cudnn *wm_cudnn_new(cudaStream_t stream);
 void wm_cudnn_free(wm_cudnn *d);
-int wm_cudnn_conv2d(cuda_impl *c, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
-                    int Cout, int H, int Wd, int k);
+/* y = conv(x, f) on bf16 NHWC images with a bf16 KRSC filter (image_cuda.c). Returns 1 when cuDNN ran
+ * it, 0 to let the caller fall back (no cuDNN, or no plan for this shape). */
+int wm_cudnn_conv_nhwc(cuda_impl *c, uint16_t *y, const uint16_t *x, const uint16_t *f, int Cinp, int Coutp, int H,
+                       int W, int k);
+
+/* image_cuda.c: sets the img_* ops of the table */
+void wm_cu_image_ops(wm_backend *be);
 
 /* gemm.c */
 /* y[M,N] = xb[M,K] W[N,K]^T (+ bias[N]) (+ y when accumulate), all device memory; y is bf16 when y_bf16,
@@ -155,15 +171,14 @@ void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, co
                const wm_weight *W2, const wm_weight *b2, int M, int K, int F, int N, float *hidden);
 void wm_cu_linear(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int M,
                   int K, int N);
-void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *W, const wm_weight *b, int Cin,
-                  int Cout, int H, int Wd, int k);
 void wm_cu_plans_free(cuda_impl *c);
 
 /* graph_cuda.c */
 void wm_cu_graph_init(cuda_impl *c);
 void wm_cu_graph_free(cuda_impl *c);
-int wm_cu_capture_begin(wm_backend *be, int unit);
+int wm_cu_capture_begin(wm_backend *be, int unit, uint64_t key);
 int wm_cu_capture_end(wm_backend *be);
+int wm_cu_replay(wm_backend *be, int unit, uint64_t key);
 /* While capturing: bytes from the arena (NULL and the capture marked failed when it is full). */
 void *wm_cu_arena_take(cuda_impl *c, size_t bytes);
 /* Gives p back to the arena; 0 when p is not arena memory. */

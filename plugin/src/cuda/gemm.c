@@ -1,14 +1,13 @@
 /* gemm.c - the CUDA backend's matrix products: wm_cu_gemm (bf16 x bf16 -> fp32 or bf16 through
  * cuBLASLt with the bias, and optionally the accumulation into y, in the epilogue; cublasGemmEx + a
- * bias kernel where cuBLASLt has no algorithm), linear and the FFN on top of it, and conv2d (im2col
- * into bf16 + cublasGemmEx; 1x1 is a plain GEMM). fp32 accumulation throughout.
+ * bias kernel where cuBLASLt has no algorithm), linear and the FFN on top of it. fp32 accumulation
+ * throughout.
  *
  * The algorithm is cuBLASLt's heuristic first choice. Timing the heuristic's candidates on first use
  * was tried (H100, the GEMMs of a Wan-1.3B block: 704.5 TFLOP/s with the heuristic's choice, 698.9
  * tuned) and removed: it gained nothing, and a choice made by timing can differ between processes,
  * which would break the bit-identical replays of the same build on the same GPU. */
 #include "common.h"
-#include "conv2d.cuh"
 #include "convert.cuh"
 #include "cuda_backend.h"
 #include "elementwise.cuh"
@@ -185,50 +184,4 @@ void wm_cu_ffn(wm_backend *be, float *y, const float *x, const wm_weight *W0, co
     if (!xb) return;
     wm_cu_ffn_bf16_in(c, y, 0, xb, W0, b0, W2, b2, M, K, F, N);
     wm_cu_scratch_free(c, xb);
-}
-
-/* Bound on the im2col scratch (bf16 elements): 480x832 at Cin = 64 would otherwise need 460 MB. */
-#define CONV_COL_ELEMS ((size_t)64 << 20)
-
-void wm_cu_conv2d(wm_backend *be, float *y, const float *x, const wm_weight *Wt, const wm_weight *b, int Cin,
-                  int Cout, int H, int Wd, int k) {
-    cuda_impl *c = cuda_of(be);
-    const size_t HW = (size_t)H * Wd;
-    const int K = Cin * k * k;
-    if (HW == 0 || Cout <= 0) return;
-#ifdef WM_HAVE_CUDNN
-    if (wm_cudnn_conv2d(c, y, x, Wt, b, Cin, Cout, H, Wd, k)) return;
-#endif
-    /* y = bias (or 0), then the GEMM accumulates: y[Cout, HW] += W[Cout, K] @ col[K, HW] */
-    if (b) wm_cu_ok(wm_cuda_fill_channels(y, b->f32, Cout, HW, c->stream), "conv2d bias");
-    const float one = 1.0f, beta = b ? 1.0f : 0.0f;
-    if (k == 1) {
-        uint16_t *xb = wm_cu_scratch(c, (size_t)Cin * HW * sizeof(uint16_t), "conv2d input (bf16)");
-        if (!xb) return;
-        wm_cu_ok(wm_cuda_f32_to_bf16(xb, x, (size_t)Cin * HW, c->stream), "conv2d: convert x");
-        /* column-major: y^T (HW x Cout, ld HW) = x^T (HW x Cin, ld HW) W^T (Cin x Cout, ld Cin) */
-        wm_cublas_ok(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HW, Cout, Cin, &one, xb,
-                                  CUDA_R_16BF, (int)HW, Wt->bf16, CUDA_R_16BF, Cin, &beta, y, CUDA_R_32F,
-                                  (int)HW, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "conv2d 1x1 (cublasGemmEx)");
-        wm_cu_scratch_free(c, xb);
-        return;
-    }
-    const size_t row_elems = (size_t)K * Wd;
-    int band = (int)(CONV_COL_ELEMS / row_elems);
-    if (band < 1) band = 1;
-    if (band > H) band = H;
-    uint16_t *col = wm_cu_scratch(c, (size_t)band * row_elems * sizeof(uint16_t), "conv2d im2col");
-    if (!col) return;
-    for (int r0 = 0; r0 < H; r0 += band) {
-        const int r1 = r0 + band < H ? r0 + band : H, n = (r1 - r0) * Wd;
-        if (!wm_cu_ok(wm_cuda_im2col_bf16(col, x, Cin, H, Wd, k, r0, r1, c->stream), "conv2d im2col")) break;
-        /* column-major: y^T[r0*W .. , :] (n x Cout, ld HW) = col^T (n x K, ld n) W^T (K x Cout, ld K) */
-        if (!wm_cublas_ok(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, Cout, K, &one, col, CUDA_R_16BF,
-                                       n, Wt->bf16, CUDA_R_16BF, K, &beta, y + (size_t)r0 * Wd, CUDA_R_32F,
-                                       (int)HW, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                          "conv2d 3x3 (cublasGemmEx)"))
-            break;
-    }
-    wm_cu_scratch_free(c, col);
 }

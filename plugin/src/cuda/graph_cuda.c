@@ -17,7 +17,13 @@
  * return 0 without having run anything; after 3 failures in a row of one unit (not counting arena
  * growth) capture of that unit stays off. The first call of each unit is never captured: it makes
  * what ops create on first use (derived weights, GEMM and convolution plans, kernel attributes),
- * which must not happen inside a capture. WM_CUDA_GRAPH=0 turns it off from the start. */
+ * which must not happen inside a capture. WM_CUDA_GRAPH=0 turns it off from the start.
+ *
+ * Kept recordings (a non-zero key, backend.h): the decoder's work on a chunk is the same launches on
+ * the same memory every chunk, so it is recorded once and replayed (wm_cu_replay) without recording
+ * again: its ~500 launches per chunk, cuDNN's host work among them, cost one cudaGraphLaunch.
+ * (Recording it anew each chunk was measured slower than launching: the device sat idle during the
+ * recording.) A kept graph points into the arena; growing the arena drops them all. */
 #include "common.h"
 #include "cuda_backend.h"
 
@@ -31,9 +37,17 @@ void wm_cu_graph_init(cuda_impl *c) {
     for (int u = 0; u < WM_CAPTURE_UNITS; u++) c->graph.off[u] = g && strcmp(g, "0") == 0;
 }
 
+static void drop_kept(cuda_graph_state *g) {
+    for (int i = 0; i < CUDA_GRAPH_KEPT; i++) {
+        if (g->kept[i].exec) cudaGraphExecDestroy(g->kept[i].exec);
+        g->kept[i].exec = NULL;
+    }
+}
+
 void wm_cu_graph_free(cuda_impl *c) {
     for (int i = 0; i < CUDA_GRAPH_SLOTS; i++)
         if (c->graph.slot[i].exec) cudaGraphExecDestroy(c->graph.slot[i].exec);
+    drop_kept(&c->graph);
     if (c->graph.arena) cudaFree(c->graph.arena);
     free(c->graph.stack);
     memset(&c->graph, 0, sizeof c->graph);
@@ -66,7 +80,7 @@ int wm_cu_arena_give(cuda_impl *c, void *p) {
     return 1;
 }
 
-int wm_cu_capture_begin(wm_backend *be, int unit) {
+int wm_cu_capture_begin(wm_backend *be, int unit, uint64_t key) {
     cuda_impl *c = cuda_of(be);
     cuda_graph_state *g = &c->graph;
     if (unit < 0 || unit >= WM_CAPTURE_UNITS || g->off[unit] || g->capturing) return 0;
@@ -83,6 +97,7 @@ int wm_cu_capture_begin(wm_backend *be, int unit) {
             cudaGetLastError();
             return 0;
         }
+        drop_kept(g); /* they point into the old arena */
         if (g->arena) cudaFree(g->arena), c->bytes -= g->size;
         const size_t size = g->need + g->need / 4;
         g->arena = wm_cu_malloc(c, size, "the CUDA graph's scratch arena");
@@ -106,8 +121,62 @@ int wm_cu_capture_begin(wm_backend *be, int unit) {
     }
     g->capturing = 1;
     g->unit = unit;
+    g->key = key;
     g->clock++;
     return 1;
+}
+
+/* Failure of a capture: nothing ran, the caller runs the ops again. */
+static int capture_failed(cuda_graph_state *g) {
+    cudaGetLastError();
+    wm_take_failure();
+    const int grow = g->failed && g->need > g->size;
+    if (!grow && ++g->failures[g->unit] >= 3) g->off[g->unit] = 1;
+    g->depth = 0, g->top = 0;
+    return 0;
+}
+
+/* capture_end of a keyed recording: instantiated anew into the (unit, key) slot, or the least
+ * recently used one, and launched. */
+static int end_kept(cuda_impl *c, cudaGraph_t graph) {
+    cuda_graph_state *g = &c->graph;
+    int s = 0;
+    for (int i = 0; i < CUDA_GRAPH_KEPT; i++) {
+        if (g->kept[i].exec && g->kept[i].unit == g->unit && g->kept[i].key == g->key) {
+            s = i;
+            break;
+        }
+        if (!g->kept[i].exec || (g->kept[s].exec && g->kept[i].used < g->kept[s].used)) s = i;
+    }
+    if (g->kept[s].exec) cudaGraphExecDestroy(g->kept[s].exec);
+    g->kept[s].exec = NULL;
+    const int ok = cudaGraphInstantiate(&g->kept[s].exec, graph, 0) == cudaSuccess &&
+                   cudaGraphLaunch(g->kept[s].exec, c->stream) == cudaSuccess;
+    cudaGraphDestroy(graph);
+    if (!ok) {
+        if (g->kept[s].exec) cudaGraphExecDestroy(g->kept[s].exec);
+        g->kept[s].exec = NULL;
+        return capture_failed(g);
+    }
+    g->kept[s].unit = g->unit, g->kept[s].key = g->key, g->kept[s].used = g->clock;
+    g->failures[g->unit] = 0;
+    return 1;
+}
+
+int wm_cu_replay(wm_backend *be, int unit, uint64_t key) {
+    cuda_graph_state *g = &cuda_of(be)->graph;
+    if (!key || unit < 0 || unit >= WM_CAPTURE_UNITS || g->off[unit] || g->capturing) return 0;
+    for (int i = 0; i < CUDA_GRAPH_KEPT; i++)
+        if (g->kept[i].exec && g->kept[i].unit == unit && g->kept[i].key == key) {
+            g->calls[unit]++;
+            g->kept[i].used = ++g->clock;
+            if (cudaGraphLaunch(g->kept[i].exec, cuda_of(be)->stream) == cudaSuccess) return 1;
+            cudaGetLastError(); /* dropped: the caller records or runs the ops again */
+            cudaGraphExecDestroy(g->kept[i].exec);
+            g->kept[i].exec = NULL;
+            return 0;
+        }
+    return 0;
 }
 
 int wm_cu_capture_end(wm_backend *be) {
@@ -120,6 +189,7 @@ int wm_cu_capture_end(wm_backend *be) {
     int ok = e == cudaSuccess && graph && !g->failed && wm_take_failure() == WM_OK;
     size_t nodes = 0;
     if (ok) ok = cudaGraphGetNodes(graph, NULL, &nodes) == cudaSuccess;
+    if (ok && g->key) return end_kept(c, graph);
     int s = -1;
     if (ok) { /* the slot of this size, else the least recently used one */
         for (int i = 0; i < CUDA_GRAPH_SLOTS; i++)
@@ -150,14 +220,7 @@ int wm_cu_capture_end(wm_backend *be) {
         ok = cudaGraphLaunch(g->slot[s].exec, c->stream) == cudaSuccess;
     }
     if (graph) cudaGraphDestroy(graph);
-    if (!ok) {
-        cudaGetLastError();
-        wm_take_failure(); /* nothing ran: the caller runs the ops again */
-        const int grow = g->failed && g->need > g->size;
-        if (!grow && ++g->failures[g->unit] >= 3) g->off[g->unit] = 1;
-        g->depth = 0, g->top = 0;
-        return 0;
-    }
+    if (!ok) return capture_failed(g);
     g->failures[g->unit] = 0;
     return 1;
 }
