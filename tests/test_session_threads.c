@@ -35,10 +35,10 @@ void *wm_cu_stream(wm_backend *be); /* cuda_backend.h's testing hook (a cudaStre
 
 static const wm_api *api;
 
-/* 16x16 latents, 2x2 patches: 64 tokens per frame, 2 frames per chunk (one AnnSA block), a window of 8
+/* head dim 64 (what the CUDA AnnSA/AnnCA take); 16x16 latents, 2x2 patches: 64 tokens per frame, 2 frames per chunk (one AnnSA block), a window of 8
  * frames; decoder to 128x128 RGB, 4 video frames per latent frame */
 static const char *config_json =
-    "{\"name\": \"threads-test\", \"dim\": 64, \"ffn_dim\": 128, \"num_heads\": 2, \"num_layers\": 2,\n"
+    "{\"name\": \"threads-test\", \"dim\": 128, \"ffn_dim\": 256, \"num_heads\": 2, \"num_layers\": 2,\n"
     " \"in_dim\": 4, \"out_dim\": 4, \"text_dim\": 32, \"text_len\": 8, \"latent_height\": 16, \"latent_width\": 16,\n"
     " \"num_frame_per_block\": 2, \"denoising_step_list\": [1000, 750, 500, 250], \"local_attn_size\": 8,\n"
     " \"sink_size\": 2, \"action_buttons\": [\"up\", \"down\", \"left\"],\n"
