@@ -17,10 +17,12 @@ extern "C" {
  *   k_store[r] = bf16(rope(k'));  v_store[r] = v
  * with exactly the arithmetic of wm_cuda_rmsnorm, wm_cuda_match_normalize and wm_cuda_rope (token r
  * at frame frame0 + r / (gh*gw), row (r / gw) % gh, column r % gw), so the result equals those ops
- * run one after the other. */
+ * run one after the other. table: device scratch of wm_cuda_qkv_post_table_floats(M, D, gh, gw) floats
+ * (the angles of the call's frames, rows and columns). */
 cudaError_t wm_cuda_qkv_post(uint16_t *q_out, uint16_t *k_store, uint16_t *v_store, uint16_t *match, const uint16_t *qkv,
                              int M, int H, int D, float eps, const float *norm_q, const float *norm_k,
-                             int64_t frame0, int gh, int gw, cudaStream_t stream);
+                             int64_t frame0, int gh, int gw, float *table, cudaStream_t stream);
+size_t wm_cuda_qkv_post_table_floats(int M, int D, int gh, int gw);
 
 #ifdef __cplusplus
 }

@@ -95,17 +95,21 @@ static int sa_in(cuda_impl *c, const wm_self_attn_in *a, uint16_t *qb) {
     if (a->write_match && !wm_cu_match_enable(c, kv)) return 0;
     uint16_t *yb = wm_cu_scratch(c, (size_t)M * C * sizeof(uint16_t), "self_attn_in: normed x (bf16)");
     uint16_t *qkv = yb ? wm_cu_scratch(c, (size_t)M * 3 * C * sizeof(uint16_t), "self_attn_in: q|k|v") : NULL;
+    float *angles = qkv ? wm_cu_scratch(c, wm_cuda_qkv_post_table_floats(M, a->D, a->gh, a->gw) * sizeof(float),
+                                        "self_attn_in: RoPE angles")
+                        : NULL;
     const size_t off = (size_t)a->row * C;
     const int ok =
-        qkv &&
+        angles &&
         wm_cu_ok(wm_cuda_layernorm_mod_bf16(yb, a->x, M, C, a->eps, a->shift, a->scale, a->stride, a->rows_per_group,
                                             c->stream),
                  "self_attn_in: layernorm") &&
         wm_cu_gemm(c, qkv, 1, 0, yb, w.w, w.b, M, C, 3 * C) &&
         wm_cu_ok(wm_cuda_qkv_post(qb, kv->k + off, kv->v + off, a->write_match ? kv->match + off : NULL, qkv, M, a->H,
                                   a->D, a->eps, a->norm_q ? a->norm_q->f32 : NULL, a->norm_k ? a->norm_k->f32 : NULL,
-                                  a->frame0, a->gh, a->gw, c->stream),
+                                  a->frame0, a->gh, a->gw, angles, c->stream),
                  "self_attn_in: norms, rope, store");
+    wm_cu_scratch_free(c, angles);
     wm_cu_scratch_free(c, qkv);
     wm_cu_scratch_free(c, yb);
     return ok;
