@@ -56,7 +56,9 @@ struct wm_session {
     /* sampler buffers (backend) [F, C, H, W] */
     wm_dit_work work;
     float *x, *v, *x0, *eps;
-    float *latents_host; /* last chunk's x0 */
+    float *latents_host;  /* last chunk's x0 */
+    float *latents_spare; /* the next chunk's x0 arrives here, and becomes latents_host at the commit */
+    int latents_pinned;   /* both latent buffers page-locked by be->pin_host */
     int latents_frames;
     /* LongLive's re-cache on a prompt switch (config recache_on_prompt_switch, docs/CONVERT.md): the
      * clean latents and actions of the last recache_chunks committed chunks, oldest first (host) */

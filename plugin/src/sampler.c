@@ -130,8 +130,10 @@ wm_status wm_sampler_chunk(wm_session *s) {
 }
 
 /* The cache pass over the clean latents in s->x0, frames frame0.., then the commit: the rows just
- * written become cache; TempCache merges, the policy evicts. */
-static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions) {
+ * written become cache; TempCache merges, the policy evicts. latents_out (host, or NULL): where x0
+ * goes; that copy is the chunk's one wait for the device before its frames are copied, and it
+ * surfaces asynchronous device errors before anything is committed. */
+static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions, float *latents_out) {
     wm_model *m = s->m;
     const wm_config *c = &m->cfg;
     wm_backend *be = s->be;
@@ -144,7 +146,8 @@ static wm_status cache_pass(wm_session *s, int64_t frame0, const float *actions)
     wm_attn_plan plan;
     wm_accel_plan(s, c->n_steps, c->n_steps, &plan);
     wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->cache.kv, &plan, s->ctx);
-    be->sync(be); /* surface asynchronous device errors before committing */
+    if (latents_out) be->download(be, latents_out, s->x0, n);
+    else be->sync(be);
     wm_status fail = wm_take_failure();
     if (fail != WM_OK) return fail;
     return wm_cache_commit(&s->cache, frame0);
@@ -183,7 +186,8 @@ static wm_status recache(wm_session *s) {
         const int64_t f0 = s->recache_frame0[i];
         if (f0 < lo || f0 >= end) continue;
         s->be->upload(s->be, s->x0, s->recache_lat + (size_t)i * nl, nl);
-        const wm_status st = cache_pass(s, f0, wm_config_action_dim(c) > 0 ? s->recache_act + (size_t)i * na : NULL);
+        const wm_status st =
+            cache_pass(s, f0, wm_config_action_dim(c) > 0 ? s->recache_act + (size_t)i * na : NULL, NULL);
         if (st != WM_OK) return st;
     }
     return WM_OK;
@@ -191,10 +195,12 @@ static wm_status recache(wm_session *s) {
 
 wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     const int F = s->m->cfg.num_frame_per_block;
-    wm_status fail = cache_pass(s, s->next_latent, actions);
+    /* into the spare buffer: a chunk that fails leaves the last chunk's latents as they were */
+    wm_status fail = cache_pass(s, s->next_latent, actions, s->latents_spare);
     if (fail != WM_OK) return fail;
-    const wm_config *c = &s->m->cfg;
-    s->be->download(s->be, s->latents_host, s->x0, (size_t)F * c->in_dim * c->latent_height * c->latent_width);
+    float *t = s->latents_host;
+    s->latents_host = s->latents_spare;
+    s->latents_spare = t;
     if (s->recache_chunks) recache_keep(s, actions);
     s->next_latent += F;
     s->chunks++;

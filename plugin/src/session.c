@@ -74,6 +74,7 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     s->ctx = calloc((size_t)c->num_layers, sizeof *s->ctx);
     s->prompt_host = calloc((size_t)c->text_len * c->text_dim, sizeof(float));
     s->latents_host = calloc(latent_floats(c), sizeof(float));
+    s->latents_spare = calloc(latent_floats(c), sizeof(float));
     if (c->recache_on_prompt_switch) {
         const int A = wm_config_action_dim(c) > 0 ? wm_config_action_dim(c) : 1;
         s->recache_chunks = (window - s->sinks) / F;
@@ -81,10 +82,16 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         s->recache_act = calloc((size_t)s->recache_chunks * F * A, sizeof(float));
         s->recache_frame0 = calloc((size_t)s->recache_chunks, sizeof(int64_t));
     }
-    if (!s->ctx || !s->prompt_host || !s->latents_host ||
+    if (!s->ctx || !s->prompt_host || !s->latents_host || !s->latents_spare ||
         (s->recache_chunks && (!s->recache_lat || !s->recache_act || !s->recache_frame0))) {
         st = wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session tables");
         goto fail;
+    }
+    /* every chunk's latents come down into these: page-locked, the copy is direct (a pageable 1 MB
+     * copy costs a good part of a millisecond) */
+    if (be->pin_host && be->pin_host(be, s->latents_host, latent_floats(c) * sizeof(float))) {
+        s->latents_pinned = be->pin_host(be, s->latents_spare, latent_floats(c) * sizeof(float));
+        if (!s->latents_pinned) be->unpin_host(be, s->latents_host); /* both or neither: they swap roles */
     }
     if ((st = wm_cache_init(&s->cache, be, c->num_layers, c->dim, s->tpf, F, window, s->sinks, store_frames)) != WM_OK)
         goto fail;
@@ -145,9 +152,11 @@ void wm_session_free_impl(wm_session *s) {
     wm_dit_work_free(&s->work);
     if (s->dec) wm_decoder_free(s->dec);
     if (s->frames_pinned) be->unpin_host(be, s->frames);
+    if (s->latents_pinned) be->unpin_host(be, s->latents_host), be->unpin_host(be, s->latents_spare);
     if (be != s->m->be) be->destroy(be); /* the session's fork, after everything allocated on it */
     free(s->prompt_host);
     free(s->latents_host);
+    free(s->latents_spare);
     free(s->recache_lat);
     free(s->recache_act);
     free(s->recache_frame0);
