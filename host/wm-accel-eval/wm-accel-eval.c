@@ -14,6 +14,7 @@
 #include "actions.h"
 #include "cli.h"
 #include "quality.h"
+#include "run_opts.h"
 #include "st_reader.h"
 #include "video_writer.h"
 #include "wm.h"
@@ -41,17 +42,10 @@
 static const char *g_prog = "wm-accel-eval";
 
 typedef struct options {
-    const char *plugin, *model, *prompt, *prompt_embedding, *actions, *save_actions, *json, *label;
-    const char *dense_out, *accel_out;
-    int random_weights;
-    uint64_t weight_seed, seed, action_seed;
-    long long frames;
-    int backend, threads, window, sinks, max_cache, quiet, verbose;
-    /* acceleration flags: checked while parsing, applied in order on the plugin's defaults later */
-    int argc;
-    char **argv;
-    int accel_argi[256], n_accel;
-    int module_flag; /* --accel/--tempcache/--annsa/--annca given: no implicit --accel all */
+    wm_run_opts opts; /* model, session, frames, actions, accelerations, verbosity (run_opts.h) */
+    const char *save_actions, *json, *label, *dense_out, *accel_out;
+    uint64_t action_seed;
+    int max_cache;
 } options;
 
 static void usage(FILE *f) {
@@ -95,119 +89,46 @@ static void usage(FILE *f) {
 
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->frames = 1000;
+    wm_run_opts_init(&o->opts, argc, argv, 1000, 100000000);
     o->action_seed = 1;
-    o->backend = WM_BACKEND_AUTO;
-    o->window = -2;
-    o->sinks = -1;
-    o->argc = argc;
-    o->argv = argv;
-    wm_accel_params scratch;
-    memset(&scratch, 0, sizeof scratch);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const int r = wm_run_opts_parse(&o->opts, &i);
+        if (r < 0) return WM_CLI_EXIT_USAGE; /* the message is printed */
+        if (r > 0) continue;
         long long v;
-        const int at = i;
-        const int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
-        if (r < 0) return WM_CLI_EXIT_USAGE;
-        if (r > 0) {
-            if (o->n_accel == (int)(sizeof o->accel_argi / sizeof *o->accel_argi))
-                return wm_cli_usage_error("too many acceleration flags");
-            o->accel_argi[o->n_accel++] = at;
-            if (!strcmp(a, "--accel") || !strcmp(a, "--tempcache") || !strcmp(a, "--annsa") ||
-                !strcmp(a, "--annca"))
-                o->module_flag = 1;
-            continue;
-        }
-#define NEED_VALUE()                                                                                         \
-    do {                                                                                                     \
-        if (!val) return wm_cli_usage_error("%s needs a value", a);                                          \
-        i++;                                                                                                 \
-    } while (0)
-#define INT_VALUE(lo, hi, what)                                                                              \
-    do {                                                                                                     \
-        NEED_VALUE();                                                                                        \
-        if (!wm_cli_parse_ll(val, lo, hi, &v))                                                               \
-            return wm_cli_usage_error("%s: '%s' is not %s", a, val, what);                                   \
-    } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
-        } else if (!strcmp(a, "--plugin")) {
-            NEED_VALUE();
-            o->plugin = val;
-        } else if (!strcmp(a, "--model")) {
-            NEED_VALUE();
-            o->model = val;
-        } else if (!strcmp(a, "--random-weights")) {
-            o->random_weights = 1;
-            if (i + 1 < argc && wm_cli_parse_u64(argv[i + 1], &o->weight_seed)) i++;
-        } else if (!strcmp(a, "--frames")) {
-            INT_VALUE(1, 100000000, "a frame count in [1, 1e8]");
-            o->frames = v;
-        } else if (!strcmp(a, "--prompt")) {
-            NEED_VALUE();
-            o->prompt = val;
-        } else if (!strcmp(a, "--prompt-embedding")) {
-            NEED_VALUE();
-            o->prompt_embedding = val;
-        } else if (!strcmp(a, "--seed")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_u64(val, &o->seed))
-                return wm_cli_usage_error("--seed: '%s' is not a non-negative integer", val);
-        } else if (!strcmp(a, "--action-seed")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_u64(val, &o->action_seed))
+        }
+        if (!val && (!strcmp(a, "--action-seed") || !strcmp(a, "--save-actions") || !strcmp(a, "--max-cache") ||
+                     !strcmp(a, "--json") || !strcmp(a, "--label") || !strcmp(a, "--dense-out") ||
+                     !strcmp(a, "--accel-out")))
+            return wm_cli_usage_error("%s needs a value", a);
+        if (!strcmp(a, "--action-seed")) {
+            if (!wm_cli_parse_u64(argv[++i], &o->action_seed))
                 return wm_cli_usage_error("--action-seed: '%s' is not a non-negative integer", val);
-        } else if (!strcmp(a, "--actions")) {
-            NEED_VALUE();
-            o->actions = val;
-        } else if (!strcmp(a, "--save-actions")) {
-            NEED_VALUE();
-            o->save_actions = val;
-        } else if (!strcmp(a, "--window")) {
-            INT_VALUE(-1, INT_MAX, "-1 or a frame count");
-            o->window = (int)v;
-        } else if (!strcmp(a, "--sinks")) {
-            INT_VALUE(0, INT_MAX, "a frame count");
-            o->sinks = (int)v;
         } else if (!strcmp(a, "--max-cache")) {
-            INT_VALUE(0, INT_MAX, "a frame count");
+            if (!wm_cli_parse_ll(argv[++i], 0, INT_MAX, &v))
+                return wm_cli_usage_error("--max-cache: '%s' is not a frame count", val);
             o->max_cache = (int)v;
-        } else if (!strcmp(a, "--backend")) {
-            NEED_VALUE();
-            o->backend = wm_host_backend_parse(val);
-            if (o->backend < 0)
-                return wm_cli_usage_error("--backend: '%s' is not one of cpu, cuda, auto", val);
-        } else if (!strcmp(a, "--threads")) {
-            INT_VALUE(0, 4096, "an integer in [0, 4096]");
-            o->threads = (int)v;
+        } else if (!strcmp(a, "--save-actions")) {
+            o->save_actions = argv[++i];
         } else if (!strcmp(a, "--json")) {
-            NEED_VALUE();
-            o->json = val;
+            o->json = argv[++i];
         } else if (!strcmp(a, "--label")) {
-            NEED_VALUE();
-            o->label = val;
+            o->label = argv[++i];
         } else if (!strcmp(a, "--dense-out")) {
-            NEED_VALUE();
-            o->dense_out = val;
+            o->dense_out = argv[++i];
         } else if (!strcmp(a, "--accel-out")) {
-            NEED_VALUE();
-            o->accel_out = val;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            o->quiet = 1;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            o->verbose = 1;
+            o->accel_out = argv[++i];
         } else {
             return wm_cli_usage_error("unknown argument '%s'", a);
         }
-#undef INT_VALUE
-#undef NEED_VALUE
     }
-    if (o->prompt && o->prompt_embedding)
-        return wm_cli_usage_error("--prompt and --prompt-embedding exclude each other");
-    if (o->actions && o->save_actions && !strcmp(o->actions, o->save_actions))
-        return wm_cli_usage_error("--save-actions would overwrite --actions %s", o->actions);
+    if (wm_run_opts_check(&o->opts) < 0) return WM_CLI_EXIT_USAGE;
+    if (o->opts.actions && o->save_actions && !strcmp(o->opts.actions, o->save_actions))
+        return wm_cli_usage_error("--save-actions would overwrite --actions %s", o->opts.actions);
     return 0;
 }
 
@@ -215,7 +136,7 @@ static int parse_args(int argc, char **argv, options *o) {
 
 static void on_log(void *user, wm_log_level level, const char *msg) {
     const options *o = user;
-    if (level >= WM_LOG_WARN || (o->verbose && level >= WM_LOG_INFO)) fprintf(stderr, "wm: %s\n", msg);
+    if (level >= WM_LOG_WARN || (o->opts.verbose && level >= WM_LOG_INFO)) fprintf(stderr, "wm: %s\n", msg);
 }
 
 
@@ -486,7 +407,7 @@ static int generate(run *r, wm_session *s, const char *which, wm_stats *st) {
 }
 
 static void progress(const options *o, const run *r, double elapsed, int final) {
-    if (o->quiet) return;
+    if (o->opts.quiet) return;
     static double last = -1;
     static long long last_frames = -1;
     const int tty = isatty(2);
@@ -495,12 +416,12 @@ static void progress(const options *o, const run *r, double elapsed, int final) 
     last = elapsed;
     last_frames = r->frames_done;
     const double fps = elapsed > 0 ? r->frames_done / elapsed : 0;
-    const double eta = fps > 0 ? (o->frames - r->frames_done) / fps : 0;
+    const double eta = fps > 0 ? (o->opts.frames - r->frames_done) / fps : 0;
     const series *ps = &r->s[S_PSNR];
     fprintf(stderr,
             "%s%s: %lld/%lld frames  PSNR mean %.2f (last %.2f)  SSIM mean %.4f  SA %.3f CA %.3f  %.2f fps  "
             "ETA %dm%02ds%s",
-            tty ? "\r" : "", g_prog, r->frames_done, o->frames, mean_range(ps, 0, ps->n),
+            tty ? "\r" : "", g_prog, r->frames_done, o->opts.frames, mean_range(ps, 0, ps->n),
             ps->n ? ps->v[ps->n - 1] : 0, mean_range(&r->s[S_SSIM], 0, ps->n),
             r->s[S_SA_DENSITY].n ? r->s[S_SA_DENSITY].v[r->s[S_SA_DENSITY].n - 1] : 1,
             r->s[S_CA_DENSITY].n ? r->s[S_CA_DENSITY].v[r->s[S_CA_DENSITY].n - 1] : 1, fps, (int)(eta / 60),
@@ -522,30 +443,30 @@ static cJSON *build_json(const options *o, const run *r) {
     cJSON_AddStringToObject(root, "build", r->api->build_info());
     cJSON_AddStringToObject(root, "device", info->device_name ? info->device_name : "");
     cJSON_AddStringToObject(root, "backend", wm_host_backend_name(info->backend));
-    cJSON_AddNumberToObject(root, "threads", o->threads);
+    cJSON_AddNumberToObject(root, "threads", o->opts.threads);
     cJSON_AddNumberToObject(root, "cpus_online", (double)sysconf(_SC_NPROCESSORS_ONLN));
 
     cJSON *set = cJSON_AddObjectToObject(root, "settings");
     cJSON_AddStringToObject(set, "model", r->model_path);
     cJSON_AddStringToObject(set, "model_name", info->name ? info->name : "");
-    cJSON_AddBoolToObject(set, "random_weights", o->random_weights);
+    cJSON_AddBoolToObject(set, "random_weights", o->opts.random_weights);
     cJSON_AddNumberToObject(set, "n_params", (double)info->n_params);
     cJSON_AddNumberToObject(set, "width", info->width);
     cJSON_AddNumberToObject(set, "height", info->height);
     cJSON_AddNumberToObject(set, "fps", info->fps);
     cJSON_AddNumberToObject(set, "latent_frames_per_chunk", info->latent_frames_per_chunk);
     cJSON_AddNumberToObject(set, "time_upscale", info->time_upscale);
-    cJSON_AddNumberToObject(set, "frames", (double)o->frames);
-    cJSON_AddNumberToObject(set, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(set, "frames", (double)o->opts.frames);
+    cJSON_AddNumberToObject(set, "seed", (double)o->opts.seed);
     if (r->prompt)
         cJSON_AddStringToObject(set, "prompt", r->prompt);
     else
         cJSON_AddStringToObject(set, "prompt_embedding",
-                                o->prompt_embedding ? o->prompt_embedding : "one zero token");
+                                o->opts.prompt_embedding ? o->opts.prompt_embedding : "one zero token");
     cJSON_AddStringToObject(set, "actions", r->actions_desc);
-    if (!o->actions) cJSON_AddNumberToObject(set, "action_seed", (double)o->action_seed);
-    cJSON_AddNumberToObject(set, "window", o->window);
-    cJSON_AddNumberToObject(set, "sinks", o->sinks);
+    if (!o->opts.actions) cJSON_AddNumberToObject(set, "action_seed", (double)o->action_seed);
+    cJSON_AddNumberToObject(set, "window", o->opts.window);
+    cJSON_AddNumberToObject(set, "sinks", o->opts.sinks);
     cJSON_AddNumberToObject(set, "max_cache", o->max_cache);
     cJSON_AddNumberToObject(set, "model_window_frames", info->window_frames);
     cJSON_AddNumberToObject(set, "model_sink_frames", info->sink_frames);
@@ -650,7 +571,7 @@ static int write_json(const options *o, const run *r) {
 }
 
 static void summary(const options *o, const run *r) {
-    if (o->quiet) return;
+    if (o->opts.quiet) return;
     const series *ps = &r->s[S_PSNR];
     const long long t0 = r->chunks > 1 ? 1 : 0;
     const double dms = mean_range(&r->s[S_DENSE_MS], t0, r->chunks),
@@ -683,28 +604,28 @@ int main(int argc, char **argv) {
 
     /* the model: --model, else the shipped game */
     char model_buf[PATH_MAX];
-    if (!o.model) {
+    if (!o.opts.model) {
         snprintf(model_buf, sizeof model_buf, "%s/game/config.json", WM_ASSETS_DIR);
         if (!wm_host_is_file(model_buf))
             return wm_cli_usage_error("no model: the shipped game %s/game is missing; pass --model DIR",
                                       WM_ASSETS_DIR);
         snprintf(model_buf, sizeof model_buf, "%s/game", WM_ASSETS_DIR);
-        o.model = model_buf;
+        o.opts.model = model_buf;
     }
-    if (!wm_host_is_file(o.model) && !wm_host_is_dir(o.model))
-        return wm_cli_runtime_error("model %s: no such file or directory", o.model);
-    if (wm_host_is_dir(o.model)) {
+    if (!wm_host_is_file(o.opts.model) && !wm_host_is_dir(o.opts.model))
+        return wm_cli_runtime_error("model %s: no such file or directory", o.opts.model);
+    if (wm_host_is_dir(o.opts.model)) {
         char p[PATH_MAX + 32];
-        snprintf(p, sizeof p, "%s/config.json", o.model);
-        if (!wm_host_is_file(p)) return wm_cli_runtime_error("model %s: no config.json in it", o.model);
-        snprintf(p, sizeof p, "%s/model.safetensors", o.model);
-        if (!o.random_weights && !wm_host_is_file(p))
+        snprintf(p, sizeof p, "%s/config.json", o.opts.model);
+        if (!wm_host_is_file(p)) return wm_cli_runtime_error("model %s: no config.json in it", o.opts.model);
+        snprintf(p, sizeof p, "%s/model.safetensors", o.opts.model);
+        if (!o.opts.random_weights && !wm_host_is_file(p))
             return wm_cli_runtime_error(
-                "model %s: no model.safetensors in it (--random-weights runs the config alone)", o.model);
+                "model %s: no model.safetensors in it (--random-weights runs the config alone)", o.opts.model);
     }
 
     /* the plugin */
-    const char *plugin = o.plugin ? o.plugin : getenv("WM_PLUGIN");
+    const char *plugin = o.opts.plugin ? o.opts.plugin : getenv("WM_PLUGIN");
     if (!plugin || !*plugin) plugin = WM_DEFAULT_PLUGIN;
     void *so = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
     if (!so) return wm_cli_runtime_error("cannot load the plugin: %s", dlerror());
@@ -717,7 +638,7 @@ int main(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     r.api = api;
-    r.model_path = o.model;
+    r.model_path = o.opts.model;
     int ret = 0;
     float *emb = NULL;
     uint8_t *fd = NULL, *fa = NULL;
@@ -728,17 +649,17 @@ int main(int argc, char **argv) {
 
     wm_model_params mp;
     api->model_params_init(&mp);
-    mp.path = o.model;
-    mp.random_weights = o.random_weights;
-    mp.weight_seed = o.weight_seed;
-    mp.backend = o.backend;
-    mp.n_threads = o.threads;
+    mp.path = o.opts.model;
+    mp.random_weights = o.opts.random_weights;
+    mp.weight_seed = o.opts.weight_seed;
+    mp.backend = o.opts.backend;
+    mp.n_threads = o.opts.threads;
     mp.log = on_log;
     mp.log_user_data = &o;
     mp.abort_cb = wm_host_abort_on_interrupt;
     wm_status st = api->model_load(&mp, &r.model);
     if (st != WM_OK)
-        return wm_cli_runtime_error("cannot load model %s: %s: %s", o.model, api->status_string(st),
+        return wm_cli_runtime_error("cannot load model %s: %s: %s", o.opts.model, api->status_string(st),
                                     api->last_error());
     r.info.size = sizeof r.info;
     if ((st = api->model_get_info(r.model, &r.info)) != WM_OK) {
@@ -750,25 +671,25 @@ int main(int argc, char **argv) {
         ret = wm_cli_usage_error("model %s has no decoder: there are no frames to compare", info->name);
         goto done;
     }
-    if (o.prompt && info->prompt_kind != WM_PROMPT_TEXT) {
+    if (o.opts.prompt && info->prompt_kind != WM_PROMPT_TEXT) {
         ret = wm_cli_usage_error("model %s takes a prompt embedding, not text: use --prompt-embedding FILE",
                                  info->name);
         goto done;
     }
-    if (o.prompt_embedding && info->prompt_kind == WM_PROMPT_TEXT) {
+    if (o.opts.prompt_embedding && info->prompt_kind == WM_PROMPT_TEXT) {
         ret = wm_cli_usage_error("model %s takes a text prompt: use --prompt TEXT", info->name);
         goto done;
     }
 
     /* the actions: a script or the random walk (as many frames as the last chunk may need) */
-    const long long need = o.frames + (long long)info->time_upscale * info->latent_frames_per_chunk + 1;
-    if (o.actions) {
-        const int ok = action_script_load(o.actions, info, &script, err, sizeof err);
+    const long long need = o.opts.frames + (long long)info->time_upscale * info->latent_frames_per_chunk + 1;
+    if (o.opts.actions) {
+        const int ok = action_script_load(o.opts.actions, info, &script, err, sizeof err);
         if (ok != 1) {
             ret = ok == 0 ? wm_cli_usage_error("%s", err) : wm_cli_runtime_error("%s", err);
             goto done;
         }
-        snprintf(actions_desc, sizeof actions_desc, "script %s", o.actions);
+        snprintf(actions_desc, sizeof actions_desc, "script %s", o.opts.actions);
     } else {
         if (!random_walk(info, o.action_seed, need, &script)) {
             ret = wm_cli_runtime_error("out of memory");
@@ -778,7 +699,7 @@ int main(int argc, char **argv) {
                  (unsigned long long)o.action_seed);
     }
     r.actions_desc = actions_desc;
-    if (o.save_actions && !save_actions(o.save_actions, &script, o.frames, info, actions_desc)) {
+    if (o.save_actions && !save_actions(o.save_actions, &script, o.opts.frames, info, actions_desc)) {
         ret = wm_cli_runtime_error("%s: cannot write", o.save_actions);
         goto done;
     }
@@ -786,15 +707,15 @@ int main(int argc, char **argv) {
     /* the two sessions: identical parameters but for the accelerations */
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = o.seed;
-    sp.window_frames = o.window;
-    sp.sink_frames = o.sinks;
+    sp.seed = o.opts.seed;
+    sp.window_frames = o.opts.window;
+    sp.sink_frames = o.opts.sinks;
     sp.max_cache_frames = o.max_cache;
     sp.abort_cb = wm_host_abort_on_interrupt;
     wm_session_params spa = sp;
-    if (!o.module_flag) spa.accel.tempcache = spa.accel.annsa = spa.accel.annca = 1; /* --accel all */
-    for (int k = 0; k < o.n_accel; k++) {
-        int j = o.accel_argi[k];
+    if (!o.opts.module_flag) spa.accel.tempcache = spa.accel.annsa = spa.accel.annca = 1; /* --accel all */
+    for (int k = 0; k < o.opts.n_accel; k++) {
+        int j = o.opts.accel_argi[k];
         wm_accel_parse_arg(argc, argv, &j, &spa.accel); /* checked in parse_args */
     }
     sp.accel.tempcache = sp.accel.annsa = sp.accel.annca = 0;
@@ -818,7 +739,7 @@ int main(int argc, char **argv) {
 
     /* the prompt, the same in both */
     if (info->prompt_kind == WM_PROMPT_TEXT) {
-        r.prompt = o.prompt ? strdup(o.prompt) : default_prompt(o.model);
+        r.prompt = o.opts.prompt ? strdup(o.opts.prompt) : default_prompt(o.opts.model);
         if (!r.prompt) r.prompt = strdup("");
         if (!r.prompt) {
             ret = wm_cli_runtime_error("out of memory");
@@ -828,17 +749,17 @@ int main(int argc, char **argv) {
         if (st == WM_OK) st = api->session_set_prompt_text(r.accel, r.prompt);
     } else {
         int L = 1, D = info->text_dim;
-        if (o.prompt_embedding) {
+        if (o.opts.prompt_embedding) {
             int64_t shape[ST_MAX_DIMS];
             int ndim = 0;
-            emb = st_read_f32(o.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
+            emb = st_read_f32(o.opts.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
             if (!emb) {
                 ret = wm_cli_runtime_error("%s", err);
                 goto done;
             }
             if (ndim == 3 && shape[0] == 1) shape[0] = shape[1], shape[1] = shape[2], ndim = 2;
             if (ndim != 2 || shape[0] > INT_MAX || shape[1] > INT_MAX) {
-                ret = wm_cli_usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.prompt_embedding);
+                ret = wm_cli_usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.opts.prompt_embedding);
                 goto done;
             }
             L = (int)shape[0], D = (int)shape[1];
@@ -873,17 +794,17 @@ int main(int argc, char **argv) {
         ret = wm_cli_runtime_error("%s", err);
         goto done;
     }
-    if (!o.quiet)
+    if (!o.opts.quiet)
         fprintf(stderr, "%s: %s on %s%s%s%s: %lld frames, seed %llu, %s%s%s, %s; dense vs %s\n", g_prog,
                 info->name, wm_host_backend_name(info->backend), info->device_name ? " (" : "",
-                info->device_name ? info->device_name : "", info->device_name ? ")" : "", o.frames,
-                (unsigned long long)o.seed, r.prompt ? "prompt \"" : "embedding prompt",
+                info->device_name ? info->device_name : "", info->device_name ? ")" : "", o.opts.frames,
+                (unsigned long long)o.opts.seed, r.prompt ? "prompt \"" : "embedding prompt",
                 r.prompt ? r.prompt : "", r.prompt ? "\"" : "", actions_desc, r.accel_desc);
 
     /* the rollouts, in lockstep */
     long long pushed = 0;
     const double t_start = wm_host_now_s();
-    while (r.frames_done < o.frames && !r.stopped[0]) {
+    while (r.frames_done < o.opts.frames && !r.stopped[0]) {
         const long long target = wm_host_frames_after_chunk(info, r.chunks);
         for (; pushed < target; pushed++) {
             const wm_action a = action_script_get(&script, pushed);
@@ -915,7 +836,7 @@ int main(int argc, char **argv) {
                          api->status_string(st), api->last_error());
                 break;
             }
-            if (r.frames_done >= o.frames) continue; /* the rest of the last chunk */
+            if (r.frames_done >= o.opts.frames) continue; /* the rest of the last chunk */
             int same = 0;
             const double p = quality_psnr_rgb(fd, fa, info->width, info->height, pitch, &same);
             const double s = same ? 1.0 : quality_ssim_rgb(q, fd, fa, pitch);

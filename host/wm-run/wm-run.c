@@ -7,6 +7,7 @@
 #include "st_reader.h"
 #include "video_writer.h"
 #include "cli.h"
+#include "run_opts.h"
 #include "wm.h"
 #include "wm_host.h"
 
@@ -34,28 +35,11 @@
 enum { EXIT_RUNTIME = WM_CLI_EXIT_RUNTIME, EXIT_USAGE = WM_CLI_EXIT_USAGE };
 
 typedef struct options {
-    const char *plugin;
-    const char *model;
-    int random_weights;
-    uint64_t weight_seed;
-    long long frames;
-    const char *prompt;
-    const char *prompt_embedding;
-    uint64_t seed;
+    wm_run_opts opts; /* model, session, frames, actions, accelerations, verbosity (run_opts.h) */
     const char *out;
     const char *encoder;
-    const char *actions;
-    int backend;
-    int threads;
-    int window, sinks;
     const char *latents;
-    int quiet, verbose, info_only;
-    /* acceleration flags (accel_args.h): checked while parsing, applied in order on top of the
-     * plugin's defaults (session_params_init) once it is loaded */
-    int argc;
-    char **argv;
-    int accel_argi[256];
-    int n_accel;
+    int info_only;
 } options;
 
 static const char *g_prog = "wm-run";
@@ -106,109 +90,31 @@ static void usage(FILE *f) {
 /* Returns 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->frames = 48;
-    o->backend = WM_BACKEND_AUTO;
-    o->window = -2;
-    o->sinks = -1;
-    o->argc = argc;
-    o->argv = argv;
-    wm_accel_params scratch; /* only to check the flags' values here */
-    memset(&scratch, 0, sizeof scratch);
+    wm_run_opts_init(&o->opts, argc, argv, 48, (long long)1 << 40);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long long v;
-        const int flag_at = i;
-        const int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
+        const int r = wm_run_opts_parse(&o->opts, &i);
         if (r < 0) return EXIT_USAGE; /* the message is printed */
-        if (r > 0) {
-            if (o->n_accel == (int)(sizeof o->accel_argi / sizeof *o->accel_argi))
-                return wm_cli_usage_error("too many acceleration flags");
-            o->accel_argi[o->n_accel++] = flag_at;
-            continue;
-        }
-/* consumes the option's value */
-#define NEED_VALUE()                                                                                         \
-    do {                                                                                                     \
-        if (!val) return wm_cli_usage_error("%s needs a value", a);                                                 \
-        i++;                                                                                                 \
-    } while (0)
+        if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
-        } else if (!strcmp(a, "--plugin")) {
-            NEED_VALUE();
-            o->plugin = val;
-        } else if (!strcmp(a, "--model")) {
-            NEED_VALUE();
-            o->model = val;
-        } else if (!strcmp(a, "--random-weights")) {
-            o->random_weights = 1;
-            if (i + 1 < argc && wm_cli_parse_u64(argv[i + 1], &o->weight_seed)) i++; /* optional SEED */
-        } else if (!strcmp(a, "--frames")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_ll(val, 1, (long long)1 << 40, &v))
-                return wm_cli_usage_error("--frames: '%s' is not a positive integer", val);
-            o->frames = v;
-        } else if (!strcmp(a, "--prompt")) {
-            NEED_VALUE();
-            o->prompt = val;
-        } else if (!strcmp(a, "--prompt-embedding")) {
-            NEED_VALUE();
-            o->prompt_embedding = val;
-        } else if (!strcmp(a, "--seed")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_u64(val, &o->seed))
-                return wm_cli_usage_error("--seed: '%s' is not a non-negative integer", val);
-        } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
-            NEED_VALUE();
-            o->out = val;
-        } else if (!strcmp(a, "--encoder")) {
-            NEED_VALUE();
-            o->encoder = val;
-        } else if (!strcmp(a, "--actions")) {
-            NEED_VALUE();
-            o->actions = val;
-        } else if (!strcmp(a, "--latents")) {
-            NEED_VALUE();
-            o->latents = val;
-        } else if (!strcmp(a, "--backend")) {
-            NEED_VALUE();
-            if (!strcmp(val, "cpu"))
-                o->backend = WM_BACKEND_CPU;
-            else if (!strcmp(val, "cuda"))
-                o->backend = WM_BACKEND_CUDA;
-            else if (!strcmp(val, "auto"))
-                o->backend = WM_BACKEND_AUTO;
-            else
-                return wm_cli_usage_error("--backend: '%s' is not one of cpu, cuda, auto", val);
-        } else if (!strcmp(a, "--threads")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_ll(val, 0, 4096, &v))
-                return wm_cli_usage_error("--threads: '%s' is not an integer in [0, 4096]", val);
-            o->threads = (int)v;
-        } else if (!strcmp(a, "--window")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_ll(val, -1, INT_MAX, &v))
-                return wm_cli_usage_error("--window: '%s' is not -1 or a frame count", val);
-            o->window = (int)v;
-        } else if (!strcmp(a, "--sinks")) {
-            NEED_VALUE();
-            if (!wm_cli_parse_ll(val, 0, INT_MAX, &v)) return wm_cli_usage_error("--sinks: '%s' is not a frame count", val);
-            o->sinks = (int)v;
         } else if (!strcmp(a, "--info")) {
             o->info_only = 1;
-        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-            o->quiet = 1;
-        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            o->verbose = 1;
+        } else if (!val && (!strcmp(a, "--out") || !strcmp(a, "-o") || !strcmp(a, "--encoder") ||
+                            !strcmp(a, "--latents"))) {
+            return wm_cli_usage_error("%s needs a value", a);
+        } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+            o->out = argv[++i];
+        } else if (!strcmp(a, "--encoder")) {
+            o->encoder = argv[++i];
+        } else if (!strcmp(a, "--latents")) {
+            o->latents = argv[++i];
         } else {
             return wm_cli_usage_error("unknown argument '%s'", a);
         }
-#undef NEED_VALUE
     }
-    if (o->prompt && o->prompt_embedding)
-        return wm_cli_usage_error("--prompt and --prompt-embedding exclude each other");
-    return 0;
+    return wm_run_opts_check(&o->opts) < 0 ? EXIT_USAGE : 0;
 }
 
 /* ---- locating the plugin and the model ---- */
@@ -233,7 +139,7 @@ static void exe_dir(char *buf, size_t size) {
 /* --plugin, else $WM_PLUGIN, else the build tree's ../plugin/libwm.so beside this executable's
  * directory, else libwm.so beside it, else the path baked in at build time, else the loader's search. */
 static const char *find_plugin(const options *o, char *buf, size_t size) {
-    if (o->plugin) return o->plugin;
+    if (o->opts.plugin) return o->opts.plugin;
     const char *env = getenv("WM_PLUGIN");
     if (env && *env) return env;
     static const char *const beside[] = {"/../../plugin/libwm.so", /* build/host/wm-run/wm-run */
@@ -277,8 +183,8 @@ static int find_shipped_model(char *buf, size_t size) {
 
 static void on_log(void *user_data, wm_log_level level, const char *message) {
     const options *o = user_data;
-    if (level == WM_LOG_DEBUG && !o->verbose) return;
-    if (level < WM_LOG_WARN && o->quiet) return;
+    if (level == WM_LOG_DEBUG && !o->opts.verbose) return;
+    if (level < WM_LOG_WARN && o->opts.quiet) return;
     static const char *names[] = {"debug", "info", "warning", "error"};
     fprintf(stderr, "wm: %s: %s\n", names[level >= 0 && level <= 3 ? level : 1], message);
 }
@@ -298,7 +204,7 @@ static double percentile(const double *v, int n, double p) {
 
 static void progress(const options *o, long long done, long long total, double chunk_ms, double elapsed,
                      int final) {
-    if (o->quiet) return;
+    if (o->opts.quiet) return;
     const int tty = isatty(2);
     static int last_decile = -1;
     const int decile = (int)(10 * done / total);
@@ -358,8 +264,8 @@ int main(int argc, char **argv) {
 
     /* model path: --model; else the shipped model; with --random-weights the demo config first */
     char model_buf[PATH_MAX];
-    const char *model_path = o.model;
-    if (!model_path && o.random_weights && file_exists(WM_ASSETS_DIR "/demo/config.json"))
+    const char *model_path = o.opts.model;
+    if (!model_path && o.opts.random_weights && file_exists(WM_ASSETS_DIR "/demo/config.json"))
         model_path = WM_ASSETS_DIR "/demo/config.json";
     if (!model_path && find_shipped_model(model_buf, sizeof model_buf)) model_path = model_buf;
     if (!model_path)
@@ -380,7 +286,7 @@ int main(int argc, char **argv) {
     if (api->struct_size < sizeof(wm_api))
         return wm_cli_runtime_error("%s: API table of %u bytes, this host needs %zu", plugin_path, api->struct_size,
                              sizeof(wm_api));
-    if (o.verbose) fprintf(stderr, "wm-run: plugin %s: %s\n", plugin_path, api->build_info());
+    if (o.opts.verbose) fprintf(stderr, "wm-run: plugin %s: %s\n", plugin_path, api->build_info());
 
     wm_host_catch_interrupt();
 
@@ -388,10 +294,10 @@ int main(int argc, char **argv) {
     wm_model_params mp;
     api->model_params_init(&mp);
     mp.path = model_path;
-    mp.random_weights = o.random_weights;
-    mp.weight_seed = o.weight_seed;
-    mp.backend = o.backend;
-    mp.n_threads = o.threads;
+    mp.random_weights = o.opts.random_weights;
+    mp.weight_seed = o.opts.weight_seed;
+    mp.backend = o.opts.backend;
+    mp.n_threads = o.opts.threads;
     mp.log = on_log;
     mp.log_user_data = &o;
     mp.abort_cb = wm_host_abort_on_interrupt;
@@ -406,13 +312,13 @@ int main(int argc, char **argv) {
     st = api->model_get_info(model, &info);
     if (st != WM_OK) return wm_cli_runtime_error("model info: %s: %s", api->status_string(st), api->last_error());
     if (o.info_only) {
-        print_info(&info, model_path, o.random_weights);
+        print_info(&info, model_path, o.opts.random_weights);
         api->model_free(model);
         return 0;
     }
-    if (!o.quiet)
+    if (!o.opts.quiet)
         fprintf(stderr, "wm-run: %s%s: %dx%d at %g fps, %.1f M parameters, %s backend\n", info.name,
-                o.random_weights ? " (random weights)" : "", info.width, info.height, info.fps,
+                o.opts.random_weights ? " (random weights)" : "", info.width, info.height, info.fps,
                 info.n_params / 1e6, backend_name(info.backend));
 
     int ret = 0;
@@ -430,14 +336,14 @@ int main(int argc, char **argv) {
                           info.name);
         goto done;
     }
-    if (o.actions) {
-        const int ok = action_script_load(o.actions, &info, &script, err, sizeof err);
+    if (o.opts.actions) {
+        const int ok = action_script_load(o.opts.actions, &info, &script, err, sizeof err);
         if (ok != 1) {
             ret = ok == 0 ? wm_cli_usage_error("%s", err) : wm_cli_runtime_error("%s", err);
             goto done;
         }
     }
-    if (o.prompt && info.prompt_kind != WM_PROMPT_TEXT) {
+    if (o.opts.prompt && info.prompt_kind != WM_PROMPT_TEXT) {
         ret = wm_cli_usage_error("model %s takes a prompt embedding, not text: use --prompt-embedding FILE",
                           info.name);
         goto done;
@@ -446,13 +352,13 @@ int main(int argc, char **argv) {
     /* session */
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = o.seed;
-    sp.window_frames = o.window;
-    sp.sink_frames = o.sinks;
+    sp.seed = o.opts.seed;
+    sp.window_frames = o.opts.window;
+    sp.sink_frames = o.opts.sinks;
     sp.abort_cb = wm_host_abort_on_interrupt;
-    for (int k = 0; k < o.n_accel; k++) {
-        int j = o.accel_argi[k];
-        wm_accel_parse_arg(o.argc, o.argv, &j, &sp.accel); /* checked in parse_args */
+    for (int k = 0; k < o.opts.n_accel; k++) {
+        int j = o.opts.accel_argi[k];
+        wm_accel_parse_arg(o.opts.argc, o.opts.argv, &j, &sp.accel); /* checked in parse_args */
     }
     const int accel_on = sp.accel.tempcache || sp.accel.annsa || sp.accel.annca || sp.accel.recall_probe > 0;
     char accel_desc[192];
@@ -460,20 +366,20 @@ int main(int argc, char **argv) {
     st = api->session_new(model, &sp, &session);
     if (st != WM_OK) {
         /* settings the plugin refuses (a budget below one chunk, ...) are the user's to fix */
-        if (st == WM_ERR_INVALID_ARGUMENT && o.n_accel > 0)
+        if (st == WM_ERR_INVALID_ARGUMENT && o.opts.n_accel > 0)
             ret = wm_cli_usage_error("acceleration settings refused: %s", api->last_error());
         else
             ret = wm_cli_runtime_error("cannot start a session: %s: %s", api->status_string(st),
                                        api->last_error());
         goto done;
     }
-    if (accel_on && !o.quiet) fprintf(stderr, "wm-run: accelerations: %s\n", accel_desc);
+    if (accel_on && !o.opts.quiet) fprintf(stderr, "wm-run: accelerations: %s\n", accel_desc);
 
     /* prompt */
-    if (o.prompt_embedding) {
+    if (o.opts.prompt_embedding) {
         int64_t shape[ST_MAX_DIMS];
         int ndim = 0;
-        emb = st_read_f32(o.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
+        emb = st_read_f32(o.opts.prompt_embedding, "prompt", shape, &ndim, err, sizeof err);
         if (!emb) {
             ret = wm_cli_runtime_error("%s", err);
             goto done;
@@ -483,15 +389,15 @@ int main(int argc, char **argv) {
             ndim = 2;
         }
         if (ndim != 2 || shape[0] > INT_MAX || shape[1] > INT_MAX) {
-            ret = wm_cli_usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.prompt_embedding);
+            ret = wm_cli_usage_error("%s: tensor \"prompt\" must be [L, text_dim]", o.opts.prompt_embedding);
             goto done;
         }
         st = api->session_set_prompt_embeddings(session, emb, (int)shape[0], (int)shape[1]);
     } else if (info.prompt_kind == WM_PROMPT_TEXT) {
-        if (!o.prompt && !o.quiet) fprintf(stderr, "wm-run: no --prompt: using the empty prompt\n");
-        st = api->session_set_prompt_text(session, o.prompt ? o.prompt : "");
+        if (!o.opts.prompt && !o.opts.quiet) fprintf(stderr, "wm-run: no --prompt: using the empty prompt\n");
+        st = api->session_set_prompt_text(session, o.opts.prompt ? o.opts.prompt : "");
     } else {
-        if (!o.quiet)
+        if (!o.opts.quiet)
             fprintf(stderr, "wm-run: no --prompt-embedding: using one zero token of width %d\n",
                     info.text_dim);
         emb = calloc((size_t)info.text_dim, sizeof *emb);
@@ -517,7 +423,7 @@ int main(int argc, char **argv) {
             ret = wm_cli_runtime_error("%s", err);
             goto done;
         }
-    } else if (!o.quiet) {
+    } else if (!o.opts.quiet) {
         fprintf(stderr, "wm-run: no --out: frames are generated but not written\n");
     }
     const size_t lat_n =
@@ -532,7 +438,7 @@ int main(int argc, char **argv) {
     }
 
     /* the rollout */
-    const long long max_chunks = o.frames + 1; /* every chunk yields at least one frame */
+    const long long max_chunks = o.opts.frames + 1; /* every chunk yields at least one frame */
     chunk_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
     dit_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
     dec_ms = malloc(sizeof(double) * (size_t)(max_chunks < 1 << 20 ? max_chunks : 1 << 20));
@@ -549,8 +455,8 @@ int main(int argc, char **argv) {
     double sum_sa = 0, sum_ca = 0, sum_sa_recall = 0, sum_ca_recall = 0;
     long long n_sa_recall = 0, n_ca_recall = 0;
     const double t0 = wm_host_now_s();
-    progress(&o, 0, o.frames, 0, 0, 0);
-    while (done_frames < o.frames) {
+    progress(&o, 0, o.opts.frames, 0, 0, 0);
+    while (done_frames < o.opts.frames) {
         /* actions of every frame the next chunk produces */
         const long long target = frames_after_chunk(&info, n_chunks);
         for (; pushed < target; pushed++) {
@@ -565,7 +471,7 @@ int main(int argc, char **argv) {
         int n = 0;
         st = api->session_generate(session, &n);
         if (st == WM_ERR_ABORTED && wm_host_interrupted()) {
-            if (!o.quiet) fputc('\n', stderr);
+            if (!o.opts.quiet) fputc('\n', stderr);
             ret = wm_cli_runtime_error("interrupted after %lld frames", done_frames);
             goto done;
         }
@@ -607,7 +513,7 @@ int main(int argc, char **argv) {
                                         api->last_error());
                     goto done;
                 }
-                if (done_frames < o.frames) {
+                if (done_frames < o.opts.frames) {
                     if (writer && !video_writer_write(writer, rgb, pitch, err, sizeof err)) {
                         ret = wm_cli_runtime_error("%s: %s", o.out, err);
                         goto done;
@@ -616,18 +522,18 @@ int main(int argc, char **argv) {
                 }
             }
         } else {
-            done_frames += n < o.frames - done_frames ? n : o.frames - done_frames;
+            done_frames += n < o.opts.frames - done_frames ? n : o.opts.frames - done_frames;
         }
         if (n <= 0) {
             ret = wm_cli_runtime_error("chunk %lld produced no frame", n_chunks - 1);
             goto done;
         }
-        progress(&o, done_frames, o.frames, n_timed ? chunk_ms[n_timed - 1] : 0, wm_host_now_s() - t0,
-                 done_frames >= o.frames);
+        progress(&o, done_frames, o.opts.frames, n_timed ? chunk_ms[n_timed - 1] : 0, wm_host_now_s() - t0,
+                 done_frames >= o.opts.frames);
     }
     const double wall = wm_host_now_s() - t0;
 
-    if (!o.quiet && n_timed > 0) {
+    if (!o.opts.quiet && n_timed > 0) {
         double mean = 0, mean_dit = 0, mean_dec = 0;
         for (long long i = 0; i < n_timed; i++)
             mean += chunk_ms[i], mean_dit += dit_ms[i], mean_dec += dec_ms[i];
@@ -664,7 +570,7 @@ done:
         snprintf(what, sizeof what, "%s", desc);
         if (!video_writer_close(writer, err, sizeof err)) {
             if (!ret) ret = wm_cli_runtime_error("%s: %s", o.out, err);
-        } else if (!o.quiet) {
+        } else if (!o.opts.quiet) {
             fprintf(stderr, "wm-run: wrote %s: %s\n", o.out, what);
         }
     }
