@@ -319,6 +319,120 @@ def cache_matches_self_forcing_rolling():
             close(a, b, 1e-5, f"{name} latents.{k}")
 
 
+class RollingForcingTranscription:
+    """Transcription of TencentARC/RollingForcing (a1477d0): the token-slot KV cache of the inference
+    branch of CausalWanSelfAttention.forward (wan/modules/causal_model.py: 24-frame cache, the first
+    block stored un-rotated, eviction keeping it, the anchor re-rotated before the working cache, the
+    clean pass's 21-frame extract) and the window loop of pipeline/rolling_forcing_inference.py (its
+    flush windows included), with the engine's noise streams instead of torch.randn and
+    public_rope_apply for causal_rope_apply. Sizes in tokens as theirs, with frame_length = h*w."""
+
+    def __init__(self, model, seed, prompt, n_blocks):
+        self.m, self.seed, self.N = model, seed, n_blocks
+        cfg = model.cfg
+        self.Fb = cfg.num_frame_per_block
+        self.h, self.w = cfg.latent_height // 2, cfg.latent_width // 2
+        self.fl = self.h * self.w
+        self.block, self.max_attn, self.size = 3 * self.fl, 21 * self.fl, 24 * self.fl
+        L, n, d = cfg.num_layers, cfg.num_heads, cfg.dim // cfg.num_heads
+        self.k = [torch.zeros(self.size, n, d) for _ in range(L)]
+        self.v = [torch.zeros(self.size, n, d) for _ in range(L)]
+        self.gend, self.lend = [0] * L, [0] * L
+        self.ctx = model.context_kv(model.prompt_embedding(prompt))
+        for i, blk in enumerate(model.blocks):
+            blk.self_attn.forward = self._attn(i, blk.self_attn)
+
+    def _attn(self, layer, sa):
+        def forward(x, cos, sin, attend):  # cos/sin/attend of the reference are not used
+            N, n, d = x.shape[0], sa.num_heads, sa.head_dim
+            q = sa.norm_q(sa.q(x)).view(N, n, d)
+            k = sa.norm_k(sa.k(x)).view(N, n, d)
+            v = sa.v(x).view(N, n, d)
+            f, start = N // self.fl, self.cur_start // self.fl
+            rq, rk = (public_rope_apply(t, f, self.h, self.w, start) for t in (q, k))
+            K, V, B = self.k[layer], self.v[layer], self.block
+            cache_end = self.cur_start + B
+            new = cache_end - self.gend[layer]
+            if new > 0 and new + self.lend[layer] > self.size:
+                ev = new + self.lend[layer] - self.size
+                rolled = self.lend[layer] - ev - B
+                K[B:B + rolled] = K[B + ev:B + ev + rolled].clone()
+                V[B:B + rolled] = V[B + ev:B + ev + rolled].clone()
+                lend = self.lend[layer] + cache_end - self.gend[layer] - ev
+                K[lend - B:lend], V[lend - B:lend] = rk[:B], v[:B]
+            else:
+                lend = self.lend[layer] + cache_end - self.gend[layer]
+                K[lend - B:lend] = k[:B] if lend - B == 0 else rk[:B]
+                V[lend - B:lend] = v[:B]
+            lstart = lend - B
+            if new > 0:
+                self.gend[layer], self.lend[layer] = cache_end, lend
+            if lstart == 0:
+                return sa.o(wm_ref.attention(rq, rk, v))
+            if self.updating:
+                a = max(0, lend - self.max_attn)
+                wk, wv = K[a:lend].clone(), V[a:lend]
+                if a == 0:
+                    wk[:B] = public_rope_apply(wk[:B], 3, self.h, self.w, 0)
+                return sa.o(wm_ref.attention(rq, wk, wv))
+            wmax = self.max_attn - N - B
+            a = max(B, lstart - wmax)
+            wk, wv = K[a:lstart], V[a:lstart]
+            anchor = public_rope_apply(K[:B], 3, self.h, self.w, start - wk.shape[0] // self.fl - 3)
+            return sa.o(wm_ref.attention(rq, torch.cat([anchor, wk, rk]), torch.cat([V[:B], wv, v])))
+        return forward
+
+    def _gen(self, x, t, start, updating):
+        self.cur_start, self.updating = start * self.fl, updating
+        return self.m(x, t, start, self.ctx, lambda i: None)
+
+    def run(self):
+        cfg, Fb, N = self.m.cfg, self.Fb, self.N
+        T = wm_ref.denoising_timesteps(cfg)
+        nT = len(T)
+        shape = (N * Fb, cfg.in_dim, cfg.latent_height, cfg.latent_width)
+        noise = torch.cat([wm_ref.noise(self.seed, 256 * b, (Fb,) + shape[1:]) for b in range(N)])
+        noisy, out = torch.zeros(shape), torch.zeros(shape)
+        shared = torch.tensor([float(t) for t in reversed(T) for _ in range(Fb)], dtype=torch.float32)
+        for wi in range(N + nT - 1):
+            sb, eb = max(0, wi - nT + 1), min(N - 1, wi)
+            s, e = sb * Fb, (eb + 1) * Fb
+            nf = e - s
+            if nf == nT * Fb or s == 0:
+                x = torch.cat([noisy[s:e - Fb], noise[e - Fb:e]])
+            else:
+                x = noisy[s:e]
+            t = shared if nf == nT * Fb else (shared[-nf:] if s == 0 else shared[:nf])
+            v = self._gen(x, t, s, False)
+            sig = torch.stack([wm_ref.fp32(wm_ref.sigma_of(float(tf), cfg.timestep_shift)) for tf in t])
+            x0 = x - sig.view(-1, 1, 1, 1) * v
+            out[s:e] = x0
+            for b in range(sb, eb + 1):
+                j = b - sb
+                idx = [i for i, tt in enumerate(T) if abs(float(tt) - float(t[j * Fb])) < 1e-4][0]
+                if idx == nT - 1:
+                    continue
+                sn = wm_ref.fp32(wm_ref.sigma_of(T[idx + 1], cfg.timestep_shift))
+                eps = wm_ref.noise(self.seed, 256 * b + idx + 1, (Fb,) + shape[1:])
+                noisy[b * Fb:(b + 1) * Fb] = (1 - sn) * x0[j * Fb:(j + 1) * Fb] + sn * eps
+            self._gen(x0[:Fb], torch.full((Fb,), float(cfg.context_noise)), s, True)
+        return out
+
+
+@check
+def rolling_forcing_matches_public_transcription():
+    import rolling_ref
+    kw = dict(denoising_step_list=[1000, 800, 600, 400, 200], latent_height=4, latent_width=4)
+    N = 13  # blocks 0..8 finalise before the flush windows: the history passes 21 frames and evicts
+    ref = rolling_ref.RollingRollout(tiny_model(**kw), 11, torch.randn(3, 16, generator=torch.Generator().manual_seed(1)))
+    got = [ref.run_block()["latents"] for _ in range(N - 4)]
+    tr = RollingForcingTranscription(tiny_model(**kw), 11, ref.prompt_emb, N).run()
+    worst = 0.0
+    for b, x0 in enumerate(got):
+        worst = max(worst, close(x0, tr[b * 3:(b + 1) * 3], 2e-5, f"block {b}"))
+    return f"{len(got)} blocks, max|diff| {worst:.2g}"
+
+
 @check
 def window_golden_evicts():
     """The world_window golden is discriminative: without eviction chunks 0-2 are unchanged (no
