@@ -184,11 +184,12 @@ def rope_freqs(max_pos, dim, theta=10000.0):
     return torch.outer(torch.arange(max_pos, dtype=torch.float64), inv)
 
 
-def rope_cos_sin(head_dim, frame_offset, f, h, w):
+def rope_cos_sin(head_dim, frame_offset, f, h, w, dtype=torch.float32):
     """cos/sin [f*h*w, head_dim/2] fp32 for tokens (frame_offset + fi, i, j). Pair split as
     Wan/causal_rope_apply: c = d/2 pairs -> [c - 2*(c//3), c//3, c//3] (t, h, w); the tables are
     rope_params(., d - 4*(d//6)), rope_params(., 2*(d//6)) x2. Angles float64 -> cos/sin fp32
-    (MODEL.md 3; the public code rotates in float64 and caps frames at 1024, the engine does not)."""
+    (MODEL.md 3; the public code rotates in float64 and caps frames at 1024, the engine does not).
+    `dtype` other than fp32 only for a model cast to it (compare_public.py --dtype fp64)."""
     d = head_dim
     d_t, d_hw = d - 4 * (d // 6), 2 * (d // 6)
     ang_t = rope_freqs(frame_offset + f, d_t)[frame_offset:frame_offset + f]  # [f, d_t/2]
@@ -198,7 +199,7 @@ def rope_cos_sin(head_dim, frame_offset, f, h, w):
         ang_t.view(f, 1, 1, -1).expand(f, h, w, -1),
         ang_h.view(1, h, 1, -1).expand(f, h, w, -1),
         ang_w.view(1, 1, w, -1).expand(f, h, w, -1)], dim=-1).reshape(f * h * w, d // 2)
-    return torch.cos(ang).float(), torch.sin(ang).float()
+    return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
 
 
 def rope_apply(x, cos, sin):
@@ -381,7 +382,9 @@ class CausalWanModel(nn.Module):
     # -- forward -----------------------------------------------------------------------------------
     def time_embed(self, t, actions=None):
         """t [F] fp32 timesteps, actions [F, A] -> e [F, dim], e0 [F, 6, dim]."""
-        e = self.time_embedding(sinusoidal_embedding_1d(self.cfg.freq_dim, t).float())
+        # float64 sinusoid cast to the weights' dtype (fp32; fp64 only in compare_public.py --dtype fp64)
+        wdt = self.time_embedding[0].weight.dtype
+        e = self.time_embedding(sinusoidal_embedding_1d(self.cfg.freq_dim, t).to(wdt))
         if hasattr(self, "action_embedding"):
             e = e + self.action_embedding(actions)
         e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim))
@@ -397,7 +400,7 @@ class CausalWanModel(nn.Module):
         # patchify: Conv3d over [1, C, F, H, W], tokens (f, i, j) row-major
         tok = self.patch_embedding(x.permute(1, 0, 2, 3).unsqueeze(0)).flatten(2).transpose(1, 2)[0]
         e, e0 = self.time_embed(t, actions)
-        cos, sin = rope_cos_sin(cfg.dim // cfg.num_heads, frame_offset, Fr, h, w)
+        cos, sin = rope_cos_sin(cfg.dim // cfg.num_heads, frame_offset, Fr, h, w, tok.dtype)
         for i, block in enumerate(self.blocks):
             tok = block(tok, e0, cos, sin, ctx_kv[i], attend(i))
         out = self.head(tok, e)                                   # [N, 4*C_out]
