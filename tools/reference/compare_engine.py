@@ -32,6 +32,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import make_goldens  # noqa: E402
 import wm_ref  # noqa: E402
+from compare_public import SetupError, load_config  # noqa: E402
 
 
 def main(argv):
@@ -54,17 +55,12 @@ def main(argv):
         print(f"compare_engine: no wm-run at {a.wm_run} (build it, or pass --wm-run)", file=sys.stderr)
         return 2
 
-    with open(a.model_config) as f:
-        raw = json.load(f)
-    for k in ("decoder", "text_encoder"):
-        raw.pop(k, None)
-    raw["name"] = "compare-engine"
-    if a.layers:
-        raw["num_layers"] = a.layers
-    if a.latent:
-        raw["latent_height"], raw["latent_width"] = a.latent
-    cfg = wm_ref.Config(wm_ref.CONFIG_DEFAULTS)
-    cfg.update(raw)
+    try:  # the config reading and checks of compare_public.py (decoder and text encoder dropped)
+        cfg = load_config(a.model_config, a.layers, None, a.latent)
+    except SetupError as e:
+        print(f"compare_engine: {e}", file=sys.stderr)
+        return 2
+    cfg["name"] = "compare-engine"
     torch.manual_seed(0)
     model = wm_ref.CausalWanModel(cfg)
     make_goldens.init_weights(model, a.weight_seed)
@@ -75,7 +71,7 @@ def main(argv):
         d = a.keep or os.path.join(tmp, "model")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(raw, f, indent=1)
+            json.dump({k: v for k, v in cfg.items() if v is not None}, f, indent=1)
         make_goldens.save_model(model, os.path.join(d, "model.safetensors"), torch.float32)
         emb_path, lat_path = os.path.join(tmp, "prompt.safetensors"), os.path.join(tmp, "latents.f32")
         save_file({"prompt": prompt.contiguous()}, emb_path)
