@@ -39,6 +39,7 @@ typedef struct options {
     const char *out;
     const char *encoder;
     const char *latents;
+    const char *prefill; /* --prefill-latents FILE */
     int info_only;
 } options;
 
@@ -66,6 +67,12 @@ static void usage(FILE *f) {
         "                          default: frames are generated but not written\n"
         "  --encoder NAME          FFmpeg encoder instead of libx264/mpeg4\n"
         "  --latents FILE          raw fp32 dump of every chunk's latents [F][C][H][W], chunks appended\n"
+        "                          (the prefilled ones first)\n"
+        "  --prefill-latents FILE  context: raw fp32 latents [n][C][H][W] (n a multiple of the model's latent\n"
+        "                          frames per chunk, e.g. real frames through the model's encoder) committed\n"
+        "                          before generating (session_prefill_latents); their decoded frames are\n"
+        "                          the first of the output and of --frames, and take the first lines of\n"
+        "                          --actions\n"
         "  --backend cpu|cuda|auto compute backend (default auto: CUDA when a device is present)\n"
         "  --threads N             CPU threads (default 0 = all cores)\n"
         "  --window W              attention window in latent frames (-1 = unbounded; default: the model's)\n"
@@ -102,7 +109,7 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--info")) {
             o->info_only = 1;
         } else if (!val && (!strcmp(a, "--out") || !strcmp(a, "-o") || !strcmp(a, "--encoder") ||
-                            !strcmp(a, "--latents"))) {
+                            !strcmp(a, "--latents") || !strcmp(a, "--prefill-latents"))) {
             return wm_cli_usage_error("%s needs a value", a);
         } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
             o->out = argv[++i];
@@ -110,6 +117,8 @@ static int parse_args(int argc, char **argv, options *o) {
             o->encoder = argv[++i];
         } else if (!strcmp(a, "--latents")) {
             o->latents = argv[++i];
+        } else if (!strcmp(a, "--prefill-latents")) {
+            o->prefill = argv[++i];
         } else {
             return wm_cli_usage_error("unknown argument '%s'", a);
         }
@@ -177,6 +186,55 @@ static int find_shipped_model(char *buf, size_t size) {
         free(names[i]);
     }
     return found;
+}
+
+/* ---- context prefill ---- */
+
+/* Reads --prefill-latents: raw fp32 [n][C][H][W], n > 0 a multiple of the model's latent frames per
+ * chunk, every value finite. Returns the latents (malloc'd) and *n_frames, or NULL with *code set to
+ * the exit code after printing the error. */
+static float *read_prefill(const char *path, const wm_model_info *info, int *n_frames, int *code) {
+    const size_t frame_floats = (size_t)info->latent_channels * info->latent_height * info->latent_width;
+    const size_t frame_bytes = frame_floats * sizeof(float);
+    struct stat sb;
+    const int ok = stat(path, &sb) == 0;
+    if (!ok || !S_ISREG(sb.st_mode)) {
+        *code = wm_cli_runtime_error("%s: cannot read the prefill latents: %s", path,
+                                     !ok ? strerror(errno) : "not a regular file");
+        return NULL;
+    }
+    const long long bytes = (long long)sb.st_size;
+    if (bytes == 0 || bytes % (long long)frame_bytes) {
+        *code = wm_cli_usage_error("%s: %lld bytes is not a whole, positive number of latent frames: the model's are "
+                                   "fp32 %d x %d x %d = %zu bytes each",
+                                   path, bytes, info->latent_channels, info->latent_height, info->latent_width,
+                                   frame_bytes);
+        return NULL;
+    }
+    const long long n = bytes / (long long)frame_bytes;
+    const int F = info->latent_frames_per_chunk;
+    if (n % F || n > INT_MAX) {
+        *code = wm_cli_usage_error("%s: %lld latent frames, not a multiple of the model's %d latent frames per chunk",
+                                   path, n, F);
+        return NULL;
+    }
+    float *lat = malloc((size_t)bytes);
+    FILE *f = fopen(path, "rb");
+    if (!lat || !f || fread(lat, frame_bytes, (size_t)n, f) != (size_t)n) {
+        *code = wm_cli_runtime_error("%s: cannot read %lld bytes", path, bytes);
+        if (f) fclose(f);
+        free(lat);
+        return NULL;
+    }
+    fclose(f);
+    for (size_t i = 0; i < (size_t)n * frame_floats; i++)
+        if (!isfinite(lat[i])) {
+            *code = wm_cli_usage_error("%s: value %zu (latent frame %zu) is not finite", path, i, i / frame_floats);
+            free(lat);
+            return NULL;
+        }
+    *n_frames = (int)n;
+    return lat;
 }
 
 /* ---- plugin callbacks ---- */
@@ -325,7 +383,8 @@ int main(int argc, char **argv) {
     wm_session *session = NULL;
     video_writer *writer = NULL;
     FILE *latf = NULL;
-    float *emb = NULL, *lat = NULL;
+    float *emb = NULL, *lat = NULL, *pre = NULL;
+    int pre_n = 0; /* prefilled latent frames */
     uint8_t *rgb = NULL;
     double *chunk_ms = NULL, *dit_ms = NULL, *dec_ms = NULL;
     action_script script = {0};
@@ -340,6 +399,17 @@ int main(int argc, char **argv) {
         const int ok = action_script_load(o.opts.actions, &info, &script, err, sizeof err);
         if (ok != 1) {
             ret = ok == 0 ? wm_cli_usage_error("%s", err) : wm_cli_runtime_error("%s", err);
+            goto done;
+        }
+    }
+    if (o.prefill) {
+        pre = read_prefill(o.prefill, &info, &pre_n, &ret);
+        if (!pre) goto done;
+        const long long need = frames_after_chunk(&info, pre_n / info.latent_frames_per_chunk - 1);
+        if (o.opts.frames < need) {
+            ret = wm_cli_usage_error("--frames %lld: the %d prefilled latent frames alone make %lld video frames "
+                                     "(--frames counts them too)",
+                                     o.opts.frames, pre_n, need);
             goto done;
         }
     }
@@ -447,6 +517,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     long long done_frames = 0, pushed = 0, n_chunks = 0, n_timed = 0;
+    /* the context first: --prefill-latents, one chunk per call (the plugin's frame ring holds two) */
+    const long long pre_chunks = pre_n / info.latent_frames_per_chunk;
+    double pre_s = 0;
     wm_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.size = sizeof stats;
@@ -469,10 +542,27 @@ int main(int argc, char **argv) {
             }
         }
         int n = 0;
-        st = api->session_generate(session, &n);
+        const int prefilling = n_chunks < pre_chunks;
+        const float *pre_chunk = prefilling ? pre + (size_t)n_chunks * lat_n : NULL;
+        const double tc = wm_host_now_s();
+        if (prefilling)
+            st = api->session_prefill_latents(session, pre_chunk, info.latent_frames_per_chunk, &n);
+        else
+            st = api->session_generate(session, &n);
         if (st == WM_ERR_ABORTED && wm_host_interrupted()) {
             if (!o.opts.quiet) fputc('\n', stderr);
             ret = wm_cli_runtime_error("interrupted after %lld frames", done_frames);
+            goto done;
+        }
+        if (st != WM_OK && prefilling) {
+            const long long f0 = n_chunks * info.latent_frames_per_chunk;
+            if (st == WM_ERR_INVALID_ARGUMENT)
+                ret = wm_cli_usage_error("%s: latent frames %lld-%lld refused: %s", o.prefill, f0,
+                                         f0 + info.latent_frames_per_chunk - 1, api->last_error());
+            else
+                ret = wm_cli_runtime_error("prefill of latent frames %lld-%lld: %s: %s", f0,
+                                           f0 + info.latent_frames_per_chunk - 1, api->status_string(st),
+                                           api->last_error());
             goto done;
         }
         if (st != WM_OK) {
@@ -480,7 +570,9 @@ int main(int argc, char **argv) {
             goto done;
         }
         n_chunks++;
-        if (api->session_get_stats(session, &stats) == WM_OK && n_timed < (1 << 20)) {
+        if (prefilling) {
+            pre_s += wm_host_now_s() - tc;
+        } else if (api->session_get_stats(session, &stats) == WM_OK && n_timed < (1 << 20)) {
             chunk_ms[n_timed] = stats.last_chunk_ms;
             dit_ms[n_timed] = stats.last_dit_ms;
             dec_ms[n_timed] = stats.last_decode_ms;
@@ -490,7 +582,12 @@ int main(int argc, char **argv) {
             if (stats.sa_recall >= 0) sum_sa_recall += stats.sa_recall, n_sa_recall++;
             if (stats.ca_recall >= 0) sum_ca_recall += stats.ca_recall, n_ca_recall++;
         }
-        if (latf) {
+        if (latf && prefilling) {
+            if (fwrite(pre_chunk, sizeof *pre_chunk, lat_n, latf) != lat_n) {
+                ret = wm_cli_runtime_error("%s: write failed", o.latents);
+                goto done;
+            }
+        } else if (latf) {
             int lf = 0;
             st = api->session_read_latents(session, lat, lat_n, &lf);
             if (st != WM_OK) {
@@ -532,6 +629,9 @@ int main(int argc, char **argv) {
                  done_frames >= o.opts.frames);
     }
     const double wall = wm_host_now_s() - t0;
+    if (!o.opts.quiet && pre_chunks > 0)
+        fprintf(stderr, "wm-run: prefill: %d latent frames (%lld video frames) committed and decoded in %.2f s\n",
+                pre_n, frames_after_chunk(&info, pre_chunks - 1), pre_s);
 
     if (!o.opts.quiet && n_timed > 0) {
         double mean = 0, mean_dit = 0, mean_dec = 0;
@@ -540,8 +640,10 @@ int main(int argc, char **argv) {
         mean /= n_timed, mean_dit /= n_timed, mean_dec /= n_timed;
         const double first = chunk_ms[0];
         qsort(chunk_ms, (size_t)n_timed, sizeof *chunk_ms, cmp_double);
-        fprintf(stderr, "wm-run: %lld frames in %lld chunks, %.2f s, %.2f fps (%s backend)\n", done_frames,
-                n_chunks, wall, done_frames / wall, backend_name(info.backend));
+        char pre_desc[48] = "";
+        if (pre_chunks) snprintf(pre_desc, sizeof pre_desc, " (%lld prefilled)", pre_chunks);
+        fprintf(stderr, "wm-run: %lld frames in %lld chunks%s, %.2f s, %.2f fps (%s backend)\n", done_frames,
+                n_chunks, pre_desc, wall, done_frames / wall, backend_name(info.backend));
         fprintf(stderr,
                 "wm-run: chunk ms: mean %.1f  p50 %.1f  p99 %.1f  max %.1f  first %.1f  (DiT %.1f + decode "
                 "%.1f mean)\n",
@@ -581,6 +683,7 @@ done:
     free(rgb);
     free(lat);
     free(emb);
+    free(pre);
     action_script_free(&script);
     if (session) api->session_free(session);
     api->model_free(model);
