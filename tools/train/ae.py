@@ -3,9 +3,10 @@
 Decoder: exactly the engine's (docs/MODEL.md 7), built by wm_ref.build_taehv_decoder, so its
 state_dict is the `decoder.I.*` tensors the engine loads. Encoder: TAEHV's design (github
 madebyollin/taehv, `TAEHV.encoder`): conv(3 -> c0), ReLU, then per stage TPool (time), a stride-2
-conv and MemBlocks, a final conv to the latent channels - with smaller widths and two MemBlocks a stage
-(it never ships: only the decoder is in the engine's model), plus an RMS normalisation over the latent
-channels so the latents the DiT models have unit scale by construction.
+conv and MemBlocks, a final conv to the latent channels - with smaller widths and two MemBlocks a stage,
+plus an RMS normalisation over the latent channels so the latents the DiT models have unit scale by
+construction. The engine's model holds only the decoder; export.py writes the encoder beside it as
+encoder.safetensors (save_encoder / load_encoder below), for the Python tools.
 
 Time: 4x (TPool strides 2, 2, 1; decoder time_upscale [true, true]). Frame grouping follows MODEL.md 8:
 latent 0 is video frame 0 alone (encoded from four copies of it), latent f >= 1 is frames 4f-3..4f,
@@ -115,21 +116,85 @@ class AutoEncoder(nn.Module):
 
 
 @torch.no_grad()
-def encode_episode(ae, ep, device, chunk_latents=64, dtype=torch.float32):
-    """All latents of an Episode [n_latents, C, h, w] (fp32, CPU). Encodes in pieces of whole groups;
-    the encoder's MemBlock memory crosses pieces by overlapping one group (its state is one step deep
-    per block, but blocks stack, so pieces overlap by `warm` groups and the overlap is discarded)."""
-    frames = torch.from_numpy(ep.frames()).to(device)
+def encode_video(encoder, frames, device, chunk_latents=64, dtype=torch.float32):
+    """Latents [n_latents(T), C, h, w] (fp32, CPU) of video frames uint8 [T, H, W, 3] (numpy or torch)
+    starting at an episode's frame 0, with the encoder alone (build_encoder / load_encoder). Frames
+    past the last whole group (4f) are not used: latent f needs frames 4f-3..4f. The encoder is
+    causal (TPool groups, MemBlock memory of the previous step), so the latents of a prefix of an
+    episode are the first latents of the whole episode. Encodes in pieces of whole groups; the
+    MemBlock memory crosses pieces by overlapping them by `warm` groups (its state is one step deep
+    per block, but blocks stack), and the overlap is discarded."""
+    frames = torch.as_tensor(frames).to(device)
     x = frames.permute(0, 3, 1, 2).to(dtype) / 255.0
     x = torch.cat([x[:1].expand(TIME_UPSCALE - 1, -1, -1, -1), x])           # [4L, 3, H, W]
     L = x.shape[0] // TIME_UPSCALE
     x = x[: L * TIME_UPSCALE]
+
+    def enc(v):
+        z = apply_parallel(encoder, v, 1)
+        return z.reshape(v.shape[0] // TIME_UPSCALE, *z.shape[1:])
     if L <= chunk_latents:
-        return ae.encode(x[None])[0].float().cpu()
+        return enc(x).float().cpu()
     warm = 8  # receptive field in groups is small (one step per MemBlock, 6 blocks over 2 pooled rates)
     out = []
     for s in range(0, L, chunk_latents):
         a = max(0, s - warm)
-        z = ae.encode(x[a * TIME_UPSCALE:(s + chunk_latents) * TIME_UPSCALE][None])[0]
+        z = enc(x[a * TIME_UPSCALE:(s + chunk_latents) * TIME_UPSCALE])
         out.append(z[s - a:].float().cpu())
     return torch.cat(out)[:L]
+
+
+@torch.no_grad()
+def encode_episode(ae, ep, device, chunk_latents=64, dtype=torch.float32):
+    """All latents of an Episode [n_latents, C, h, w] (fp32, CPU): encode_video of its frames."""
+    return encode_video(ae.encoder, ep.frames(), device, chunk_latents, dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# The encoder beside the engine's model: MODEL_DIR/encoder.safetensors (the engine never reads it)
+# ------------------------------------------------------------------------------------------------
+ENCODER_FILE = "encoder.safetensors"
+ENCODER_FORMAT = "wm-taehv-encoder/1"
+
+
+def save_encoder(encoder, arch, path, dtype=torch.float16, extra=None):
+    """Writes the encoder's parameters (names of build_encoder's nn.Sequential) to `path` with what
+    load_encoder needs to rebuild it in the safetensors metadata (strings): format, arch (JSON:
+    latent_channels, enc_channels, enc_blocks), time_upscale, space_down, and how frames group into
+    latents. Returns the file's size in bytes."""
+    import json
+    import os
+    from safetensors.torch import save_file
+    a = {"latent_channels": int(arch["latent_channels"]), "enc_channels": [int(c) for c in arch["enc_channels"]],
+         "enc_blocks": int(arch["enc_blocks"])}
+    meta = {"format": ENCODER_FORMAT, "producer": "tools/train", "arch": json.dumps(a),
+            "time_upscale": str(TIME_UPSCALE), "space_down": "8",
+            "input": "RGB frames in [0, 1], [T, 3, H, W], T = 4L; MemBlock memory = the previous step",
+            "grouping": "latent 0 = frame 0 (4 copies of it), latent f = frames 4f-3..4f (docs/MODEL.md 8)",
+            "output": "RMS-normalised latents [L, C, H/8, W/8]: what the DiT and decoder of this folder take",
+            "usage": "tools/train/ae.py load_encoder + encode_video (not read by the engine)"}
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in encoder.state_dict().items()}
+    save_file(sd, path, metadata=meta)
+    return os.path.getsize(path)
+
+
+def load_encoder(path, device="cpu"):
+    """encoder.safetensors (a model folder or the file) -> (encoder nn.Sequential in fp32, eval mode,
+    metadata dict). Refuses a file of another format or with missing / extra tensors."""
+    import json
+    import os
+    from safetensors import safe_open
+    if os.path.isdir(path):
+        path = os.path.join(path, ENCODER_FILE)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+        sd = {k: f.get_tensor(k).float() for k in f.keys()}
+    if meta.get("format") != ENCODER_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {ENCODER_FORMAT!r}")
+    if int(meta.get("time_upscale", -1)) != TIME_UPSCALE:
+        raise ValueError(f"{path}: time_upscale {meta.get('time_upscale')}, this code groups {TIME_UPSCALE} frames")
+    a = json.loads(meta["arch"])
+    enc = build_encoder(a["latent_channels"], tuple(a["enc_channels"]), a["enc_blocks"])
+    enc.load_state_dict(sd, strict=True)
+    return enc.to(device).eval(), meta

@@ -3,6 +3,11 @@ model.safetensors (fp16) with the DiT, the action MLP, the text encoder and the 
 tensor named as the engine expects. The written folder is re-read with wm_ref.load_model, which
 refuses any missing, extra or misshapen tensor exactly like the engine.
 
+Beside them, encoder.safetensors (fp16): the autoencoder's encoder, whose latents the DiT was trained
+on, with its architecture in the safetensors metadata (ae.save_encoder / ae.load_encoder). The engine
+never reads it (it loads config.json and model.safetensors only; config.json gets no extra key); the
+fidelity tool (tools/eval/fidelity.py) encodes real frames with it for a context prefill.
+
     python tools/train/export.py --run RUN --out MODEL_DIR      # from train_dit.py's checkpoint
 
 Size budget: the whole folder must stay <= 16 MiB (it ships in assets/ and travels with every clone).
@@ -14,6 +19,7 @@ import os
 import torch
 
 import common
+from ae import ENCODER_FILE, build_encoder, save_encoder
 from common import wm_ref
 
 BUDGET = 16 * 1024 * 1024
@@ -45,20 +51,38 @@ def make_model(config):
     return wm_ref.CausalWanModel(cfg)
 
 
-def export(model, config, out_dir, dtype=torch.float16):
-    """model: wm_ref.CausalWanModel (any device/dtype); writes out_dir, re-loads it, returns its size."""
+def export(model, config, out_dir, dtype=torch.float16, encoder=None):
+    """model: wm_ref.CausalWanModel (any device/dtype); encoder: None or (the AE's encoder module, its
+    arch dict with latent_channels/enc_channels/enc_blocks). Writes out_dir, re-loads the model,
+    returns the folder's size (an encoder file left from an earlier export without `encoder` is
+    removed: it would not belong to this model)."""
     from safetensors.torch import save_file
     os.makedirs(out_dir, exist_ok=True)
+    enc_path = os.path.join(out_dir, ENCODER_FILE)
+    if encoder is not None:
+        save_encoder(encoder[0], encoder[1], enc_path, dtype=dtype if dtype != torch.bfloat16 else torch.float16)
+    elif os.path.exists(enc_path):
+        os.remove(enc_path)
     sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt", "producer": "tools/train"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
         f.write("\n")
     wm_ref.load_model(out_dir)  # names and shapes exactly as the engine checks them
-    size = sum(os.path.getsize(os.path.join(out_dir, n)) for n in ("model.safetensors", "config.json"))
+    size = sum(os.path.getsize(os.path.join(out_dir, n)) for n in ("model.safetensors", "config.json", ENCODER_FILE)
+               if os.path.exists(os.path.join(out_dir, n)))
     if size > BUDGET:
         print(f"WARNING: {out_dir} is {size / 2**20:.2f} MiB, over the 16 MiB budget", flush=True)
     return size
+
+
+def load_ae_encoder(ae_dir):
+    """(encoder module, arch) from a train_ae.py checkpoint folder (RUN/ae)."""
+    with open(os.path.join(ae_dir, "state.json")) as f:
+        arch = json.load(f)["arch"]
+    enc = build_encoder(arch["latent_channels"], tuple(arch["enc_channels"]), arch["enc_blocks"])
+    enc.load_state_dict(common.load_params(ae_dir, "encoder"))
+    return enc, arch
 
 
 def main():
@@ -66,15 +90,22 @@ def main():
     ap.add_argument("--run", required=True, help="train_dit.py run folder (RUN/dit/ checkpoint, RUN/ae/ decoder)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--no-encoder", action="store_true", help="leave encoder.safetensors out")
     args = ap.parse_args()
     with open(os.path.join(args.run, "dit", "state.json")) as f:
         st = json.load(f)
     model = make_model(st["config"])
     common.load_checkpoint(os.path.join(args.run, "dit"), {"model": model}, strict=False)
-    dec = common.load_params(st["ae_ckpt"] if os.path.isdir(st["ae_ckpt"]) else os.path.join(args.run, "ae"), "decoder")
+    ae_dir = st["ae_ckpt"] if os.path.isdir(st["ae_ckpt"]) else os.path.join(args.run, "ae")
+    dec = common.load_params(ae_dir, "decoder")
     model.decoder.load_state_dict(dec)
-    size = export(model, st["config"], args.out, getattr(torch, args.dtype))
-    print(f"exported {args.out}: {size / 2**20:.2f} MiB, {common.count_params(model) / 1e6:.2f}M params")
+    encoder = None if args.no_encoder else load_ae_encoder(ae_dir)
+    size = export(model, st["config"], args.out, getattr(torch, args.dtype), encoder)
+    enc_note = ""
+    if encoder is not None:
+        enc_note = (f"; {ENCODER_FILE} {os.path.getsize(os.path.join(args.out, ENCODER_FILE)) / 2**20:.2f} MiB "
+                    f"({common.count_params(encoder[0]) / 1e6:.2f}M params)")
+    print(f"exported {args.out}: {size / 2**20:.2f} MiB, {common.count_params(model) / 1e6:.2f}M params{enc_note}")
 
 
 if __name__ == "__main__":

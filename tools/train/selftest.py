@@ -9,8 +9,11 @@
      equal wm_ref's TinyTextEncoder, zero padded;
   4. the AE decoder run over whole clips (training) equals wm_ref's StreamingDecoder (the engine's),
      and chunked episode encoding equals encoding in one piece;
-  5. export writes a folder that wm_ref.load_model accepts and Rollout runs; checkpoints round-trip
-     (parameters and Adam moments).
+  5. export writes a folder that wm_ref.load_model accepts and Rollout runs, with the encoder in its
+     own file (encoder.safetensors, fp16, architecture in the metadata) that ae.load_encoder rebuilds;
+     checkpoints round-trip (parameters and Adam moments);
+  6. the encoder is causal: the latents of an episode's first 1 + 4(n-1) frames are its first n
+     latents (what tools/eval/fidelity.py relies on to encode a context).
 """
 import json
 import os
@@ -24,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import dit  # noqa: E402
 import export as exporter  # noqa: E402
-from ae import AutoEncoder, encode_episode  # noqa: E402
+from ae import AutoEncoder, encode_episode, encode_video, load_encoder  # noqa: E402
 from common import wm_ref  # noqa: E402
 
 torch.manual_seed(0)
@@ -153,6 +156,14 @@ def test_ae():
     pieces = encode_episode(ae, FakeEp(fr), "cpu", chunk_latents=7)
     d = (full - pieces).abs().max().item()
     check("episode encoding in pieces == in one piece", d < 1e-4 and full.shape[0] == 24, f"max|diff| {d:.2e}")
+    ok, worst = True, 0.0
+    for n in (1, 2, 5):  # a prefix of 1 + 4(n-1) frames (and a few frames more of an unfinished group)
+        for extra in (0, 2):
+            pre = encode_video(ae.encoder, fr[: 1 + 4 * (n - 1) + extra], "cpu")
+            worst = max(worst, (pre - full[:n]).abs().max().item())
+            ok &= pre.shape[0] == n
+    check("encoder is causal: a prefix's latents == the episode's first latents", ok and worst < 1e-5,
+          f"max|diff| {worst:.2e}")
     torch.set_grad_enabled(True)
 
 
@@ -160,8 +171,23 @@ def test_export_checkpoint():
     cfg = tiny_config()
     model = exporter.make_model(cfg)
     randomise(model)
+    arch = dict(latent_channels=4, enc_channels=[8, 8, 8, 8], enc_blocks=1, dec_channels=[8, 8, 8, 4])
+    ae = AutoEncoder(**arch).eval()
     with tempfile.TemporaryDirectory() as d:
-        size = exporter.export(model, cfg, os.path.join(d, "m"))
+        size = exporter.export(model, cfg, os.path.join(d, "m"), encoder=(ae.encoder, arch))
+        files = sorted(os.listdir(os.path.join(d, "m")))
+        enc, meta = load_encoder(os.path.join(d, "m"))
+        fr = (np.random.rand(1 + 4 * 3, 32, 48, 3) * 255).astype(np.uint8)
+        with torch.no_grad():
+            za, zb = encode_video(ae.encoder, fr, "cpu"), encode_video(enc, fr, "cpu")
+        de = (za - zb).abs().max().item()
+        check("encoder.safetensors beside the model: fp16, rebuilt by load_encoder, same latents",
+              files == ["config.json", "encoder.safetensors", "model.safetensors"] and de < 2e-2
+              and json.loads(meta["arch"]) == {k: arch[k] for k in ("latent_channels", "enc_channels", "enc_blocks")},
+              f"{files}, max|diff| {de:.1e} (fp16 weights), |z| {za.abs().max().item():.2f}")
+        exporter.export(model, cfg, os.path.join(d, "m"))  # without an encoder: a stale one is removed
+        check("export without an encoder removes a stale encoder.safetensors",
+              not os.path.exists(os.path.join(d, "m", "encoder.safetensors")))
         with torch.no_grad():
             out = wm_ref.Rollout(os.path.join(d, "m"), seed=1, prompt="forest night",
                                  actions=[(1, [], 0, 0)] * 20).run(2)

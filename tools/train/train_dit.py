@@ -17,7 +17,8 @@ cache, fp32 on the CPU) after a real context of ground-truth latents: PSNR of th
 against the game, and a strip of frames in RUN/dit_samples.png (rows: game, AE reconstruction, model).
 
 Writes RUN/dit/ (checkpoint: fp32 params + bf16 Adam moments in <= 15 MiB shards, state.json),
-RUN/dit_log.csv, RUN/model/ (config.json + model.safetensors fp16, the engine's layout), and caches the
+RUN/dit_log.csv, RUN/model/ (config.json + model.safetensors fp16, the engine's layout, and the AE's
+encoder.safetensors beside them for tools/eval/fidelity.py's context), and caches the
 encoded latents in --cache (not in RUN: they are large and are rebuilt from the data in a minute).
 """
 import argparse
@@ -315,6 +316,7 @@ def main(argv=None):
                                    os.path.abspath(args.ae), ae_state.get("step")]).encode()).hexdigest()[:12]
     cache = args.cache or os.path.join("/tmp", f"wm_latents_{key}.pt")
     ds = encode_dataset(files, ae, dev, model.text_encoder.tokenize, args.text_len, cache, amp)
+    encoder = (copy.deepcopy(ae.encoder).cpu(), ae_state["arch"])  # exported beside the model (fidelity context)
     del ae
     Lep = ds.z.shape[1]
     if args.clip > Lep:
@@ -395,7 +397,7 @@ def main(argv=None):
         if done:
             break
     if not args.no_export:
-        size = exporter.export(model, config, os.path.join(args.out, "model"))
+        size = exporter.export(model, config, os.path.join(args.out, "model"), encoder=encoder)
         print(f"exported {os.path.join(args.out, 'model')} ({size / 2**20:.2f} MiB)", flush=True)
     print(f"done: step {step}, {clock.total() / 60:.1f} min trained", flush=True)
 
