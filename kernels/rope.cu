@@ -32,3 +32,33 @@ extern "C" cudaError_t wm_cuda_rope(float *x, int M, int H, int D, int64_t frame
     rope_kernel<<<wm_grid_for((size_t)M * (D / 2), threads), threads, 0, s>>>(x, M, H, D, frame0, gh, gw);
     return cudaGetLastError();
 }
+
+/* One thread per (row, head, pair): a time pair is turned by the shift's angle (float64, as above),
+ * the others are copied. */
+static __global__ void kv_rope_shift_kernel(uint16_t *dst, const uint16_t *src, int64_t n, int H, int D, int64_t shift) {
+    const int np = D / 2, pt = (D - 4 * (D / 6)) / 2;
+    const size_t total = (size_t)n * H * np;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int p = (int)(i % np);
+        const size_t at = (i / np) * D + 2 * p; /* (row, head) then the pair */
+        if (p >= pt) {
+            dst[at] = src[at];
+            dst[at + 1] = src[at + 1];
+            continue;
+        }
+        const double ang = (double)shift * pow(10000.0, -(double)(2 * p) / (double)(2 * pt));
+        const float cs = (float)cos(ang), sn = (float)sin(ang);
+        const float a = wm_bf16_to_f32(src[at]), b = wm_bf16_to_f32(src[at + 1]);
+        dst[at] = wm_f32_to_bf16(__fsub_rn(__fmul_rn(a, cs), __fmul_rn(b, sn)));
+        dst[at + 1] = wm_f32_to_bf16(__fadd_rn(__fmul_rn(a, sn), __fmul_rn(b, cs)));
+    }
+}
+
+extern "C" cudaError_t wm_cuda_kv_rope_shift(uint16_t *dst, const uint16_t *src, int64_t n, int H, int D,
+                                             int64_t time_shift, cudaStream_t s) {
+    if (n <= 0 || H <= 0 || D < 2) return cudaSuccess;
+    const int threads = 256;
+    kv_rope_shift_kernel<<<wm_grid_for((size_t)n * H * (D / 2), threads), threads, 0, s>>>(dst, src, n, H, D, time_shift);
+    return cudaGetLastError();
+}

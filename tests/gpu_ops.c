@@ -298,6 +298,33 @@ static void test_kv(void) {
     wm_test_check_exact("kv_load/kv_read (k)", ko, k2r, 200 * (size_t)dim);
     wm_test_check_exact("kv_load/kv_read (v)", vo, v2r, 200 * (size_t)dim);
 
+    /* kv_copy into another store, plain and with a time-axis RoPE shift (Rolling Forcing's sink), against
+     * the CPU's op on the same bf16 rows: the rotation in fp32 then one bf16 rounding */
+    const int H = 4, D = dim / H;
+    wm_kv *dst = gpu->kv_new(gpu, rows, dim), *cs = cpu->kv_new(cpu, rows, dim), *cd = cpu->kv_new(cpu, rows, dim);
+    CHECK(dst && cs && cd);
+    gpu->kv_read(gpu, kv, ko, vo, 0, rows);
+    cpu->kv_load(cpu, cs, ko, vo, 0, rows);
+    const int64_t shifts[] = {0, 3, 1021};
+    for (size_t i = 0; dst && cs && cd && i < sizeof shifts / sizeof shifts[0]; i++) {
+        gpu->kv_copy(gpu, dst, 17, kv, 40, 333, H, D, shifts[i]);
+        cpu->kv_copy(cpu, cd, 17, cs, 40, 333, H, D, shifts[i]);
+        float *kc = malloc(333 * (size_t)dim * sizeof(float)), *vc = malloc(333 * (size_t)dim * sizeof(float));
+        cpu->kv_read(cpu, cd, kc, vc, 17, 333);
+        float *kcr = host_bf16(kc, 333 * (size_t)dim);
+        gpu->kv_read(gpu, dst, ko, vo, 17, 333);
+        char name[64];
+        snprintf(name, sizeof name, "kv_copy shift %lld (k)", (long long)shifts[i]);
+        if (shifts[i] == 0) wm_test_check_exact(name, ko, kcr, 333 * (size_t)dim);
+        else wm_test_compare(name, ko, kcr, 333 * (size_t)dim, 2e-2f, 8e-3f); /* an ulp of bf16 either way */
+        snprintf(name, sizeof name, "kv_copy shift %lld (v)", (long long)shifts[i]);
+        wm_test_check_exact(name, vo, vc, 333 * (size_t)dim);
+        free(kc), free(vc), free(kcr);
+    }
+    if (dst) gpu->kv_free(gpu, dst);
+    if (cs) cpu->kv_free(cpu, cs);
+    if (cd) cpu->kv_free(cpu, cd);
+
     gpu->kv_free(gpu, kv);
     gpu->free(gpu, kg), gpu->free(gpu, vg);
     free(k), free(v), free(kr), free(vr), free(ko), free(vo), free(k2), free(v2), free(k2r), free(v2r);

@@ -183,6 +183,13 @@ struct wm_backend {
     void (*kv_free)(wm_backend *be, wm_kv *kv);
     void (*kv_write)(wm_backend *be, wm_kv *kv, int64_t row, const float *k, const float *v, int64_t n);
     void (*kv_move)(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int64_t n);
+    /* kv_copy copies n K/V rows of src from src_row to dst at dst_row (two stores; the bias and match
+     * planes stay behind: the stores it serves have none), turning each key's time-axis RoPE pairs on
+     * by time_shift frames (H heads of D, the pairs and float64 angles of `rope`): a key rotated at
+     * frame f arrives rotated at f + time_shift, up to rounding. Rolling Forcing's sink (docs/CONVERT.md)
+     * is re-rotated this way; time_shift 0 is a plain copy. */
+    void (*kv_copy)(wm_backend *be, wm_kv *dst, int64_t dst_row, const wm_kv *src, int64_t src_row, int64_t n, int H,
+                    int D, int64_t time_shift);
     void (*kv_read)(wm_backend *be, const wm_kv *kv, float *k_host, float *v_host, int64_t row, int64_t n);
     void (*kv_load)(wm_backend *be, wm_kv *kv, const float *k_host, const float *v_host, int64_t row, int64_t n);
     void (*kv_set_bias)(wm_backend *be, wm_kv *kv, int64_t row, const float *bias_host, int64_t n);

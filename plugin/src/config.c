@@ -54,6 +54,7 @@ void wm_config_defaults(wm_config *cfg) {
     cfg->local_attn_size = -1;
     cfg->sink_size = 0;
     cfg->recache_on_prompt_switch = 0;
+    cfg->sampler = WM_SAMPLER_SELF_FORCING;
     cfg->max_cache_frames = 21;
     cfg->fps = 16;
     cfg->n_buttons = 0;
@@ -276,7 +277,7 @@ enum {
     K_NAME, K_DIM, K_FFN_DIM, K_NUM_HEADS, K_NUM_LAYERS, K_PATCH_SIZE, K_IN_DIM, K_OUT_DIM, K_TEXT_DIM, K_TEXT_LEN,
     K_FREQ_DIM, K_EPS, K_MODEL_TYPE, K_QK_NORM, K_CROSS_ATTN_NORM, K_WINDOW_SIZE, K_LATENT_HEIGHT, K_LATENT_WIDTH,
     K_NUM_FRAME_PER_BLOCK, K_DENOISING_STEP_LIST, K_WARP_DENOISING_STEP, K_TIMESTEP_SHIFT, K_CONTEXT_NOISE,
-    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_RECACHE, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
+    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_RECACHE, K_SAMPLER, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
     K_TEXT_ENCODER, K_DECODER, K_COUNT
 };
 
@@ -284,7 +285,7 @@ static const char *const KEY_NAMES[K_COUNT] = {
     "name", "dim", "ffn_dim", "num_heads", "num_layers", "patch_size", "in_dim", "out_dim", "text_dim", "text_len",
     "freq_dim", "eps", "model_type", "qk_norm", "cross_attn_norm", "window_size", "latent_height", "latent_width",
     "num_frame_per_block", "denoising_step_list", "warp_denoising_step", "timestep_shift", "context_noise",
-    "local_attn_size", "sink_size", "recache_on_prompt_switch", "max_cache_frames", "fps", "action_buttons", "action_axes", "action_mouse",
+    "local_attn_size", "sink_size", "recache_on_prompt_switch", "sampler", "max_cache_frames", "fps", "action_buttons", "action_axes", "action_mouse",
     "text_encoder", "decoder",
 };
 
@@ -367,6 +368,15 @@ static wm_status parse_key(wm_config *cfg, int k, const cJSON *v, const char *la
     case K_LOCAL_ATTN_SIZE: return get_int(v, label, key, -1, CFG_MAX_FRAMES, &cfg->local_attn_size);
     case K_SINK_SIZE: return get_int(v, label, key, 0, CFG_MAX_FRAMES, &cfg->sink_size);
     case K_RECACHE: return get_bool(v, label, key, &cfg->recache_on_prompt_switch);
+    case K_SAMPLER:
+        if (!cJSON_IsString(v))
+            return wm_set_error(WM_ERR_CONFIG, "%s: key 'sampler' must be a string, got %s", label, json_type_name(v));
+        if (!strcmp(v->valuestring, "self_forcing")) cfg->sampler = WM_SAMPLER_SELF_FORCING;
+        else if (!strcmp(v->valuestring, "rolling_forcing")) cfg->sampler = WM_SAMPLER_ROLLING_FORCING;
+        else
+            return wm_set_error(WM_ERR_CONFIG, "%s: key 'sampler' = '%.64s' is not known (\"self_forcing\" or \"rolling_forcing\")",
+                                label, v->valuestring);
+        return WM_OK;
     case K_MAX_CACHE_FRAMES: return get_int(v, label, key, 1, CFG_MAX_FRAMES, &cfg->max_cache_frames);
     case K_FPS: return get_float(v, label, key, 0, 1, 1000, &cfg->fps);
     case K_ACTION_BUTTONS: return get_names(v, label, key, WM_MAX_BUTTONS, cfg->button_names, &cfg->n_buttons);
@@ -401,6 +411,21 @@ static wm_status check_cross(const wm_config *c, const char *label) {
                             "%s: key 'local_attn_size' = %d must be -1 or at least key 'sink_size' + key "
                             "'num_frame_per_block' = %d + %d",
                             label, c->local_attn_size, c->sink_size, c->num_frame_per_block);
+    /* Rolling Forcing's spans follow from its step count (docs/CONVERT.md): a window of n blocks, and
+     * attention over (n + 2) blocks with the first block as the sink. */
+    if (c->sampler == WM_SAMPLER_ROLLING_FORCING) {
+        const int F = c->num_frame_per_block, span = (c->n_steps + 2) * F;
+        if (c->local_attn_size != span || c->sink_size != F)
+            return wm_set_error(WM_ERR_CONFIG,
+                                "%s: key 'sampler' = \"rolling_forcing\" attends over (steps + 2) blocks with the first block "
+                                "as its sink: key 'local_attn_size' must be %d and key 'sink_size' %d (got %d and %d)",
+                                label, span, F, c->local_attn_size, c->sink_size);
+        if (c->recache_on_prompt_switch)
+            return wm_set_error(WM_ERR_CONFIG,
+                                "%s: key 'recache_on_prompt_switch' is LongLive's and does not combine with key 'sampler' = "
+                                "\"rolling_forcing\"",
+                                label);
+    }
     if (c->max_cache_frames < c->num_frame_per_block)
         return wm_set_error(WM_ERR_CONFIG, "%s: key 'max_cache_frames' = %d is less than key 'num_frame_per_block' = %d",
                             label, c->max_cache_frames, c->num_frame_per_block);

@@ -16,6 +16,11 @@ typedef struct wm_decoder_config {
     int image_channels;
 } wm_decoder_config;
 
+/* The streaming loop (docs/MODEL.md section 2): Self-Forcing's chunk by chunk (also CausVid's,
+ * LongLive's, the shipped game's), or Rolling Forcing's window of blocks at staggered noise levels
+ * (docs/CONVERT.md). */
+typedef enum wm_sampler_kind { WM_SAMPLER_SELF_FORCING = 0, WM_SAMPLER_ROLLING_FORCING = 1 } wm_sampler_kind;
+
 typedef struct wm_config {
     char name[WM_MAX_NAME];
     /* Wan keys */
@@ -34,6 +39,7 @@ typedef struct wm_config {
     int local_attn_size; /* -1 unbounded */
     int sink_size;
     int recache_on_prompt_switch; /* LongLive: re-cache the window after a prompt change (docs/CONVERT.md) */
+    int sampler;                  /* wm_sampler_kind */
     int max_cache_frames;
     float fps;
     /* actions */

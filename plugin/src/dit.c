@@ -114,11 +114,11 @@ void wm_dit_unbind(wm_dit *d) {
     d->blocks = NULL;
 }
 
-wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d, wm_backend *be) {
+wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *d, wm_backend *be, int max_frames) {
     const wm_config *c = d->cfg;
     memset(w, 0, sizeof *w);
     w->be = be;
-    w->max_frames = c->num_frame_per_block;
+    w->max_frames = max_frames;
     w->max_tokens = w->max_frames * wm_config_tokens_per_frame(c);
     /* the context pass reuses the token buffers, so they hold at least text_len rows */
     size_t N = (size_t)(w->max_tokens > c->text_len ? w->max_tokens : c->text_len);
@@ -268,8 +268,8 @@ void wm_dit_forward(const wm_dit *d, wm_dit_work *w, float *v, const float *x_la
                     wm_kv **ctx) {
     const wm_config *c = d->cfg;
     wm_backend *be = w->be;
-    if (F > 64) {
-        wm_note_failure(wm_set_error(WM_ERR_INVALID_ARGUMENT, "a forward takes at most 64 frames (%d)", F));
+    if (F > w->max_frames) {
+        wm_note_failure(wm_set_error(WM_ERR_INVALID_ARGUMENT, "a forward of %d frames; the scratch holds %d", F, w->max_frames));
         return;
     }
     const int with_actions = d->act0_w && actions;

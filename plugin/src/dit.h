@@ -43,7 +43,8 @@ wm_status wm_dit_bind(wm_dit *dit, const wm_config *cfg, wm_backend *be, const w
 void wm_dit_unbind(wm_dit *dit);
 
 /* be: the backend the forwards will run on (a session's), which shares the weights of dit->be */
-wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *dit, wm_backend *be);
+/* max_frames: the most latent frames one forward takes (a chunk; Rolling Forcing's whole window) */
+wm_status wm_dit_work_new(wm_dit_work *w, const wm_dit *dit, wm_backend *be, int max_frames);
 void wm_dit_work_free(wm_dit_work *w);
 
 /* Cross-attention K/V of a prompt: emb [text_len, text_dim] (zero-padded, backend memory) ->

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "decoder.h"
 #include "dit.h"
+#include "rolling.h"
 #include "weights.h"
 
 #define WM_ACTION_QUEUE 1024
@@ -66,6 +67,8 @@ struct wm_session {
     float *recache_lat;      /* [recache_chunks][F, C, H, W] */
     float *recache_act;      /* [recache_chunks][F, action_dim] (at least 1 float per frame) */
     int64_t *recache_frame0; /* [recache_chunks] */
+    /* Rolling Forcing's window (config sampler rolling_forcing; rolling.h): cache above is its history */
+    wm_rolling roll;
     /* decoder and frames waiting to be read (host RGB8, tightly packed) */
     wm_decoder *dec;
     float *dec_out; /* [frames per chunk * time_upscale, 3, Hp, Wp] backend */
@@ -114,6 +117,15 @@ wm_status wm_sampler_chunk(wm_session *s);
 wm_status wm_sampler_commit(wm_session *s, const float *actions);
 /* Per-latent-frame action vectors of the next chunk from the queue (not consumed). */
 void wm_sampler_chunk_actions(const wm_session *s, float *out, int F);
+
+/* rolling.c (rolling.h) */
+wm_status wm_rolling_init(wm_session *s);
+void wm_rolling_free(wm_session *s);
+void wm_rolling_reset(wm_session *s);
+/* Iterates the window until a block is final; it ends in s->x0, committed like a chunk. */
+wm_status wm_rolling_chunk(wm_session *s);
+/* The first block's K/V, just committed as the cache's first rows, become the sink. */
+void wm_rolling_keep_sink(wm_session *s);
 
 /* text.c */
 /* Tokenizes `text` (docs/MODEL.md section 6). Writes at most max ids, returns the count. */

@@ -110,6 +110,8 @@ WRAP(kv_merge, (wm_backend *be, wm_kv *kv, const int64_t *d, const int64_t *s, c
      (be, kv, d, s, a, b, n))
 WRAP(kv_compact, (wm_backend *be, wm_kv *kv, const int64_t *keep, int64_t n), (be, kv, keep, n))
 WRAP(kv_move, (wm_backend *be, wm_kv *kv, int64_t d, int64_t s, int64_t n), (be, kv, d, s, n))
+WRAP(kv_copy, (wm_backend *be, wm_kv *d, int64_t dr, const wm_kv *s, int64_t sr, int64_t n, int H, int D, int64_t t),
+     (be, d, dr, s, sr, n, H, D, t))
 WRAP(patchify, (wm_backend *be, float *p, const float *l, int F, int C, int H, int W, int ph, int pw),
      (be, p, l, F, C, H, W, ph, pw))
 WRAP(unpatchify, (wm_backend *be, float *l, const float *t, int F, int C, int H, int W, int ph, int pw),
@@ -168,7 +170,7 @@ void wm_backend_profile(wm_backend *be, const char *json_path) {
     SET(linear); SET(ffn); SET(self_attn_in); SET(self_attn); SET(cross_attn); SET(ffn_block); SET(silu); SET(gelu_tanh); SET(axpby); SET(add); SET(copy); SET(upload);
     SET(layernorm_mod); SET(layernorm_affine); SET(rmsnorm); SET(rope); SET(gated_add); SET(kv_write);
     SET(kv_write_match); SET(attention); SET(attention_annsa); SET(attention_annca); SET(kv_match);
-    SET(kv_merge); SET(kv_compact); SET(kv_move); SET(patchify); SET(unpatchify); SET(noise); SET(img_conv);
+    SET(kv_merge); SET(kv_compact); SET(kv_move); SET(kv_copy); SET(patchify); SET(unpatchify); SET(noise); SET(img_conv);
     SET(img_upsample2x); SET(img_concat); SET(img_copy); SET(img_from_f32); SET(img_to_f32); SET(to_rgb8);
 #undef SET
     be->destroy = p_destroy;

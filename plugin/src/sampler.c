@@ -201,6 +201,7 @@ wm_status wm_sampler_commit(wm_session *s, const float *actions) {
     float *t = s->latents_host;
     s->latents_host = s->latents_spare;
     s->latents_spare = t;
+    if (s->roll.on && s->next_latent == 0) wm_rolling_keep_sink(s);
     if (s->recache_chunks) recache_keep(s, actions);
     s->next_latent += F;
     s->chunks++;

@@ -22,6 +22,16 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     const wm_config *c = &m->cfg;
     const int F = c->num_frame_per_block;
     if (F > 64) return wm_set_error(WM_ERR_UNSUPPORTED, "num_frame_per_block %d > 64 is not supported", F);
+    const int rolling = c->sampler == WM_SAMPLER_ROLLING_FORCING;
+    if (rolling && ((p->window_frames != -2 && p->window_frames != c->local_attn_size) ||
+                    (p->sink_frames != -1 && p->sink_frames != c->sink_size)))
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT,
+                            "session_new: the model's rolling_forcing sampler fixes its attention spans (window %d frames, "
+                            "sink %d): pass window_frames -2 and sink_frames -1 (got %d and %d)",
+                            c->local_attn_size, c->sink_size, p->window_frames, p->sink_frames);
+    if (rolling && c->n_steps * F > 64)
+        return wm_set_error(WM_ERR_UNSUPPORTED, "rolling_forcing: a window of %d steps x %d frames > 64 frames is not supported",
+                            c->n_steps, F);
     int window = p->window_frames == -2 ? c->local_attn_size : p->window_frames;
     /* the model's default sinks belong to its window: an unbounded cache keeps every frame anyway */
     int sinks = p->sink_frames == -1 ? (window < 0 ? 0 : c->sink_size) : p->sink_frames;
@@ -59,6 +69,8 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     s->seed = p->seed;
     s->abort_cb = p->abort_cb;
     s->abort_user_data = p->abort_user_data;
+    /* Rolling Forcing's history: the window of span frames without sinks (its sink lives apart, rolling.h) */
+    if (rolling) sinks = 0;
     s->window = window;
     s->sinks = window > 0 ? sinks : 0;
     s->cap_frames = window > 0 ? window : cap;
@@ -107,7 +119,8 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
         st = WM_ERR_OUT_OF_MEMORY;
         goto fail;
     }
-    if ((st = wm_dit_work_new(&s->work, &m->dit, be)) != WM_OK) goto fail;
+    if ((st = wm_dit_work_new(&s->work, &m->dit, be, rolling ? c->n_steps * F : F)) != WM_OK) goto fail;
+    if (rolling && (st = wm_rolling_init(s)) != WM_OK) goto fail;
     if (c->decoder.present) {
         const int su = wm_config_space_upscale(c);
         s->width = c->latent_width * su;
@@ -143,6 +156,7 @@ void wm_session_free_impl(wm_session *s) {
     wm_backend *be = s->be;
     const wm_config *c = &s->m->cfg;
     wm_accel_free(s);
+    wm_rolling_free(s);
     wm_cache_free(&s->cache);
     for (int l = 0; s->ctx && l < c->num_layers; l++)
         if (s->ctx[l]) be->kv_free(be, s->ctx[l]);
@@ -301,7 +315,7 @@ wm_status wm_session_generate_impl(wm_session *s, int *n_frames) {
     if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "generate: NULL session");
     double t0 = wm_now_ms();
     const int64_t frame0 = s->next_latent;
-    wm_status st = wm_sampler_chunk(s);
+    wm_status st = s->roll.on ? wm_rolling_chunk(s) : wm_sampler_chunk(s);
     if (st != WM_OK) return st;
     return finish_chunk(s, frame0, t0, wm_now_ms(), n_frames);
 }
@@ -314,6 +328,9 @@ wm_status wm_session_prefill_impl(wm_session *s, const float *latents, int n_fra
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "prefill_latents: %d frames, need a positive multiple of %d (frames per chunk)",
                             n_frames, F);
     if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
+    if (s->roll.in_flight)
+        return wm_set_error(WM_ERR_STATE, "prefill_latents: the rolling window holds %d blocks being denoised (a context "
+                            "goes before the first generate call, or after a reset)", s->roll.in_flight);
     const size_t per_chunk = latent_floats(c);
     for (size_t i = 0; i < per_chunk * (size_t)(n_frames / F); i++)
         if (!isfinite(latents[i])) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "prefill_latents: element %zu is not finite", i);
@@ -375,6 +392,7 @@ wm_status wm_session_read_latents_impl(wm_session *s, float *dst, size_t n, int 
 wm_status wm_session_reset_impl(wm_session *s) {
     if (!s) return wm_set_error(WM_ERR_INVALID_ARGUMENT, "reset: NULL session");
     wm_cache_reset(&s->cache);
+    if (s->roll.on) wm_rolling_reset(s);
     s->next_latent = 0;
     s->chunks = 0;
     s->video_frames = 0;
@@ -393,7 +411,12 @@ wm_status wm_session_reset_impl(wm_session *s) {
     return WM_OK;
 }
 
-wm_status wm_session_set_accel_impl(wm_session *s, const wm_accel_params *a) { return wm_accel_apply(s, a); }
+wm_status wm_session_set_accel_impl(wm_session *s, const wm_accel_params *a) {
+    if (a && s->roll.on && (a->tempcache || a->annsa || a->annca || a->recall_probe))
+        return wm_set_error(WM_ERR_UNSUPPORTED, "the accelerations (TempCache, AnnSA, AnnCA, the recall probe) are not "
+                            "implemented for the rolling_forcing sampler's window passes; it runs dense");
+    return wm_accel_apply(s, a);
+}
 
 void wm_session_stats_impl(const wm_session *s, wm_stats *out) {
     const wm_config *c = &s->m->cfg;

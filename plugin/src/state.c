@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATE_MAGIC "WMSTATE3" /* 2: per-layer cache rows, group sizes and match plane; 3: the re-cache chunks */
+#define STATE_MAGIC "WMSTATE4" /* 2: per-layer cache rows, group sizes and match plane; 3: the re-cache chunks;
+                                  4: the sampler, Rolling Forcing's window */
 
 typedef struct cursor {
     uint8_t *w;       /* writing, or NULL */
@@ -26,7 +27,7 @@ typedef struct state_header {
     char magic[8];
     uint64_t size;
     int32_t dim, layers, tpf, store_rows, window, sinks, frames_per_chunk, upscale, text_len, text_dim;
-    int32_t width, height, in_dim, latent_h, latent_w, dec_state_size;
+    int32_t width, height, in_dim, latent_h, latent_w, dec_state_size, sampler;
 } state_header;
 
 static void make_header(const wm_session *s, state_header *h, size_t size) {
@@ -40,6 +41,65 @@ static void make_header(const wm_session *s, state_header *h, size_t size) {
     h->width = s->width, h->height = s->height, h->in_dim = c->in_dim;
     h->latent_h = c->latent_height, h->latent_w = c->latent_width;
     h->dec_state_size = s->dec ? (int32_t)wm_decoder_state_size(s->dec) : 0;
+    h->sampler = c->sampler;
+}
+
+/* n floats of backend memory through a bounce buffer (the blob may be unaligned for floats) */
+static void io_backend(wm_session *s, cursor *c, float *dev, size_t n) {
+    if (c->w || c->r) {
+        float *buf = malloc(n * sizeof(float));
+        if (!buf) {
+            wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for a snapshot"));
+        } else if (c->w) {
+            s->be->download(s->be, buf, dev, n);
+            memcpy(c->w + c->off, buf, n * sizeof(float));
+        } else {
+            memcpy(buf, c->r + c->off, n * sizeof(float));
+            s->be->upload(s->be, dev, buf, n);
+            s->be->sync(s->be); /* the upload reads buf */
+        }
+        free(buf);
+    }
+    c->off += n * sizeof(float);
+}
+
+/* Rolling Forcing's window (rolling.h): the blocks in flight at their levels and the sink. The den
+ * stores are rebuilt by every iteration. Loaded into x[0]. */
+static void walk_rolling(wm_session *s, cursor *c) {
+    const wm_config *cf = &s->m->cfg;
+    wm_rolling *r = &s->roll;
+    const size_t nx = (size_t)r->levels * cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width;
+    IO(c, r->in_flight);
+    IO(c, r->has_sink);
+    if (c->r) r->cur = 0;
+    io_backend(s, c, r->x[r->cur], nx);
+    const int64_t rows = (int64_t)cf->num_frame_per_block * s->tpf;
+    const size_t n = (size_t)rows * cf->dim;
+    for (int l = 0; l < cf->num_layers; l++) {
+        if (c->w || c->r) {
+            float *buf = malloc(2 * n * sizeof(float));
+            if (!buf) {
+                wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for a snapshot"));
+            } else if (c->w) {
+                s->be->kv_read(s->be, r->sink[l], buf, buf + n, 0, rows);
+                memcpy(c->w + c->off, buf, 2 * n * sizeof(float));
+            } else {
+                memcpy(buf, c->r + c->off, 2 * n * sizeof(float));
+                s->be->kv_load(s->be, r->sink[l], buf, buf + n, 0, rows);
+            }
+            free(buf);
+        }
+        c->off += 2 * n * sizeof(float);
+    }
+}
+
+/* Where walk_rolling starts in a blob: after the cache, the last latents and their frame count. */
+static size_t rolling_at(wm_session *s, size_t cache_at) {
+    const wm_config *cf = &s->m->cfg;
+    wm_cache_io io = {NULL, NULL, 0};
+    wm_cache_io_walk(&s->cache, &io);
+    return cache_at + io.off +
+           (size_t)cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float) + sizeof(int);
 }
 
 /* One walk over every field, used for size, save and load alike so they cannot disagree. */
@@ -57,6 +117,7 @@ static void walk(wm_session *s, cursor *c) {
     c->off = cio.off;
     io(c, s->latents_host, (size_t)cf->num_frame_per_block * cf->in_dim * cf->latent_height * cf->latent_width * sizeof(float));
     IO(c, s->latents_frames);
+    if (s->roll.on) walk_rolling(s, c);
     if (s->dec) {
         size_t n = wm_decoder_state_size(s->dec);
         if (c->w) wm_decoder_state_save(s->dec, c->w + c->off);
@@ -138,7 +199,18 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
         if (n_kept < 0 || n_kept > s->recache_chunks || (pending != 0 && pending != 1))
             return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (re-cache chunks %d)", n_kept);
     }
+    if (s->roll.on) {
+        int in_flight, has_sink;
+        const uint8_t *at = (const uint8_t *)src + rolling_at(s, cache_at);
+        memcpy(&in_flight, at, sizeof in_flight);
+        memcpy(&has_sink, at + sizeof in_flight, sizeof has_sink);
+        if (in_flight < 0 || in_flight >= s->roll.levels || (has_sink != 0 && has_sink != 1))
+            return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (rolling window of %d blocks)", in_flight);
+    }
+    wm_take_failure();
     walk(s, &c);
+    wm_status fail = wm_take_failure();
+    if (fail != WM_OK) return fail;
     if (s->has_prompt) {
         const wm_config *cf = &s->m->cfg;
         s->be->upload(s->be, s->prompt_dev, s->prompt_host, (size_t)cf->text_len * cf->text_dim);

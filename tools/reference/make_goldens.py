@@ -161,6 +161,27 @@ CASES = {
         prompt_text="a red car on the road", prompt_len=None, actions=[],
         switches=[{"chunk": 2, "prompt_text": "snow forest"}, {"chunk": 4, "prompt_text": "the car drives"},
                   {"chunk": 6, "prompt_text": "red snow road"}],
+        bad_session_error="recache_on_prompt_switch",
+    ),
+    # Rolling Forcing's sampler (docs/CONVERT.md; rolling_ref.py): 2-frame blocks, 3 levels, so a
+    # window of 3 blocks and spans of (3 + 2) * 2 = 10 frames with a 2-frame sink; 8 blocks take the
+    # clean pass's history past the sink (frame 10) and re-rotate the sink in every window pass after
+    # the first; actions (the window's later blocks take queued future actions), a decoder, and a
+    # prompt switch before block 4 with a snapshot there (2 blocks in flight at their levels).
+    "rolling_window": dict(
+        config=base_config(
+            name="rolling_window", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
+            num_frame_per_block=2, denoising_step_list=[1000, 750, 500], timestep_shift=5.0,
+            local_attn_size=10, sink_size=2, sampler="rolling_forcing",
+            action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
+            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
+                                    "forest", "snow"], "max_tokens": 6},
+            decoder={"channels": [8, 8, 8, 4], "space_upscale": [True, False, False],
+                     "time_upscale": [True, True], "image_channels": 3}),
+        dtype=torch.float32, weight_seed=5005, seed=0x00000000B10C5EED, n_chunks=8,
+        prompt_text="a red car on the road", prompt_len=None, actions="world",
+        switches=[{"chunk": 4, "prompt_text": "snow forest"}],
+        bad_session_error="rolling_forcing",
     ),
     # BF16 weights, cache pass at timestep context_noise 10, unwarped custom steps, unbounded,
     # full-length embedding prompt, decoder with time_upscale [false, true] (2x) and 8x space.
@@ -206,6 +227,8 @@ def make_case(out_dir, name, spec):
             "actions": actions}
     if spec.get("switches"):
         case["switches"] = spec["switches"]
+    if spec.get("bad_session_error"):  # an unbounded session is refused with this in the message
+        case["bad_session_error"] = spec["bad_session_error"]
     with open(os.path.join(d, "case.json"), "w") as f:
         json.dump(case, f, indent=None)
 

@@ -52,7 +52,7 @@ class RollingRollout:
         self.prompt_emb = self.model.prompt_embedding(prompt if prompt is not None
                                                       else torch.zeros(0, cfg.text_dim))
         self.ctx_kv = self.model.context_kv(self.prompt_emb)
-        self.T = wm_ref.denoising_timesteps(cfg)  # T0 (noisiest) .. T(n-1)
+        self.T = self.timesteps = wm_ref.denoising_timesteps(cfg)  # T0 (noisiest) .. T(n-1)
         self.n = len(self.T)
         self.F = cfg.num_frame_per_block
         self.span = (self.n + 2) * self.F
@@ -64,6 +64,12 @@ class RollingRollout:
         self.sink = None     # per layer (raw k [F*hw, n, d], v) of block 0
         self.decoder = wm_ref.StreamingDecoder(self.model.decoder) if cfg.decoder else None
         self.blocks_out = 0
+        self.debug = {}  # noise0: block 0's initial noise; v0: the first pass's v (block 0 at T0)
+
+    def set_prompt(self, prompt):
+        """A prompt change: the next window pass and clean pass use it (the cache keeps what it has)."""
+        self.prompt_emb = self.model.prompt_embedding(prompt)
+        self.ctx_kv = self.model.context_kv(self.prompt_emb)
 
     def _sigma(self, level):
         return wm_ref.fp32(wm_ref.sigma_of(self.T[level], self.cfg.timestep_shift))
@@ -136,7 +142,11 @@ class RollingRollout:
         shape, b = self._shape(), self.next_block
         self.window.append([b, 0, wm_ref.noise(self.seed, 256 * b, shape)])
         self.next_block += 1
+        if b == 0:
+            self.debug["noise0"] = self.window[0][2].clone()
         v = self._denoise()
+        if b == 0:
+            self.debug["v0"] = v.clone()
         final = None
         for j, blk in enumerate(self.window):
             sl = slice(j * self.F, (j + 1) * self.F)
@@ -152,6 +162,10 @@ class RollingRollout:
         self.window.pop(0)
         self._clean_pass(*final)
         return final[1]
+
+    def run_chunk(self):
+        """wm_ref.Rollout's name for it: the engine emits one block per generate call."""
+        return self.run_block()
 
     def run_block(self):
         x0 = None

@@ -84,7 +84,7 @@ CONFIG_DEFAULTS = dict(
     name=None, latent_height=60, latent_width=104, num_frame_per_block=3,
     denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=True, timestep_shift=5.0,
     context_noise=0, local_attn_size=-1, sink_size=0, recache_on_prompt_switch=False, max_cache_frames=21, fps=16,
-    action_buttons=[], action_axes=[], action_mouse=False, text_encoder=None, decoder=None,
+    sampler="self_forcing", action_buttons=[], action_axes=[], action_mouse=False, text_encoder=None, decoder=None,
 )
 
 
@@ -113,6 +113,13 @@ class Config(dict):
         assert cfg.patch_size[0] == 1 and cfg.in_dim == cfg.out_dim and cfg.model_type == "t2v"
         assert (cfg.dim // cfg.num_heads) % 2 == 0 and cfg.dim % cfg.num_heads == 0
         assert cfg.latent_height % cfg.patch_size[1] == 0 and cfg.latent_width % cfg.patch_size[2] == 0
+        if cfg.sampler not in ("self_forcing", "rolling_forcing"):
+            raise ValueError(f"config.json: sampler {cfg.sampler!r} (self_forcing or rolling_forcing)")
+        if cfg.sampler == "rolling_forcing":  # its spans are fixed by the step count (docs/CONVERT.md)
+            F, n = cfg.num_frame_per_block, len(cfg.denoising_step_list)
+            if cfg.local_attn_size != (n + 2) * F or cfg.sink_size != F or cfg.recache_on_prompt_switch:
+                raise ValueError("config.json: sampler rolling_forcing needs local_attn_size = (steps + 2) * "
+                                 "num_frame_per_block, sink_size = num_frame_per_block, no re-cache")
         return cfg
 
     @property
@@ -758,8 +765,12 @@ def run_case(case_dir):
     prompt = case["prompt_text"]
     if case["prompt_embedding"]:
         prompt = load_file(exp_path)["prompt"]
-    r = Rollout(case_dir, case["seed"], prompt, case["actions"], window=case["window_frames"],
-                sinks=case["sink_frames"], capacity=case["max_cache_frames"])
+    if Config.load(case_dir).sampler == "rolling_forcing":
+        import rolling_ref  # the loop of Rolling Forcing's public code (docs/CONVERT.md)
+        r = rolling_ref.RollingRollout(case_dir, case["seed"], prompt, case["actions"])
+    else:
+        r = Rollout(case_dir, case["seed"], prompt, case["actions"], window=case["window_frames"],
+                    sinks=case["sink_frames"], capacity=case["max_cache_frames"])
     # prompt switches: {"chunk": k, "prompt_text": ...} before chunk k
     switches = {sw["chunk"]: sw["prompt_text"] for sw in case.get("switches", [])}
     outs = []

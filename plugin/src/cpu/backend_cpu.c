@@ -316,6 +316,28 @@ static void cpu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int
     if (kv->match)
         memmove(kv->match + dst * kv->dim, kv->match + src * kv->dim, (size_t)(n * kv->dim) * sizeof(float));
 }
+/* The rotation by the angle difference, in fp32 like `rope`: exact up to rounding because rotations
+ * compose (the key was rotated at f, this turns it on by time_shift). */
+static void cpu_kv_copy(wm_backend *be, wm_kv *dst, int64_t dst_row, const wm_kv *src, int64_t src_row, int64_t n, int H,
+                        int D, int64_t time_shift) {
+    const size_t cnt = (size_t)(n * dst->dim);
+    memcpy(dst->k + dst_row * dst->dim, src->k + src_row * src->dim, cnt * sizeof(float));
+    memcpy(dst->v + dst_row * dst->dim, src->v + src_row * src->dim, cnt * sizeof(float));
+    if (time_shift == 0) return;
+    const int pt = (D - 4 * (D / 6)) / 2; /* the time axis's pairs come first in every head */
+    float *k = dst->k + dst_row * dst->dim;
+    for (int p = 0; p < pt; p++) {
+        const double ang = (double)time_shift * pow(10000.0, -(double)(2 * p) / (double)(2 * pt));
+        const float cs = (float)cos(ang), sn = (float)sin(ang);
+        for (int64_t r = 0; r < n; r++)
+            for (int h = 0; h < H; h++) {
+                float *x = k + (size_t)r * dst->dim + (size_t)h * D + 2 * p;
+                const float a = x[0], b = x[1];
+                x[0] = a * cs - b * sn;
+                x[1] = a * sn + b * cs;
+            }
+    }
+}
 static void cpu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
     if (!kv->bias) {
         kv->bias = cpu_alloc(be, (size_t)kv->rows);
@@ -431,6 +453,7 @@ wm_backend *wm_backend_cpu_new(int n_threads) {
     be->kv_free = cpu_kv_free;
     be->kv_write = cpu_kv_write;
     be->kv_move = cpu_kv_move;
+    be->kv_copy = cpu_kv_copy;
     be->kv_read = cpu_kv_read;
     be->kv_load = cpu_kv_load;
     be->kv_set_bias = cpu_kv_set_bias;

@@ -409,6 +409,18 @@ static void cu_kv_move(wm_backend *be, wm_kv *kv, int64_t dst, int64_t src, int6
         dev_memmove(c, kv->bias + dst, kv->bias + src, (size_t)n * sizeof(float), "kv_move (bias)");
     if (kv->match) dev_memmove(c, kv->match + d, kv->match + s, bytes, "kv_move (match)");
 }
+static void cu_kv_copy(wm_backend *be, wm_kv *dst, int64_t dst_row, const wm_kv *src, int64_t src_row, int64_t n, int H,
+                       int D, int64_t time_shift) {
+    cuda_impl *c = cuda_of(be);
+    const size_t d = (size_t)dst_row * dst->dim, s = (size_t)src_row * src->dim, cnt = (size_t)n * dst->dim;
+    wm_cu_ok(cudaMemcpyAsync(dst->v + d, src->v + s, cnt * sizeof(uint16_t), cudaMemcpyDeviceToDevice, c->stream),
+             "kv_copy (v)");
+    if (time_shift == 0)
+        wm_cu_ok(cudaMemcpyAsync(dst->k + d, src->k + s, cnt * sizeof(uint16_t), cudaMemcpyDeviceToDevice, c->stream),
+                 "kv_copy (k)");
+    else
+        wm_cu_ok(wm_cuda_kv_rope_shift(dst->k + d, src->k + s, n, H, D, time_shift, c->stream), "kv_copy (k)");
+}
 static void cu_kv_set_bias(wm_backend *be, wm_kv *kv, int64_t row, const float *bias, int64_t n) {
     cuda_impl *c = cuda_of(be);
     if (!kv->bias) {
@@ -702,6 +714,7 @@ wm_backend *wm_backend_cuda_new(void) {
     be->kv_free = cu_kv_free;
     be->kv_write = cu_kv_write;
     be->kv_move = cu_kv_move;
+    be->kv_copy = cu_kv_copy;
     be->kv_read = cu_kv_read;
     be->kv_load = cu_kv_load;
     be->attention = cu_attention;
