@@ -143,6 +143,13 @@ static void test_full(void) {
                        " \"action_buttons\": [], \"action_axes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\"]}";
     CHECK_STATUS(wm_config_parse(&c, edge, strlen(edge), NULL), WM_OK);
     CHECK(c.n_axes == 8 && c.n_steps == 2 && wm_config_head_dim(&c) == 6);
+    CHECK(c.sampler == WM_SAMPLER_SELF_FORCING);
+    wm_config_free(&c);
+    /* Rolling Forcing's published spans: 5 steps of 3-frame blocks, 21 frames with a 3-frame anchor */
+    const char *rf = "{\"sampler\": \"rolling_forcing\", \"denoising_step_list\": [1000, 800, 600, 400, 200],"
+                     " \"local_attn_size\": 21, \"sink_size\": 3}";
+    CHECK_STATUS(wm_config_parse(&c, rf, strlen(rf), NULL), WM_OK);
+    CHECK(c.sampler == WM_SAMPLER_ROLLING_FORCING && c.n_steps == 5);
     wm_config_free(&c);
     printf("full config: ok\n");
 }
@@ -235,6 +242,13 @@ static const bad_case BAD[] = {
     {"{\"local_attn_size\": 0}", WM_ERR_CONFIG, "'local_attn_size'"},
     {"{\"local_attn_size\": 2}", WM_ERR_CONFIG, "'local_attn_size'"},
     {"{\"local_attn_size\": 4, \"sink_size\": 2}", WM_ERR_CONFIG, "'sink_size'"},
+    {"{\"sampler\": \"rolling\"}", WM_ERR_CONFIG, "'sampler'"},
+    {"{\"sampler\": 1}", WM_ERR_CONFIG, "'sampler'"},
+    /* Rolling Forcing's spans follow from the steps: 4 steps x 3 frames -> window 18, sink 3 */
+    {"{\"sampler\": \"rolling_forcing\", \"local_attn_size\": 21, \"sink_size\": 3}", WM_ERR_CONFIG, "'local_attn_size' must be 18"},
+    {"{\"sampler\": \"rolling_forcing\", \"local_attn_size\": 18, \"sink_size\": 0}", WM_ERR_CONFIG, "'sink_size' 3"},
+    {"{\"sampler\": \"rolling_forcing\", \"local_attn_size\": 18, \"sink_size\": 3, \"recache_on_prompt_switch\": true}",
+     WM_ERR_CONFIG, "'recache_on_prompt_switch'"},
     {"{\"sink_size\": -1}", WM_ERR_CONFIG, "'sink_size'"},
     {"{\"max_cache_frames\": 2}", WM_ERR_CONFIG, "'max_cache_frames'"},
     {"{\"max_cache_frames\": 0}", WM_ERR_CONFIG, "'max_cache_frames'"},

@@ -168,7 +168,8 @@ def body(args, work, syn, out):
         c = json.load(open(os.path.join(out, name, "config.json")))
         check(c["denoising_step_list"] == steps and c["warp_denoising_step"] == warp and c["timestep_shift"] == shift
               and c["local_attn_size"] == win and c["sink_size"] == sinks and c["num_frame_per_block"] == 3
-              and [c["latent_height"], c["latent_width"]] == [60, 104] and c["_converted_from"]["preset"] == preset,
+              and [c["latent_height"], c["latent_width"]] == [60, 104] and c["_converted_from"]["preset"] == preset
+              and c.get("sampler", "self_forcing") == ("rolling_forcing" if name == "rf" else "self_forcing"),
               f"{name}: the {preset} preset in config.json")
     for name in ("sf", "cv", "ll", "rf", "wan_f16"):
         lat, _ = engine_chunk(args.wm_run, args.plugin, os.path.join(out, name), prompt, work)

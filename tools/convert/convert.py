@@ -45,7 +45,8 @@ PRESETS = {
     "causvid": dict(_SF, denoising_step_list=[1000, 757, 522], warp_denoising_step=False, timestep_shift=8.0),
     "causvid-warp4": dict(_SF, timestep_shift=8.0),
     "longlive": dict(_SF, local_attn_size=12, sink_size=3, recache_on_prompt_switch=True),
-    "rolling-forcing": dict(_SF, denoising_step_list=[1000, 800, 600, 400, 200], local_attn_size=21, sink_size=3),
+    "rolling-forcing": dict(_SF, denoising_step_list=[1000, 800, 600, 400, 200], local_attn_size=21, sink_size=3,
+                            sampler="rolling_forcing"),
     "wan": dict(_SF),
 }
 STREAM_DEFAULTS = {"latent_height": 60, "latent_width": 104, "fps": 16}   # 480x832 at 16 fps

@@ -18,7 +18,7 @@ ENGINE_DEFAULTS = {
     "name": None, "latent_height": 60, "latent_width": 104, "num_frame_per_block": 3,
     "denoising_step_list": [1000, 750, 500, 250], "warp_denoising_step": True, "timestep_shift": 5.0,
     "context_noise": 0, "local_attn_size": -1, "sink_size": 0, "recache_on_prompt_switch": False,
-    "max_cache_frames": 21, "fps": 16,
+    "sampler": "self_forcing", "max_cache_frames": 21, "fps": 16,
     "action_buttons": [], "action_axes": [], "action_mouse": False, "text_encoder": None, "decoder": None,
 }
 ALL_KEYS = dict(ARCH_DEFAULTS, **ENGINE_DEFAULTS)
