@@ -41,7 +41,10 @@ if [[ $what == bench || $what == all ]]; then
     # rolling window of 21 latent frames, steady state
     $b --model $cfg --random-weights --backend cuda --window 21 --sinks 0 --chunks 10 --warmup 7 \
         --label "wan1.3b rolling window 21" --json "$OUT/wan_window21.json" 2>"$OUT/wan_window21.log" || rc=1
-    tail -n 3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log"
+    # Rolling Forcing's sampler at the published shapes: one 15-frame window forward + a clean pass per chunk
+    $b --model assets/configs/rolling-forcing-1.3b.json --random-weights --backend cuda --chunks 8 --warmup 2 \
+        --label "rolling forcing 1.3b" --json "$OUT/rf_window.json" 2>"$OUT/rf_window.log" || rc=1
+    tail -n 3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log" "$OUT/rf_window.log"
     grep -h '"chunk_ms"\|dit_ms_per\|video_fps\|backend_peak' "$OUT"/wan_*.json
 fi
 if [[ $what == accel ]]; then
