@@ -122,6 +122,33 @@ def button_masks(actions):
     return out
 
 
+def action_lines(actions):
+    """[T, 5] 0/1 floats -> wm-run action script lines ("right+torch", "-" for none)."""
+    return ["+".join(BUTTONS[i] for i, v in enumerate(a) if v > 0.5) or "-" for a in actions]
+
+
+@torch.no_grad()
+def rollout_prefill(r, z):
+    """A real context in a wm_ref.Rollout before it generates: commits the latents z [n, C, h, w]
+    (n a multiple of the chunk) through the cache pass at timestep context_noise, chunk by chunk, and
+    decodes them - what the engine's session_prefill_latents does (wm-run --prefill-latents).
+    Returns the decoded frames [1 + 4(n-1), 3, H, W] (or None without a decoder); r.run() then
+    generates from video frame 1 + 4(n-1) on."""
+    F_ = r.cfg.num_frame_per_block
+    assert z.shape[0] % F_ == 0 and r.chunk == 0
+    rgb = []
+    for c in range(z.shape[0] // F_):
+        start = c * F_
+        x0 = z[start:start + F_].float()
+        r.cache.begin_chunk(start, F_)
+        r._dit(x0, np.float32(r.cfg.context_noise), start, commit=True)
+        r.x0_hist.append((start, x0))
+        if r.decoder is not None:
+            rgb.append(r.decoder.push(x0))
+        r.chunk += 1
+    return torch.cat(rgb) if rgb else None
+
+
 # ------------------------------------------------------------------------------------------------
 # Prompts: the engine's tokenizer and the text encoder of MODEL.md 6, batched
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,11 @@
 (wm_ref.Rollout) on the same model folder, prompt, seed and wm-run action script.
 
     python tools/train/engine_check.py MODEL ENGINE.lat ENGINE.rgb "PROMPT" ACTIONS.txt [--seed 0]
+                                       [--prefill CTX.lat]
 
+With --prefill (the file given to wm-run --prefill-latents), the reference first commits those latents
+the way train_dit.py's validation rollout does (common.rollout_prefill) and then generates; the
+engine's dump then starts with them and its frames with their decoding.
 Prints the max difference of the latents and of the RGB8 frames; exits 1 beyond tolerance
 (latents 1e-3 absolute, RGB8 2 levels: the engine's CPU backend matches to ~1e-6 in practice).
 """
@@ -41,6 +45,7 @@ def main():
     ap.add_argument("prompt")
     ap.add_argument("actions")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefill", default=None, help="the raw fp32 latents given to wm-run --prefill-latents")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     cfg = wm_ref.Config.load(a.model)
@@ -48,15 +53,23 @@ def main():
     per_chunk = cfg.num_frame_per_block * cfg.in_dim * cfg.latent_height * cfg.latent_width
     n_chunks = eng.size // per_chunk
     r = wm_ref.Rollout(a.model, seed=a.seed, prompt=a.prompt, actions=read_actions(a.actions, cfg.action_buttons))
-    out = r.run(n_chunks)
-    ref = torch.cat(out["latents"]).numpy().ravel()
+    ctx_lat, ctx_rgb, n_pre = [], None, 0
+    if a.prefill:
+        z = torch.from_numpy(np.fromfile(a.prefill, np.float32)).view(-1, cfg.in_dim, cfg.latent_height,
+                                                                        cfg.latent_width)
+        ctx_rgb = common.rollout_prefill(r, z)
+        ctx_lat, n_pre = [z], z.shape[0] // cfg.num_frame_per_block
+    out = r.run(n_chunks - n_pre)
+    if ctx_rgb is not None:
+        out["rgb8"] = torch.cat([wm_ref.to_rgb8(ctx_rgb), out["rgb8"]])
+    ref = torch.cat(ctx_lat + out["latents"]).numpy().ravel()
     dl = float(np.abs(ref - eng).max())
     h, w = cfg.latent_height * 8, cfg.latent_width * 8
     rgb = np.fromfile(a.rgb, np.uint8).reshape(-1, h, w, 3)
     rr = out["rgb8"].permute(0, 2, 3, 1).numpy()[: rgb.shape[0]]
     dr = int(np.abs(rgb.astype(int) - rr.astype(int)).max())
     ok = dl < 1e-3 and dr <= 2
-    print(f"engine vs reference: {n_chunks} chunks, latents max|diff| {dl:.3g} (max|ref| {np.abs(ref).max():.3g}), "
+    print(f"engine vs reference{' after a prefill' if a.prefill else ''}: {n_chunks} chunks, latents max|diff| {dl:.3g} (max|ref| {np.abs(ref).max():.3g}), "
           f"{rgb.shape[0]} frames RGB8 max|diff| {dr}: {'OK' if ok else 'MISMATCH'}")
     sys.exit(0 if ok else 1)
 

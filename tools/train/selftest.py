@@ -12,7 +12,9 @@
   5. export writes a folder that wm_ref.load_model accepts and Rollout runs, with the encoder in its
      own file (encoder.safetensors, fp16, architecture in the metadata) that ae.load_encoder rebuilds;
      checkpoints round-trip (parameters and Adam moments);
-  6. the encoder is causal: the latents of an episode's first 1 + 4(n-1) frames are its first n
+  6. common.rollout_prefill (train_dit.py's validation context, engine_check.py --prefill) continues a
+     rollout exactly like the chunks it replaces;
+  7. the encoder is causal: the latents of an episode's first 1 + 4(n-1) frames are its first n
      latents (what tools/eval/fidelity.py relies on to encode a context).
 """
 import json
@@ -193,6 +195,15 @@ def test_export_checkpoint():
                                  actions=[(1, [], 0, 0)] * 20).run(2)
         check("export loads in wm_ref.load_model and streams", out["rgb"].shape[1:] == (3, 32, 48),
               f"{size} bytes, rgb {tuple(out['rgb'].shape)}")
+        with torch.no_grad():  # a context prefill continues a rollout exactly (the engine's test_prefill)
+            acts = [(i % 3, [], 0, 0) for i in range(40)]
+            a = wm_ref.Rollout(os.path.join(d, "m"), seed=2, prompt="a fog", actions=acts).run(3)
+            b = wm_ref.Rollout(os.path.join(d, "m"), seed=2, prompt="a fog", actions=acts)
+            ctx = common.rollout_prefill(b, torch.cat(a["latents"][:2]))
+            c = b.run(1)
+        same = torch.equal(c["latents"][0], a["latents"][2]) and torch.equal(torch.cat([ctx, c["rgb"]]), a["rgb"])
+        check("rollout_prefill of a rollout's first chunks, then generation == the rollout itself", same,
+              f"context {ctx.shape[0]} frames + {c['rgb'].shape[0]} generated")
         with open(os.path.join(d, "m", "config.json")) as f:
             keys = set(json.load(f))
         check("config.json has only engine keys", keys <= set(wm_ref.CONFIG_DEFAULTS), str(sorted(keys - set(wm_ref.CONFIG_DEFAULTS))))

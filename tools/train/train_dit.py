@@ -194,14 +194,7 @@ def val_rollout(model, ds_val, out_png, ctx_latents=4, gen_latents=8):
         return float("nan"), float("nan")
     actions = common.button_masks(ep.actions())
     r = wm_ref.Rollout(m, seed=7, prompt=ds_val.prompts[0][0], actions=actions)
-    ctx_rgb = []
-    for c in range(n_ctx // F_):
-        start = c * F_
-        x0 = z[start:start + F_]
-        r.cache.begin_chunk(start, F_)
-        r._dit(x0, np.float32(cfg.context_noise), start, commit=True)
-        ctx_rgb.append(r.decoder.push(x0))
-        r.chunk += 1
+    common.rollout_prefill(r, z[:n_ctx])   # the engine's session_prefill_latents (fidelity.py's context)
     gen = r.run(n_gen // F_)
     rgb = gen["rgb"]                                                   # frames after the context
     first = 1 + TIME_UPSCALE * (n_ctx - 1)                             # first generated video frame
