@@ -9,17 +9,33 @@ script, then measures:
      per frame (k=1) and per latent frame (k=4: displacement over 4 frames of one command). The same
      metric on the ground truth is the sanity check of the estimator (~100%).
   2. PSNR / SSIM (gaussian 11x11, sigma 1.5, on luma) of engine vs ground truth on frames 1-16, plus
-     colour statistics. NOTE: the engine API has no image conditioning, so the engine starts from
-     noise without the ground truth's context ("from scratch"): the layouts differ and PSNR measures
-     look/colour agreement, not reconstruction.
+     colour statistics - after a real context when the model folder has the autoencoder's encoder
+     (encoder.safetensors, written by tools/train/export.py), else from scratch:
+     * context mode: the ground truth's first 1 + 4(n-1) video frames are encoded (PyTorch, CPU,
+       tools/train/ae.py) into n latent frames (--context, default 4: 13 frames, as train_dit.py's
+       validation rollout), which wm-run commits through session_prefill_latents
+       (--prefill-latents) under the same action lines; the engine then generates. Its output frame
+       i is the game's frame i (frames 0..12 are the decoded context), and "frame k after the context"
+       is video frame 1 + 4(n-1) + k - 1 (frame 1 = video frame 13 for n = 4): train_dit.py's `first`,
+       the first generated frame. Beside the engine's PSNR/SSIM: the same frames decoded by the engine
+       from the encoder's latents of the true frames (the autoencoder's ceiling) and the decoded
+       context's PSNR. Action following and stability are scored on the frames after the context.
+     * from scratch (no encoder file, or --no-context): the engine starts from noise without the
+       ground truth's context, so the layouts differ and PSNR measures look/colour agreement, not
+       reconstruction; frames 1-16 are video frames 0-15.
   3. stability: per-64-frame window sharpness (mean gradient magnitude, Laplacian variance), frame
      contrast and mean colour, engine relative to ground truth; flags blur-out, collapse, colour drift.
   4. prompt adherence: mean RGB of engine frames for each biome x time prompt (clear weather),
-     classified to the nearest ground-truth look (4 biomes x 3 times).
+     classified to the nearest ground-truth look (4 biomes x 3 times); always from scratch (a context
+     would give the look away).
+
+The frame size is the model's (config.json: latent size x 8); the ground truth is rendered at it
+(the game moves tile/4 = min(W, H)/64 pixels per frame).
 
     .venv/bin/python tools/eval/fidelity.py            # quick (~2-3 min on 2 cores)
     .venv/bin/python tools/eval/fidelity.py --full     # 2000-frame stability run (~12 min)
-    options: --frames N --threads N --build DIR --model DIR --out-dir DIR --check
+    options: --frames N --look-frames N --threads N --build DIR --model DIR --out-dir DIR --name NAME
+             --context N | --no-context --check
 
 Writes OUT_DIR/fidelity.json and fidelity.png (quick) or fidelity_full.json / fidelity_full.png.
 --check exits 1 on absurd results (NaN, ground-truth action accuracy < 90 %), never on the model's
@@ -38,8 +54,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-W = H = 256
+W = H = 256          # frame size: set_size() from the model's config
 FB = W * H * 3
+SPEED = 4.0          # commanded camera speed in pixels per frame (tile / 4)
 BIOMES = ["forest", "desert", "snow", "volcanic"]
 TIMES = ["day", "dusk", "night"]
 DIRS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
@@ -97,20 +114,28 @@ class Runner:
     def gt_episode(self, seed, prompt, acts, tag):
         ap = self._actions(acts, tag)
         rgb, cam = os.path.join(self.work, tag + "_gt.rgb"), os.path.join(self.work, tag + "_gt.cam")
-        subprocess.run([self.gt, str(seed), prompt, str(len(acts)), ap, rgb, cam], check=True)
+        subprocess.run([self.gt, str(seed), prompt, str(len(acts)), ap, rgb, cam, str(W), str(H)], check=True)
         fr = read_rgb(rgb, len(acts))
         os.remove(rgb)
         return fr, np.loadtxt(cam, dtype=np.int64).reshape(-1, 2)
 
-    def engine_episode(self, seed, prompt, acts, tag):
+    def engine_episode(self, seed, prompt, acts, tag, prefill=None):
+        """The engine's frames 0..len(acts)-1; with prefill (latents [n, C, h, w]) its first
+        1 + 4(n-1) frames are those latents decoded (wm-run --prefill-latents), the rest generated."""
         ap = self._actions(acts, tag)
         rgb = os.path.join(self.work, tag + "_wm.rgb")
+        cmd = [self.wm_run, "--model", self.args.model, "--frames", str(len(acts)), "--prompt", prompt,
+               "--seed", str(seed), "--actions", ap, "--backend", "cpu", "--threads",
+               str(self.args.threads), "--out", rgb, "--quiet"]
+        if prefill is not None:
+            lat = os.path.join(self.work, tag + "_ctx.lat")
+            np.ascontiguousarray(prefill, dtype=np.float32).tofile(lat)
+            cmd += ["--prefill-latents", lat]
         t0 = time.time()
-        subprocess.run([self.wm_run, "--model", self.args.model, "--frames", str(len(acts)), "--prompt", prompt,
-                        "--seed", str(seed), "--actions", ap, "--backend", "cpu", "--threads",
-                        str(self.args.threads), "--out", rgb, "--quiet"], check=True)
-        self.engine_s += time.time() - t0
-        self.engine_frames += len(acts)
+        subprocess.run(cmd, check=True)
+        if prefill is None:  # prefill-only runs (the autoencoder's ceiling) are not generation
+            self.engine_s += time.time() - t0
+            self.engine_frames += len(acts)
         fr = read_rgb(rgb, len(acts))
         os.remove(rgb)
         return fr
@@ -122,6 +147,21 @@ def luma(fr):
 
 
 _HANN = np.outer(np.hanning(H), np.hanning(W)).astype(np.float32)
+
+
+def set_size(w, h):
+    global W, H, FB, SPEED, _HANN
+    W, H, FB, SPEED = w, h, w * h * 3, min(w, h) / 64.0
+    _HANN = np.outer(np.hanning(H), np.hanning(W)).astype(np.float32)
+
+
+def model_frame_size(model):
+    """(width, height, latent frames per chunk) of a model folder or config.json."""
+    path = os.path.join(model, "config.json") if os.path.isdir(model) else model
+    with open(path) as f:
+        cfg = json.load(f)
+    up = 2 ** sum(bool(u) for u in cfg.get("decoder", {}).get("space_upscale", [True, True, True]))
+    return cfg["latent_width"] * up, cfg["latent_height"] * up, cfg.get("num_frame_per_block", 3)
 
 
 def phase_shift(a, b):
@@ -150,11 +190,11 @@ def camera_motion(fr, k):
     return m
 
 
-def action_accuracy(motion, acts, k):
-    """fraction of frames whose estimated motion has the commanded sign on every commanded axis
-    (k > 1: only frames whose last k commands are the same movement)."""
+def action_accuracy(motion, acts, k, start=0):
+    """fraction of frames t >= start whose estimated motion has the commanded sign on every commanded
+    axis (k > 1: only frames whose last k commands are the same movement)."""
     hits = n = 0
-    for t in range(k, len(acts)):
+    for t in range(max(k, start), len(acts)):
         c = command(acts[t])
         if c is None or any(command(acts[t - j]) != c for j in range(k)):
             continue
@@ -164,7 +204,7 @@ def action_accuracy(motion, acts, k):
             s = np.sign(motion[t, ax])
             if c[ax] != 0 and s != c[ax]:
                 ok = False
-            if c[ax] == 0 and abs(motion[t, ax]) > 2 * k * 4:  # wild motion on the idle axis
+            if c[ax] == 0 and abs(motion[t, ax]) > 2 * k * SPEED:  # wild motion on the idle axis
                 ok = False
         hits += ok
     return hits / max(n, 1), n
@@ -245,6 +285,29 @@ def stability_flags(ws):
     }
 
 
+# ------------------------------------------------------------------------------------------ context
+def load_context_encoder(path, threads):
+    """The autoencoder's encoder of the model folder (tools/train/ae.py; PyTorch on the CPU)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+    import torch
+    import ae  # noqa: E402  (imports tools/reference/wm_ref.py through tools/train/common.py)
+    torch.set_num_threads(max(1, threads))
+    enc, meta = ae.load_encoder(path)
+    return enc, ae
+
+
+def encode_context(encoder, frames, n):
+    """Game frames 0..1+4(n-1)-1 (uint8 [T, H, W, 3]) -> the n latent frames [n, C, h, w] (fp32) the
+    DiT was trained on (latent 0 = frame 0, latent f = frames 4f-3..4f)."""
+    enc, ae = encoder
+    if len(frames) != 1 + 4 * (n - 1):
+        raise ValueError(f"{len(frames)} frames for {n} latent frames (need {1 + 4 * (n - 1)})")
+    z = ae.encode_video(enc, np.ascontiguousarray(frames), "cpu").numpy()
+    if z.shape[0] != n or not np.isfinite(z).all():
+        raise RuntimeError(f"encoder gave {z.shape} latents (finite: {np.isfinite(z).all()}), expected {n}")
+    return z
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -257,65 +320,131 @@ def main():
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "docs", "game"))
     ap.add_argument("--name", default=None, help="output base name (default fidelity / fidelity_full)")
     ap.add_argument("--check", action="store_true", help="exit 1 on absurd results (NaN, GT accuracy < 90%%)")
+    ap.add_argument("--context", type=int, default=4,
+                    help="latent frames of real context (1 + 4(n-1) video frames) when the model folder has "
+                         "encoder.safetensors (default 4 = 13 frames, as train_dit.py's validation)")
+    ap.add_argument("--no-context", action="store_true", help="from scratch even with an encoder file")
     args = ap.parse_args()
     frames = args.frames or (2000 if args.full else 128)
     look_frames = args.look_frames or (32 if args.full else 16)
     name = args.name or ("fidelity_full" if args.full else "fidelity")
+    w, h, chunk = model_frame_size(args.model)
+    set_size(w, h)
+    enc_path = os.path.join(args.model, "encoder.safetensors") if os.path.isdir(args.model) else None
+    use_ctx = bool(enc_path) and os.path.exists(enc_path) and not args.no_context
+    n_ctx = args.context
+    first = 1 + 4 * (n_ctx - 1) if use_ctx else 0          # video frames of the context = index of frame 1 after it
+    if use_ctx and (n_ctx < 1 or n_ctx % chunk):
+        ap.error(f"--context {n_ctx}: need a positive multiple of the model's {chunk} latent frames per chunk")
+    if use_ctx and frames <= first + 4:
+        ap.error(f"--frames {frames}: the context alone is {first} video frames; ask for more than {first + 4}")
     t_start = time.time()
     work = tempfile.mkdtemp(prefix="wm_fidelity_")
     try:
         R = Runner(args, work)
+        encoder = load_context_encoder(enc_path, args.threads) if use_ctx else None
         # held-out seeds: the training data used wm-gamegen run seeds near 1; these world seeds are far away
         episodes = [(90001, "forest day clear", frames), (90002, "desert dusk clear", min(frames, 128))]
         res = {"model": os.path.relpath(args.model, ROOT), "mode": "full" if args.full else "quick",
-               "threads": args.threads, "backend": "cpu",
+               "threads": args.threads, "backend": "cpu", "frame_size": [w, h],
                "action_script": "right x8, down x8, left x8, up x8, torch x1, idle x7; repeated",
                "episodes": []}
+        if use_ctx:
+            res["context"] = {
+                "mode": "after_context", "latent_frames": n_ctx, "video_frames": first,
+                "encoder": os.path.relpath(enc_path, ROOT),
+                "alignment": f"engine frame i = game frame i; frames 0..{first - 1} are the context (the encoder's "
+                             f"latents of the game's frames 0..{first - 1}, committed by wm-run --prefill-latents "
+                             f"under the same action lines and decoded by the engine); frame k after the context "
+                             f"(k = 1..16) is video frame {first} + k - 1, the first generated frame being video "
+                             f"frame {first} (train_dit.py val_rollout's `first` = 1 + 4 (n_ctx - 1))",
+                "scored_from_video_frame": first}
+        else:
+            res["context"] = {
+                "mode": "from_scratch", "latent_frames": 0, "video_frames": 0, "scored_from_video_frame": 0,
+                "note": ("--no-context" if args.no_context else
+                         f"no encoder.safetensors in {os.path.relpath(args.model, ROOT)} (tools/train/export.py "
+                         "writes it)") + ": the engine starts from noise without the ground truth's context, so "
+                         "layouts differ and frames 1-16 (video frames 0-15) measure look, not reconstruction"}
+        key16 = "frames_1_16_after_context" if use_ctx else "frames_1_16_from_scratch"
         plot_data = {}
         for i, (seed, prompt, n) in enumerate(episodes):
             acts = action_script(n)
             gt, cam = R.gt_episode(seed, prompt, acts, f"ep{i}")
-            wm = R.engine_episode(seed, prompt, acts, f"ep{i}")
             ep = {"seed": seed, "prompt": prompt, "frames": n}
-            # 1. action following
+            m = min(16, n - first)                               # frames scored after the context
+            if use_ctx:
+                z = encode_context(encoder, gt[:first], n_ctx)
+                wm = R.engine_episode(seed, prompt, acts, f"ep{i}", prefill=z)
+                # the autoencoder's ceiling: the engine decoding the encoder's latents of the true frames
+                n_ae = n_ctx + (m + 3) // 4                      # whole latent frames covering frames 1..m
+                n_ae = -(-n_ae // chunk) * chunk
+                acts_ae = action_script(1 + 4 * (n_ae - 1))      # the same script, longer if need be
+                gt_ae = gt if len(gt) >= len(acts_ae) else R.gt_episode(seed, prompt, acts_ae, f"ep{i}ae")[0]
+                ae_fr = R.engine_episode(seed, prompt, acts_ae, f"ep{i}ae",
+                                         prefill=encode_context(encoder, gt_ae[:len(acts_ae)], n_ae))
+            else:
+                wm = R.engine_episode(seed, prompt, acts, f"ep{i}")
+            # 1. action following (frames t >= first: the generated ones; the motion over k frames may
+            # start in the context's last frames)
             acc = {}
             mot = {}
             for k in (1, 4):
                 mw, mg = camera_motion(wm, k), camera_motion(gt, k)
                 mot[k] = (mw, mg)
-                aw, nw = action_accuracy(mw, acts, k)
-                ag, _ = action_accuracy(mg, acts, k)
+                aw, nw = action_accuracy(mw, acts, k, first)
+                ag, _ = action_accuracy(mg, acts, k, first)
                 true = np.full_like(mg, np.nan)
                 true[k:] = cam[k:] - cam[:-k]
                 valid = ~np.isnan(mg[:, 0])
-                acc[f"k{k}"] = {"engine": aw, "ground_truth": ag, "frames_scored": nw,
+                acc[f"k{k}"] = {"engine": aw, "ground_truth": ag, "frames_scored": nw, "from_video_frame": first,
                                 "gt_estimator_exact": float(np.mean(np.all(mg[valid] == true[valid], axis=1)))}
                 mv = np.array([command(a) is not None for a in acts])
-                mv[:k] = False
+                mv[:max(k, first)] = False
                 sp = np.linalg.norm(mw[mv], axis=1)
                 acc[f"k{k}"]["engine_median_speed_px"] = float(np.median(sp)) if sp.size else float("nan")
-                acc[f"k{k}"]["commanded_speed_px"] = 4.0 * k
+                acc[f"k{k}"]["commanded_speed_px"] = SPEED * k
             ep["action_following"] = acc
-            # 2. frames 1-16 (from scratch: no image context)
-            m = min(16, n)
-            ps = [psnr(wm[t], gt[t]) for t in range(m)]
-            ss = [ssim(luma(wm[t:t + 1])[0], luma(gt[t:t + 1])[0]) for t in range(m)]
-            ep["frames_1_16_from_scratch"] = {
-                "note": "engine starts from noise without the ground truth's context (no image conditioning "
-                        "in the engine API): layouts differ, so this measures look, not reconstruction",
-                "psnr": [round(p, 3) for p in ps], "ssim": [round(s, 4) for s in ss],
-                "psnr_mean_1_8": float(np.mean(ps[:8])), "psnr_mean_1_16": float(np.mean(ps)),
-                "ssim_mean_1_8": float(np.mean(ss[:8])), "ssim_mean_1_16": float(np.mean(ss)),
-                "colour_engine": colour_stats(wm[:m]), "colour_ground_truth": colour_stats(gt[:m])}
-            # 3. stability
-            win = 64 if n >= 128 else max(16, n // 2)
-            ws = windows(wm, gt, win)
-            ep["stability"] = {"window": win, "windows": ws, "flags": stability_flags(ws)}
+            # 2. frames 1-16: video frames first .. first + 15
+            idx = list(range(first, first + m))
+            ps = [psnr(wm[t], gt[t]) for t in idx]
+            ss = [ssim(luma(wm[t:t + 1])[0], luma(gt[t:t + 1])[0]) for t in idx]
+            f16 = {"video_frames": [first, first + m - 1],
+                   "psnr": [round(p, 3) for p in ps], "ssim": [round(s, 4) for s in ss],
+                   "psnr_mean_1_8": float(np.mean(ps[:8])), "psnr_mean_1_16": float(np.mean(ps)),
+                   "ssim_mean_1_8": float(np.mean(ss[:8])), "ssim_mean_1_16": float(np.mean(ss)),
+                   "colour_engine": colour_stats(wm[first:first + m]),
+                   "colour_ground_truth": colour_stats(gt[first:first + m])}
+            if use_ctx:
+                pa = [psnr(ae_fr[t], gt_ae[t]) for t in idx]
+                sa = [ssim(luma(ae_fr[t:t + 1])[0], luma(gt_ae[t:t + 1])[0]) for t in idx]
+                pc = [psnr(wm[t], gt[t]) for t in range(first)]
+                f16.update({
+                    "note": f"after a real context of {n_ctx} latent frames ({first} video frames); frame k = video "
+                            f"frame {first} + k - 1",
+                    "ae_ceiling_psnr": [round(p, 3) for p in pa], "ae_ceiling_ssim": [round(s, 4) for s in sa],
+                    "ae_ceiling_psnr_mean_1_16": float(np.mean(pa)), "ae_ceiling_ssim_mean_1_16": float(np.mean(sa)),
+                    "ae_ceiling_note": "the engine decoding the encoder's latents of the true frames (prefill only): "
+                                       "the best the model's latent space allows",
+                    "context_psnr": [round(p, 3) for p in pc], "context_psnr_mean": float(np.mean(pc))})
+            else:
+                f16["note"] = res["context"]["note"]
+            ep[key16] = f16
+            # 3. stability (after the context)
+            n_s = n - first
+            win = 64 if n_s >= 128 else max(16, n_s // 2)
+            ws = windows(wm[first:], gt[first:], win)
+            for x in ws:
+                x["start"] += first
+            ep["stability"] = {"window": win, "from_video_frame": first, "windows": ws, "flags": stability_flags(ws)}
             res["episodes"].append(ep)
-            plot_data[i] = (acts, mot, ps, ss, ws, wm, gt)
-            print(f"episode {i} ({prompt}, {n} frames): action k1 {acc['k1']['engine']:.3f} (gt "
-                  f"{acc['k1']['ground_truth']:.3f}) k4 {acc['k4']['engine']:.3f} (gt {acc['k4']['ground_truth']:.3f}); "
-                  f"PSNR1-16 {np.mean(ps):.2f} SSIM {np.mean(ss):.3f}; flags {ep['stability']['flags']}", flush=True)
+            plot_data[i] = (acts, mot, ps, ss, ws, wm, gt, first)
+            ctx_msg = (f" (AE ceiling {f16['ae_ceiling_psnr_mean_1_16']:.2f}, context {f16['context_psnr_mean']:.2f} dB)"
+                       if use_ctx else "")
+            print(f"episode {i} ({prompt}, {n} frames, {'after a context of ' + str(first) if use_ctx else 'from scratch'}): "
+                  f"action k1 {acc['k1']['engine']:.3f} (gt {acc['k1']['ground_truth']:.3f}) k4 {acc['k4']['engine']:.3f} "
+                  f"(gt {acc['k4']['ground_truth']:.3f}); PSNR1-16 {np.mean(ps):.2f}{ctx_msg} SSIM {np.mean(ss):.3f}; "
+                  f"flags {ep['stability']['flags']}", flush=True)
         # 4. prompt adherence
         acts = action_script(look_frames)
         gt_mean, wm_mean = {}, {}
@@ -338,7 +467,7 @@ def main():
             ht += keys[i].split()[1] == keys[j].split()[1]
             per[k] = {"engine_mean_rgb": wm_mean[k].round(2).tolist(), "gt_mean_rgb": gt_mean[k].round(2).tolist(),
                       "nearest_look": keys[j]}
-        res["prompt_adherence"] = {"frames_per_look": look_frames, "looks": per,
+        res["prompt_adherence"] = {"frames_per_look": look_frames, "from_scratch": True, "looks": per,
                                    "accuracy_look": hit / len(keys), "accuracy_biome": hb / len(keys),
                                    "accuracy_time": ht / len(keys), "chance_look": 1 / len(keys)}
         print(f"prompt adherence: look {hit}/{len(keys)}, biome {hb}/{len(keys)}, time {ht}/{len(keys)}", flush=True)
@@ -351,8 +480,17 @@ def main():
             "action_following_engine_k4": float(np.mean([e["action_following"]["k4"]["engine"] for e in e0])),
             "action_following_gt_k1": float(np.mean([e["action_following"]["k1"]["ground_truth"] for e in e0])),
             "action_following_gt_k4": float(np.mean([e["action_following"]["k4"]["ground_truth"] for e in e0])),
-            "psnr_1_8_from_scratch": float(np.mean([e["frames_1_16_from_scratch"]["psnr_mean_1_8"] for e in e0])),
-            "ssim_1_8_from_scratch": float(np.mean([e["frames_1_16_from_scratch"]["ssim_mean_1_8"] for e in e0])),
+            "frames_1_16_mode": res["context"]["mode"],
+            "context_video_frames": first,
+        }
+        tag = "after_context" if use_ctx else "from_scratch"
+        for a, b in [("psnr_1_8", "psnr_mean_1_8"), ("ssim_1_8", "ssim_mean_1_8"), ("psnr_1_16", "psnr_mean_1_16"),
+                     ("ssim_1_16", "ssim_mean_1_16")] + ([("ae_ceiling_psnr_1_16", "ae_ceiling_psnr_mean_1_16"),
+                                                         ("ae_ceiling_ssim_1_16", "ae_ceiling_ssim_mean_1_16"),
+                                                         ("context_psnr", "context_psnr_mean")] if use_ctx else []):
+            res["summary"][a + ("" if a.startswith(("ae_", "context_")) else "_" + tag)] = \
+                float(np.mean([e[key16][b] for e in e0]))
+        res["summary"].update({
             "stability_frames": frames,
             "any_blur_out": any(e["stability"]["flags"].get("blur_out") for e in e0),
             "any_collapse": any(e["stability"]["flags"].get("collapse") for e in e0),
@@ -360,7 +498,7 @@ def main():
             "prompt_accuracy_look": res["prompt_adherence"]["accuracy_look"],
             "prompt_accuracy_biome": res["prompt_adherence"]["accuracy_biome"],
             "prompt_accuracy_time": res["prompt_adherence"]["accuracy_time"],
-        }
+        })
         os.makedirs(args.out_dir, exist_ok=True)
         jp = os.path.join(args.out_dir, name + ".json")
         with open(jp, "w") as f:
@@ -376,7 +514,7 @@ def main():
             if res["summary"]["action_following_gt_k1"] < 0.9 or res["summary"]["action_following_gt_k4"] < 0.9:
                 bad.append("ground-truth action accuracy < 90%: the motion estimator is broken")
             for e in e0:
-                for v in e["frames_1_16_from_scratch"]["psnr"]:
+                for v in e[key16]["psnr"] + e[key16].get("ae_ceiling_psnr", []) + e[key16].get("context_psnr", []):
                     if not (0 < v < 100):
                         bad.append(f"absurd PSNR {v}")
             if bad:
@@ -392,8 +530,10 @@ def plot(path, pd, keys, conf, res):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(2, 3, figsize=(17, 9.5))
-    acts, mot, ps, ss, ws, wm, gt = pd[0]
+    acts, mot, ps, ss, ws, wm, gt, first = pd[0]
     n = min(len(acts), 160)
+    if first:
+        ax[0, 0].axvspan(0, first - 0.5, color="0.85", label="context (prefilled)")
     mw, mg = mot[4]
     for c, (axis, col) in enumerate([("x", "tab:red"), ("y", "tab:blue")]):
         ax[0, 0].plot(mg[:n, c], color=col, lw=2, alpha=0.35, label=f"ground truth d{axis}")
@@ -410,7 +550,14 @@ def plot(path, pd, keys, conf, res):
     ax2 = ax[0, 1].twinx()
     for i, d in pd.items():
         ax2.plot(range(1, len(d[3]) + 1), d[3], "s--", alpha=0.6, label=f"SSIM ep{i}")
-    ax[0, 1].set_title("frames 1-16 vs ground truth (from scratch: no image context)")
+    if first:
+        for i, d in pd.items():
+            e = res["episodes"][i]["frames_1_16_after_context"]
+            ax[0, 1].plot(range(1, len(e["ae_ceiling_psnr"]) + 1), e["ae_ceiling_psnr"], ":", color="0.4",
+                          label="AE ceiling" if i == 0 else None)
+        ax[0, 1].set_title(f"frames 1-16 after a real context of {first} frames (frame 1 = video frame {first})")
+    else:
+        ax[0, 1].set_title("frames 1-16 vs ground truth (from scratch: no image context)")
     ax[0, 1].set_xlabel("frame")
     ax[0, 1].set_ylabel("PSNR dB")
     ax2.set_ylabel("SSIM")
@@ -443,10 +590,11 @@ def plot(path, pd, keys, conf, res):
                        f"biome {pa['accuracy_biome']:.2f}, time {pa['accuracy_time']:.2f}")
     ax[1, 1].set_ylabel("prompt")
     ax[1, 1].set_xlabel("nearest look")
-    t = [0, 15, len(wm) - 1]
+    t = [max(0, first - 1), min(first + 15, len(wm) - 1), len(wm) - 1]
     strip = np.concatenate([np.concatenate([gt[i], wm[i]], axis=0) for i in t], axis=1)
     ax[1, 2].imshow(strip)
-    ax[1, 2].set_title(f"ep 0 frames {[i + 1 for i in t]}: ground truth (top) / engine (bottom)")
+    ax[1, 2].set_title(f"ep 0 video frames {t}: ground truth (top) / engine (bottom)"
+                       + (f"\n(frame {first - 1}: last of the decoded context)" if first else ""))
     ax[1, 2].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=80)

@@ -1,7 +1,7 @@
 /* gt_render.c - plays the ground-truth game (host/game) under a wm-run action script and writes raw
  * RGB24 frames plus the camera position of every frame. Used by tools/eval/fidelity.py.
  *
- *   gt_render SEED "PROMPT" FRAMES ACTIONS.txt OUT.rgb OUT_CAMERA.txt
+ *   gt_render SEED "PROMPT" FRAMES ACTIONS.txt OUT.rgb OUT_CAMERA.txt [WIDTH HEIGHT]   (default 256 256)
  *
  * Action script as wm-run --actions: one line per frame, first token = button names joined by '+'
  * or '-' for none; '#' starts a comment; the last line is held after the end of the file.
@@ -35,10 +35,11 @@ static unsigned parse_buttons(char *line) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: gt_render SEED PROMPT FRAMES ACTIONS.txt OUT.rgb OUT_CAMERA.txt\n");
+    if (argc != 7 && argc != 9) {
+        fprintf(stderr, "usage: gt_render SEED PROMPT FRAMES ACTIONS.txt OUT.rgb OUT_CAMERA.txt [WIDTH HEIGHT]\n");
         return 2;
     }
+    const int W = argc == 9 ? atoi(argv[7]) : 256, H = argc == 9 ? atoi(argv[8]) : 256;
     uint64_t seed = strtoull(argv[1], NULL, 0);
     int T = atoi(argv[3]);
     FILE *fa = fopen(argv[4], "r");
@@ -55,11 +56,11 @@ int main(int argc, char **argv) {
     }
     fclose(fa);
     for (int t = n; t < T; t++) acts[t] = n ? acts[n - 1] : 0;
-    wm_game *g = wm_game_new(seed, argv[2], 256, 256);
+    wm_game *g = wm_game_new(seed, argv[2], W, H); /* NULL for a size the game does not support */
     FILE *fo = fopen(argv[5], "wb"), *fc = fopen(argv[6], "w");
-    uint8_t *rgb = malloc(256 * 256 * 3);
+    uint8_t *rgb = malloc((size_t)W * H * 3);
     if (!g || !fo || !fc || !rgb) {
-        fprintf(stderr, "gt_render: setup failed\n");
+        fprintf(stderr, "gt_render: setup failed (size %dx%d)\n", W, H);
         return 1;
     }
     for (int t = 0; t < T; t++) {
@@ -67,10 +68,10 @@ int main(int argc, char **argv) {
         memset(&a, 0, sizeof a);
         a.buttons = acts[t];
         wm_game_step(g, &a);
-        wm_game_render(g, rgb, 256 * 3);
+        wm_game_render(g, rgb, (size_t)W * 3);
         wm_game_info info;
         wm_game_get_info(g, &info);
-        if (fwrite(rgb, 1, 256 * 256 * 3, fo) != 256 * 256 * 3) return 1;
+        if (fwrite(rgb, 1, (size_t)W * H * 3, fo) != (size_t)W * H * 3) return 1;
         fprintf(fc, "%lld %lld\n", (long long)info.camera_x, (long long)info.camera_y);
     }
     fclose(fo);

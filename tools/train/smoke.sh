@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # smoke.sh - the whole training pipeline on the CPU at toy sizes (a few minutes): generates 8 episodes
 # of 33 frames at 64x64, trains the autoencoder and the DiT for a few steps each, exports the engine's
-# model folder and runs it through the engine (wm-run), then checks the engine against the PyTorch
-# reference on it. Proves the pipeline and the layout, not the quality.
+# model folder (with encoder.safetensors) and runs it through the engine (wm-run), then checks the engine
+# against the PyTorch reference on it - from scratch, and after a real context (a held-out episode's
+# first 13 frames through the exported encoder, wm-run --prefill-latents; the reference commits the
+# same latents as train_dit.py's validation does) - checks that wm-run refuses a bad prefill file, and
+# runs tools/eval/fidelity.py on the toy model in its context mode. Proves the pipeline and the
+# layout, not the quality.
 #
 #   tools/train/smoke.sh [WORKDIR] [BUILD_DIR]     defaults: /tmp/wm_smoke, build
 set -euo pipefail
@@ -24,5 +28,22 @@ printf 'right\nright\nright+torch\ndown\n-\nleft\n' > "$WORK/actions.txt"
       --actions "$WORK/actions.txt" --latents "$WORK/engine.lat" --out "$WORK/engine.rgb" --threads 2
 "$PY" "$ROOT/tools/train/engine_check.py" "$WORK/model" "$WORK/engine.lat" "$WORK/engine.rgb" \
       "snowy night fog" "$WORK/actions.txt"
+# a real context: 4 latent frames (video frames 0..12) of a held-out episode, then generation
+EP=$(ls "$WORK"/data/ep_*.safetensors | tail -1)
+PROMPT=$("$PY" "$ROOT/tools/train/encode_context.py" "$WORK/model" "$EP" 4 "$WORK/ctx.lat" --actions "$WORK/ctx_actions.txt")
+"$BUILD/host/wm-run/wm-run" --model "$WORK/model" --prefill-latents "$WORK/ctx.lat" --frames 29 --prompt "$PROMPT" \
+      --seed 0 --actions "$WORK/ctx_actions.txt" --latents "$WORK/ctx_engine.lat" --out "$WORK/ctx_engine.rgb" --threads 2
+"$PY" "$ROOT/tools/train/engine_check.py" "$WORK/model" "$WORK/ctx_engine.lat" "$WORK/ctx_engine.rgb" "$PROMPT" \
+      "$WORK/ctx_actions.txt" --prefill "$WORK/ctx.lat"
+# wm-run refuses a prefill that is not whole latent frames, and --frames below the context (exit 2)
+head -c 1000 "$WORK/ctx.lat" > "$WORK/bad.lat"
+for bad in "--prefill-latents $WORK/bad.lat" "--prefill-latents $WORK/ctx.lat --frames 12"; do
+  rc=0; "$BUILD/host/wm-run/wm-run" --model "$WORK/model" --prompt x --quiet $bad 2>"$WORK/bad.txt" || rc=$?
+  [ "$rc" = 2 ] || { echo "smoke: wm-run $bad: exit $rc, expected 2" >&2; cat "$WORK/bad.txt" >&2; exit 1; }
+done
+# the fidelity tool in its context mode (PSNR/SSIM of frames 1-16 after the 13-frame context)
+"$PY" "$ROOT/tools/eval/fidelity.py" --model "$WORK/model" --build "$BUILD" --frames 40 --look-frames 4 \
+      --out-dir "$WORK/fidelity" --check
+grep -q '"frames_1_16_mode": "after_context"' "$WORK/fidelity/fidelity.json"
 "$PY" "$ROOT/tools/train/plot_curves.py" "$WORK/run" --out "$WORK/curves.png"
 echo "smoke: OK ($WORK)"
