@@ -30,25 +30,22 @@ import st_io  # noqa: E402
 # ------------------------------------------------------------------------------------------------
 # Families and presets
 # ------------------------------------------------------------------------------------------------
-# Sampler and cache settings of each published family, as the public inference configs set them:
-#   self-forcing:    guandeh17/Self-Forcing configs/self_forcing_dmd.yaml (+ default_config.yaml)
-#   causvid:         tianweiy/CausVid configs/wan_causal_dmd.yaml + wan_wrapper.py (FlowMatchScheduler shift 8)
-#   causvid-warp4:   tianweiy/CausVid configs/wan_causal_dmd_warp_4step_cfg2.yaml
-#   longlive:        NVlabs/LongLive configs/longlive_inference.yaml (LongLive-1.3B, before "LongLive 2.0")
-#   rolling-forcing: TencentARC/RollingForcing configs/rolling_forcing_dmd.yaml + wan/modules/causal_model.py
-#                    (21-frame attention span, the first chunk kept as the anchor)
-# The trailing 0 of CausVid's list is the clean cache pass (context_noise 0 here).
-_SF = {"num_frame_per_block": 3, "denoising_step_list": [1000, 750, 500, 250], "warp_denoising_step": True,
-       "timestep_shift": 5.0, "context_noise": 0, "local_attn_size": -1, "sink_size": 0, "max_cache_frames": 21}
-PRESETS = {
-    "self-forcing": dict(_SF),
-    "causvid": dict(_SF, denoising_step_list=[1000, 757, 522], warp_denoising_step=False, timestep_shift=8.0),
-    "causvid-warp4": dict(_SF, timestep_shift=8.0),
-    "longlive": dict(_SF, local_attn_size=12, sink_size=3, recache_on_prompt_switch=True),
-    "rolling-forcing": dict(_SF, denoising_step_list=[1000, 800, 600, 400, 200], local_attn_size=21, sink_size=3,
-                            sampler="rolling_forcing"),
-    "wan": dict(_SF),
-}
+# Sampler and cache settings of each published family, as its public inference config sets them:
+# assets/presets/<name>.json (engine config keys; "_source" says where each was read). Keys starting
+# with "_" are notes, not copied into config.json.
+PRESET_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "assets", "presets"))
+
+
+def load_presets(folder=PRESET_DIR):
+    out = {}
+    for fn in sorted(os.listdir(folder)):
+        if fn.endswith(".json"):
+            with open(os.path.join(folder, fn)) as f:
+                out[fn[:-5]] = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    return out
+
+
+PRESETS = load_presets()
 STREAM_DEFAULTS = {"latent_height": 60, "latent_width": 104, "fps": 16}   # 480x832 at 16 fps
 
 # LoRA adapters of the published families: peft LoraConfig(r, lora_alpha) of their inference yaml
