@@ -14,7 +14,10 @@
      checkpoints round-trip (parameters and Adam moments);
   6. common.rollout_prefill (train_dit.py's validation context, engine_check.py --prefill) continues a
      rollout exactly like the chunks it replaces;
-  7. the encoder is causal: the latents of an episode's first 1 + 4(n-1) frames are its first n
+  7. train_dit.py's --change-weight: make_batch marks exactly the latent frames whose action differs from
+     the previous latent frame of the episode, the weighted loss is the weighted mean of per-frame
+     MSEs, and weight 1 is the plain MSE;
+  8. the encoder is causal: the latents of an episode's first 1 + 4(n-1) frames are its first n
      latents (what tools/eval/fidelity.py relies on to encode a context).
 """
 import json
@@ -227,11 +230,45 @@ def test_export_checkpoint():
               f"{n_shards} param shards")
 
 
+def test_change_weight():
+    import argparse
+    import train_dit
+    E, L, C = 3, 10, 4
+    acts = torch.zeros(E, L, 5)
+    acts[:, 4:, 3] = 1.0             # right from latent 4 on
+    acts[1, 7, 3] = 0.25             # a mixed latent frame
+    ds = train_dit.LatentSet(torch.randn(E, L, C, 4, 6).half(), acts, torch.zeros(E, L, dtype=torch.long),
+                             torch.zeros(E, 2, 6, dtype=torch.long), torch.ones(E, 2, dtype=torch.long),
+                             [["a", "a"]] * E, ["x"] * E)
+    args = argparse.Namespace(shift=1.0, p_clean=0.5, ctx_aug=0.05, chunk=1, change_weight=3.0)
+    gen = torch.Generator().manual_seed(5)
+    ok = True
+    for _ in range(20):
+        b = train_dit.make_batch(ds, 4, 5, args, [1.0, 0.75, 0.5, 0.25], gen, "cpu")
+        a = b["acts"][:, :5]
+        # the episode frame of each clip position, from the actions' positions in the episode
+        for i in range(4):
+            e = int(b["episodes"][i])
+            match = [s0 for s0 in range(L - 4) if torch.equal(ds.acts[e, s0:s0 + 5], a[i])]
+            expect = [[f > 0 and not torch.equal(ds.acts[e, f], ds.acts[e, f - 1]) for f in range(s0, s0 + 5)]
+                      for s0 in match]
+            ok &= b["change"][i].tolist() in expect
+    v, tgt = torch.randn(4, 5, C, 4, 6), torch.randn(4, 5, C, 4, 6)
+    ch = torch.rand(4, 5) < 0.3
+    w = 1 + 2.0 * ch.float()
+    manual = (((v - tgt) ** 2).mean((2, 3, 4)) * w).sum() / w.sum()
+    d = (train_dit.weighted_mse(v, tgt, ch, 3.0) - manual).abs().item()
+    plain = torch.equal(train_dit.weighted_mse(v, tgt, ch, 1.0), torch.nn.functional.mse_loss(v, tgt))
+    check("--change-weight: action-change frames marked as in the episode, weighted per-frame MSE, 1 = plain MSE",
+          bool(ok) and d < 1e-6 and plain, f"|weighted - manual| {d:.1e}")
+
+
 if __name__ == "__main__":
     test_forward_vs_streaming()
     test_flex()
     test_actions_prompts()
     test_ae()
     test_export_checkpoint()
+    test_change_weight()
     print(f"{sum(results)}/{len(results)} checks passed")
     sys.exit(0 if all(results) else 1)

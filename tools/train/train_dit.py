@@ -10,6 +10,8 @@ conditioned on the prompt (text encoder -> cross-attention) and the per-latent-f
 (MODEL.md 8) added to the time embedding. The clip is doubled (dit.py): a context copy - clean x0 at
 timestep 0 (the engine's cache pass; probability --p-clean) or the noisy frames themselves (plain
 diffusion forcing) - and the target copy, under the block-causal chunk mask with the engine's window.
+--change-weight W weighs the latent frames whose action differs from the previous one's W times in the
+loss (a weighted mean of per-frame MSEs; 1 = plain MSE): where only the action predicts the motion.
 
 Validation (every --val-every steps, on held-out episodes): the flow loss at fixed noise levels with a
 clean context, and a streaming rollout through wm_ref.Rollout (the engine's few-step schedule and KV
@@ -134,6 +136,10 @@ def make_batch(ds, B, clip, args, sample_sig, gen, dev):
     fr = start[:, None] + torch.arange(clip, device=dev)[None]
     x0 = ds.z[e[:, None], fr].float()                                        # [B, L, C, h, w]
     acts = ds.acts[e[:, None], fr]
+    # latent frames whose action differs from the previous latent frame's (of the episode): where the
+    # motion so far does not predict the next one and only the action does
+    prev = ds.acts[e[:, None], (fr - 1).clamp(min=0)]
+    change = ((acts - prev).abs().sum(-1) > 1e-6) & (fr > 0)
     pid = ds.pid[e[:, None], fr]
     sig = sample_sigmas(B, clip, args.chunk, args, sample_sig, gen, dev)
     eps = torch.randn(x0.shape, generator=gen, device=dev)
@@ -147,15 +153,26 @@ def make_batch(ds, B, clip, args, sample_sig, gen, dev):
     x = torch.cat([ctx, xt], 1)
     t = torch.cat([t_ctx, sig * 1000], 1)
     return dict(x=x, t=t, acts=torch.cat([acts, acts], 1), pid=torch.cat([pid, pid], 1), tok=ds.tok[e],
-                tok_len=ds.tok_len[e], v=eps - x0, episodes=e)
+                tok_len=ds.tok_len[e], v=eps - x0, episodes=e, change=change)
 
 
-def loss_of(model, b, args, mask, rope, amp):
+def weighted_mse(v, target, change, change_weight):
+    """MSE over target frames [B, L, ...]; with change_weight != 1 the frames marked in change [B, L]
+    weigh change_weight times the others (normalised: a weighted mean of per-frame MSEs)."""
+    if change_weight == 1:
+        return F.mse_loss(v, target)
+    w = 1.0 + (change_weight - 1.0) * change.float()
+    per_frame = ((v - target) ** 2).flatten(2).mean(2)
+    return (per_frame * w).sum() / w.sum()
+
+
+def loss_of(model, b, args, mask, rope, amp, change_weight=None):
     with amp:
         ctxkv = dit.context_kv(model, prompt_emb(model, b["tok"], b["tok_len"], args.text_len))
         v = dit.forward(model, b["x"], b["t"], b["acts"], ctxkv, b["pid"], mask, rope)
     L = b["v"].shape[1]
-    return F.mse_loss(v[:, L:].float(), b["v"])
+    cw = args.change_weight if change_weight is None else change_weight
+    return weighted_mse(v[:, L:].float(), b["v"], b["change"], cw)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,7 +191,7 @@ def val_loss(model, ds, args, sample_sig, mask, rope, amp, dev):
         eps = b["v"] + x0
         b["x"] = torch.cat([x0, (1 - s) * x0 + s * eps], 1)
         b["t"] = torch.cat([torch.zeros_like(b["t"][:, :L]), torch.full_like(b["t"][:, :L], 1000 * s)], 1)
-        tot += loss_of(model, b, args, mask, rope, amp).item()
+        tot += loss_of(model, b, args, mask, rope, amp, change_weight=1.0).item()  # the plain flow loss
         n += 1
     return tot / n
 
@@ -242,6 +259,9 @@ def main(argv=None):
     # objective
     ap.add_argument("--p-clean", type=float, default=0.5, help="share of clips with a clean context copy")
     ap.add_argument("--ctx-aug", type=float, default=0.05, help="max noise std on the clean context")
+    ap.add_argument("--change-weight", type=float, default=1.0,
+                    help="loss weight of latent frames whose action differs from the previous latent frame's "
+                         "(1 = plain MSE); > 1 pushes the model to follow a new action at once")
     # validation and machinery
     ap.add_argument("--val-episodes", type=int, default=2)
     ap.add_argument("--val-every", type=int, default=1000)
@@ -282,7 +302,7 @@ def main(argv=None):
     latent_hw = (H // common.SPACE_DOWN, W // common.SPACE_DOWN)
     arch = {k: getattr(args, k) for k in ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk",
                                           "window", "sinks", "sample_steps", "shift", "latent_channels", "clip",
-                                          "p_clean", "ctx_aug"]}
+                                          "p_clean", "ctx_aug", "change_weight"]}
     config = exporter.build_config(arch, vocab, latent_hw, ae.dec_cfg)
     if resume and saved["config"]["text_encoder"]["vocab"] != vocab:
         raise SystemExit("the data's vocabulary differs from the checkpoint's")
