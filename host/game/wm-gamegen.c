@@ -91,13 +91,16 @@ static void push(policy *p, uint32_t b, int n) {
     for (int i = 0; i < n && p->q_len < (int)(sizeof p->queue / sizeof p->queue[0]); i++) p->queue[p->q_len++] = b;
 }
 
-/* Random walk with persistence: a direction (or standing still) held for 4-40 frames. */
+/* Random walk with persistence: a direction (or standing still) held for 4-20 frames (1-5 latent
+ * frames). Short holds matter: with longer ones most training frames repeat the previous action and
+ * the model learns to continue the visible motion instead of reading the action (tools/train/README.md,
+ * "what limits the shipped model"). */
 static void segment_random(policy *p) {
     static const uint32_t dirs[9] = {0, UP, DOWN, LEFT, RIGHT, UP | LEFT, UP | RIGHT, DOWN | LEFT, DOWN | RIGHT};
     static const int weights[9] = {12, 15, 15, 15, 15, 7, 7, 7, 7};
     int r = rand_int(&p->rng, 0, 99), d = 0;
     while (r >= weights[d]) r -= weights[d++];
-    push(p, dirs[d], rand_int(&p->rng, 4, 40));
+    push(p, dirs[d], rand_int(&p->rng, 4, 20));
 }
 
 /* Scripted patterns that come back to where they started, so the model sees places again. */
