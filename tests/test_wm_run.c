@@ -3,6 +3,7 @@
  * outputs, determinism, action scripts, prompt embeddings, and the exit codes (2 usage, 1 runtime). */
 #include "harness.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -221,6 +222,47 @@ int main(void) {
     CHECK_RUN(2, "--model %s/emb %s --frames 3 --actions %s/axes.txt", g_dir, common, g_dir);
     CHECK_OUTPUT("axes.txt:3:");
     CHECK_RUN(1, "--model %s/text %s --frames 3 --actions %s/missing.txt", g_dir, common, g_dir);
+
+    /* --prefill-latents: a context of another run's first 2 chunks (4 latent frames) continues it exactly
+     * (the prefill is the cache pass a generated chunk gets); bad files exit 2, a missing one 1 */
+    CHECK_RUN(0, "--model %s/text %s --frames 21 --actions %s/walk.txt --latents %s/p.lat --out %s/p.rgb -q", g_dir,
+              common, g_dir, g_dir, g_dir);
+    {
+        const size_t ctx_floats = 4 * 4 * 4 * 6;
+        float *lat = malloc(ctx_floats * sizeof(float));
+        char path[128];
+        path_of(path, sizeof path, "p.lat");
+        FILE *f = fopen(path, "rb");
+        CHECK(f && fread(lat, sizeof(float), ctx_floats, f) == ctx_floats);
+        if (f) fclose(f);
+        path_of(path, sizeof path, "ctx.lat");
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(lat, sizeof(float), ctx_floats, f) == ctx_floats);
+        if (f) fclose(f);
+        path_of(path, sizeof path, "ctx3.lat"); /* 3 latent frames: not whole chunks */
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(lat, sizeof(float), 3 * 4 * 4 * 6, f) == 3 * 4 * 4 * 6);
+        if (f) fclose(f);
+        lat[5] = NAN;
+        path_of(path, sizeof path, "nan.lat");
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(lat, sizeof(float), ctx_floats, f) == ctx_floats);
+        if (f) fclose(f);
+        free(lat);
+    }
+    CHECK_RUN(0,
+              "--model %s/text %s --frames 21 --actions %s/walk.txt --prefill-latents %s/ctx.lat --latents %s/q.lat "
+              "--out %s/q.rgb -q",
+              g_dir, common, g_dir, g_dir, g_dir, g_dir);
+    CHECK(same_files("p.lat", "q.lat") && same_files("p.rgb", "q.rgb"));
+    write_text("odd.lat", "0123456789"); /* not whole latent frames */
+    CHECK_RUN(2, "--model %s/text %s --frames 21 --prefill-latents %s/odd.lat", g_dir, common, g_dir);
+    CHECK_RUN(2, "--model %s/text %s --frames 21 --prefill-latents %s/ctx3.lat", g_dir, common, g_dir);
+    CHECK_OUTPUT("multiple");
+    CHECK_RUN(2, "--model %s/text %s --frames 21 --prefill-latents %s/nan.lat", g_dir, common, g_dir);
+    CHECK_OUTPUT("finite");
+    CHECK_RUN(2, "--model %s/text %s --frames 12 --prefill-latents %s/ctx.lat", g_dir, common, g_dir);
+    CHECK_RUN(1, "--model %s/text %s --frames 21 --prefill-latents %s/none.lat", g_dir, common, g_dir);
 
     /* embedding models: default zero token, a safetensors prompt, --prompt refused */
     CHECK_RUN(0, "--model %s/emb %s --frames 4 --out %s/e0.rgb", g_dir, common, g_dir);
