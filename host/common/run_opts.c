@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-void wm_run_opts_init(wm_run_opts *o, int argc, char **argv, long long frames, long long frames_max) {
+void wm_run_opts_init(wm_run_opts *o, int argc, char **argv, unsigned takes, long long frames,
+                      long long frames_max) {
     memset(o, 0, sizeof *o);
+    o->takes = takes;
     o->frames = frames;
     o->frames_max = frames_max;
     o->backend = WM_BACKEND_AUTO;
@@ -67,30 +69,16 @@ int wm_run_opts_parse(wm_run_opts *o, int *i) {
     }
     long long v;
     int k;
+    const unsigned t = o->takes;
     if (!strcmp(a, "--plugin")) return str_value(o, i, &o->plugin);
     if (!strcmp(a, "--model")) return str_value(o, i, &o->model);
-    if (!strcmp(a, "--prompt")) return str_value(o, i, &o->prompt);
-    if (!strcmp(a, "--prompt-embedding")) return str_value(o, i, &o->prompt_embedding);
-    if (!strcmp(a, "--actions")) return str_value(o, i, &o->actions);
     if (!strcmp(a, "--seed")) return u64_value(o, i, &o->seed);
-    if (!strcmp(a, "--random-weights")) { /* an optional SEED follows */
+    if (!strcmp(a, "--random-weights")) {
         o->random_weights = 1;
-        if (*i + 1 < o->argc && wm_cli_parse_u64(o->argv[*i + 1], &o->weight_seed)) ++*i;
+        /* an optional SEED follows */
+        if (t & WM_RUN_OPT_WEIGHT_SEED && *i + 1 < o->argc && wm_cli_parse_u64(o->argv[*i + 1], &o->weight_seed))
+            ++*i;
         return 1;
-    }
-    if (!strcmp(a, "--frames")) {
-        char what[64] = "a positive frame count";
-        if (o->frames_max < ((long long)1 << 40)) snprintf(what, sizeof what, "a frame count in [1, %lld]", o->frames_max);
-        if ((k = int_value(o, i, 1, o->frames_max, what, &v)) == 1) o->frames = v;
-        return k;
-    }
-    if (!strcmp(a, "--window")) {
-        if ((k = int_value(o, i, -1, INT_MAX, "-1 or a frame count", &v)) == 1) o->window = (int)v;
-        return k;
-    }
-    if (!strcmp(a, "--sinks")) {
-        if ((k = int_value(o, i, 0, INT_MAX, "a frame count", &v)) == 1) o->sinks = (int)v;
-        return k;
     }
     if (!strcmp(a, "--threads")) {
         if ((k = int_value(o, i, 0, 4096, "an integer in [0, 4096]", &v)) == 1) o->threads = (int)v;
@@ -103,8 +91,35 @@ int wm_run_opts_parse(wm_run_opts *o, int *i) {
         if (o->backend < 0) return wm_cli_usage_error("--backend: '%s' is not one of cpu, cuda, auto", val), -1;
         return 1;
     }
-    if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) return o->quiet = 1;
-    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) return o->verbose = 1;
+    if (t & WM_RUN_OPT_PROMPT) {
+        if (!strcmp(a, "--prompt")) return str_value(o, i, &o->prompt);
+        if (!strcmp(a, "--prompt-embedding")) return str_value(o, i, &o->prompt_embedding);
+    }
+    if (t & WM_RUN_OPT_ACTIONS && !strcmp(a, "--actions")) return str_value(o, i, &o->actions);
+    if (t & WM_RUN_OPT_FRAMES && !strcmp(a, "--frames")) {
+        char what[64] = "a positive frame count";
+        if (o->frames_max < ((long long)1 << 40)) snprintf(what, sizeof what, "a frame count in [1, %lld]", o->frames_max);
+        if ((k = int_value(o, i, 1, o->frames_max, what, &v)) == 1) o->frames = v;
+        return k;
+    }
+    if (t & WM_RUN_OPT_CACHE) {
+        if (!strcmp(a, "--window")) {
+            if ((k = int_value(o, i, -1, INT_MAX, "-1 or a frame count", &v)) == 1) o->window = (int)v;
+            return k;
+        }
+        if (!strcmp(a, "--sinks")) {
+            if ((k = int_value(o, i, 0, INT_MAX, "a frame count", &v)) == 1) o->sinks = (int)v;
+            return k;
+        }
+    }
+    if (t & WM_RUN_OPT_MAX_CACHE && !strcmp(a, "--max-cache")) {
+        if ((k = int_value(o, i, 0, INT_MAX, "a frame count", &v)) == 1) o->max_cache = (int)v;
+        return k;
+    }
+    if (t & WM_RUN_OPT_VERBOSITY) {
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) return o->quiet = 1;
+        if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) return o->verbose = 1;
+    }
     return 0;
 }
 

@@ -45,7 +45,6 @@ typedef struct options {
     wm_run_opts opts; /* model, session, frames, actions, accelerations, verbosity (run_opts.h) */
     const char *save_actions, *json, *label, *dense_out, *accel_out;
     uint64_t action_seed;
-    int max_cache;
 } options;
 
 static void usage(FILE *f) {
@@ -89,29 +88,26 @@ static void usage(FILE *f) {
 
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    wm_run_opts_init(&o->opts, argc, argv, 1000, 100000000);
+    wm_run_opts_init(&o->opts, argc, argv,
+                     WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS | WM_RUN_OPT_CACHE |
+                         WM_RUN_OPT_MAX_CACHE | WM_RUN_OPT_VERBOSITY | WM_RUN_OPT_WEIGHT_SEED,
+                     1000, 100000000);
     o->action_seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         const int r = wm_run_opts_parse(&o->opts, &i);
         if (r < 0) return WM_CLI_EXIT_USAGE; /* the message is printed */
         if (r > 0) continue;
-        long long v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
         }
-        if (!val && (!strcmp(a, "--action-seed") || !strcmp(a, "--save-actions") || !strcmp(a, "--max-cache") ||
-                     !strcmp(a, "--json") || !strcmp(a, "--label") || !strcmp(a, "--dense-out") ||
-                     !strcmp(a, "--accel-out")))
+        if (!val && (!strcmp(a, "--action-seed") || !strcmp(a, "--save-actions") || !strcmp(a, "--json") ||
+                     !strcmp(a, "--label") || !strcmp(a, "--dense-out") || !strcmp(a, "--accel-out")))
             return wm_cli_usage_error("%s needs a value", a);
         if (!strcmp(a, "--action-seed")) {
             if (!wm_cli_parse_u64(argv[++i], &o->action_seed))
                 return wm_cli_usage_error("--action-seed: '%s' is not a non-negative integer", val);
-        } else if (!strcmp(a, "--max-cache")) {
-            if (!wm_cli_parse_ll(argv[++i], 0, INT_MAX, &v))
-                return wm_cli_usage_error("--max-cache: '%s' is not a frame count", val);
-            o->max_cache = (int)v;
         } else if (!strcmp(a, "--save-actions")) {
             o->save_actions = argv[++i];
         } else if (!strcmp(a, "--json")) {
@@ -467,7 +463,7 @@ static cJSON *build_json(const options *o, const run *r) {
     if (!o->opts.actions) cJSON_AddNumberToObject(set, "action_seed", (double)o->action_seed);
     cJSON_AddNumberToObject(set, "window", o->opts.window);
     cJSON_AddNumberToObject(set, "sinks", o->opts.sinks);
-    cJSON_AddNumberToObject(set, "max_cache", o->max_cache);
+    cJSON_AddNumberToObject(set, "max_cache", o->opts.max_cache);
     cJSON_AddNumberToObject(set, "model_window_frames", info->window_frames);
     cJSON_AddNumberToObject(set, "model_sink_frames", info->sink_frames);
     cJSON_AddStringToObject(set, "accel_desc", r->accel_desc);
@@ -710,7 +706,7 @@ int main(int argc, char **argv) {
     sp.seed = o.opts.seed;
     sp.window_frames = o.opts.window;
     sp.sink_frames = o.opts.sinks;
-    sp.max_cache_frames = o.max_cache;
+    sp.max_cache_frames = o.opts.max_cache;
     sp.abort_cb = wm_host_abort_on_interrupt;
     wm_session_params spa = sp;
     if (!o.opts.module_flag) spa.accel.tempcache = spa.accel.annsa = spa.accel.annca = 1; /* --accel all */

@@ -97,7 +97,10 @@ static void usage(FILE *f) {
 /* Returns 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    wm_run_opts_init(&o->opts, argc, argv, 48, (long long)1 << 40);
+    wm_run_opts_init(&o->opts, argc, argv,
+                     WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS | WM_RUN_OPT_CACHE |
+                         WM_RUN_OPT_VERBOSITY | WM_RUN_OPT_WEIGHT_SEED,
+                     48, (long long)1 << 40);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         const int r = wm_run_opts_parse(&o->opts, &i);
