@@ -8,7 +8,8 @@
  * A chunk that fails (out of memory, a full unbounded cache) ends the run early: the JSON still has
  * every chunk measured so far plus "stopped" with the reason, and the exit status is 3. The per-chunk
  * arrays (chunk time, cache tokens and bytes, device memory, densities, merges) are what
- * tools/bench/plot_accel.py draws against frames.
+ * tools/bench/plot_accel.py draws against frames. Exit codes: 0 ok, 1 runtime error, 2 usage error
+ * (the options are checked as wm-run checks them: run_opts.h), 3 a chunk failed.
  *
  * The commit is taken from $WM_COMMIT (tools/bench/*.sh set it). --profile OUT.json times every backend
  * op separately (each synchronised) and writes ms, calls and achieved TFLOP/s of the GEMMs and
@@ -17,9 +18,12 @@
  * both. Compare numbers only within one run on one machine. */
 #define _GNU_SOURCE
 #include "accel_args.h"
+#include "cli.h"
+#include "run_opts.h"
 #include "wm.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,57 +41,75 @@ static double pct(const double *sorted, int n, double p) {
     return sorted[i];
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N]\n"
-                    "                [--backend cpu|cuda|auto] [--threads N] [--window W] [--sinks S] [--max-cache N]\n"
-                    "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [--profile OUT.json]\n"
-            "                [acceleration flags]\n%s",
+static void usage(FILE *f) {
+    fprintf(f, "usage: wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N]\n"
+               "                [--backend cpu|cuda|auto] [--threads N] [--window W] [--sinks S] [--max-cache N]\n"
+               "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [--profile OUT.json]\n"
+               "                [acceleration flags]\n%s",
             wm_accel_args_help);
 }
 
-int main(int argc, char **argv) {
-    const char *model = NULL, *json_path = NULL, *label = "", *plugin = getenv("WM_PLUGIN"), *profile = NULL;
-    int random_weights = 0, chunks = 5, warmup = 1, backend = WM_BACKEND_AUTO, threads = 0;
-    int window = -2, sinks = -1, max_cache = 0;
-    uint64_t seed = 1;
-    /* acceleration flags are checked now and applied over the plugin's defaults once it is loaded */
-    wm_accel_params scratch;
-    memset(&scratch, 0, sizeof scratch);
-    int accel_argi[64], n_accel = 0;
+typedef struct options {
+    wm_run_opts opts; /* plugin, model, session, accelerations (run_opts.h) */
+    const char *json_path, *label, *profile;
+    int chunks, warmup;
+} options;
+
+/* Returns 0, or the exit code after printing a usage error. The options wm-bench shares with the
+ * other tools that run a model are run_opts.h's, but for --random-weights, which takes no seed here:
+ * the weights' seed of wm-bench is always 1234. It has no prompt ("benchmark", or an embedding of its
+ * own), no --frames (--chunks) and no verbosity flags. */
+static int parse_args(int argc, char **argv, options *o) {
+    memset(o, 0, sizeof *o);
+    wm_run_opts_init(&o->opts, argc, argv, WM_RUN_OPT_CACHE | WM_RUN_OPT_MAX_CACHE, 0, 0);
+    o->opts.seed = 1;
+    o->opts.weight_seed = 1234;
+    o->label = "";
+    o->chunks = 5;
+    o->warmup = 1;
     for (int i = 1; i < argc; i++) {
-        const int at = i;
-        int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
-        if (r < 0) return 2;
-        if (r > 0) {
-            if (n_accel == 64) { usage(); return 2; }
-            accel_argi[n_accel++] = at;
-            continue;
+        const int r = wm_run_opts_parse(&o->opts, &i);
+        if (r < 0) return WM_CLI_EXIT_USAGE; /* the message is printed */
+        if (r > 0) continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!v && (!strcmp(a, "--chunks") || !strcmp(a, "--warmup") || !strcmp(a, "--json") ||
+                          !strcmp(a, "--label") || !strcmp(a, "--profile"))) {
+            return wm_cli_usage_error("%s needs a value", a);
+        } else if (!strcmp(a, "--chunks")) {
+            if (!wm_cli_parse_ll(argv[++i], 1, INT_MAX / 2, &n))
+                return wm_cli_usage_error("--chunks: '%s' is not a positive integer", v);
+            o->chunks = (int)n;
+        } else if (!strcmp(a, "--warmup")) {
+            if (!wm_cli_parse_ll(argv[++i], 0, INT_MAX / 2, &n))
+                return wm_cli_usage_error("--warmup: '%s' is not a non-negative integer", v);
+            o->warmup = (int)n;
+        } else if (!strcmp(a, "--json")) {
+            o->json_path = argv[++i];
+        } else if (!strcmp(a, "--label")) {
+            o->label = argv[++i];
+        } else if (!strcmp(a, "--profile")) {
+            o->profile = argv[++i];
+        } else {
+            return wm_cli_usage_error("unknown argument '%s'", a);
         }
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name) (strcmp(a, name) == 0 && v && (i++, 1))
-        if (ARG("--model")) model = v;
-        else if (strcmp(a, "--random-weights") == 0) random_weights = 1;
-        else if (ARG("--chunks")) chunks = atoi(v);
-        else if (ARG("--warmup")) warmup = atoi(v);
-        else if (ARG("--threads")) threads = atoi(v);
-        else if (ARG("--window")) window = atoi(v);
-        else if (ARG("--sinks")) sinks = atoi(v);
-        else if (ARG("--max-cache")) max_cache = atoi(v);
-        else if (ARG("--seed")) seed = strtoull(v, NULL, 0);
-        else if (ARG("--json")) json_path = v;
-        else if (ARG("--label")) label = v;
-        else if (ARG("--profile")) profile = v;
-        else if (ARG("--plugin")) plugin = v;
-        else if (ARG("--backend")) {
-            if (!strcmp(v, "cpu")) backend = WM_BACKEND_CPU;
-            else if (!strcmp(v, "cuda")) backend = WM_BACKEND_CUDA;
-            else if (!strcmp(v, "auto")) backend = WM_BACKEND_AUTO;
-            else { usage(); return 2; }
-        } else { usage(); return 2; }
-#undef ARG
     }
-    if (!model || chunks < 1 || warmup < 0) { usage(); return 2; }
+    if (!o->opts.model) return wm_cli_usage_error("--model is required");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    wm_cli_set_prog("wm-bench");
+    options o;
+    const int rc = parse_args(argc, argv, &o);
+    if (rc) return rc;
+    const char *model = o.opts.model, *plugin = o.opts.plugin ? o.opts.plugin : getenv("WM_PLUGIN");
+    const char *json_path = o.json_path, *label = o.label, *profile = o.profile;
+    const int random_weights = o.opts.random_weights, threads = o.opts.threads, warmup = o.warmup;
+    int chunks = o.chunks;
     if (!plugin) plugin = WM_DEFAULT_PLUGIN;
     if (profile) setenv("WM_PROFILE", profile, 1); /* per-op times and TFLOP/s as JSON (profile.c) */
     void *so = dlopen(plugin, RTLD_NOW | RTLD_LOCAL);
@@ -100,8 +122,8 @@ int main(int argc, char **argv) {
     api->model_params_init(&mp);
     mp.path = model;
     mp.random_weights = random_weights;
-    mp.weight_seed = 1234;
-    mp.backend = backend;
+    mp.weight_seed = o.opts.weight_seed;
+    mp.backend = o.opts.backend;
     mp.n_threads = threads;
     wm_model *m = NULL;
     fprintf(stderr, "wm-bench: loading %s%s ...\n", model, random_weights ? " (random weights)" : "");
@@ -110,13 +132,13 @@ int main(int argc, char **argv) {
     api->model_get_info(m, &info);
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = seed;
-    sp.window_frames = window;
-    sp.sink_frames = sinks;
-    sp.max_cache_frames = max_cache;
-    for (int k = 0; k < n_accel; k++) {
-        int j = accel_argi[k];
-        wm_accel_parse_arg(argc, argv, &j, &sp.accel); /* checked above */
+    sp.seed = o.opts.seed;
+    sp.window_frames = o.opts.window;
+    sp.sink_frames = o.opts.sinks;
+    sp.max_cache_frames = o.opts.max_cache;
+    for (int k = 0; k < o.opts.n_accel; k++) { /* the acceleration flags over the plugin's defaults */
+        int j = o.opts.accel_argi[k];
+        wm_accel_parse_arg(argc, argv, &j, &sp.accel); /* checked in parse_args */
     }
     char accel_desc[160];
     wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
