@@ -166,10 +166,15 @@ def weighted_mse(v, target, change, change_weight):
     return (per_frame * w).sum() / w.sum()
 
 
+# The batched forward; --compile swaps in torch.compile(dit.forward) (main). The model is small (dim 192),
+# so eager mode spends most of a step launching elementwise kernels.
+FORWARD = dit.forward
+
+
 def loss_of(model, b, args, mask, rope, amp, change_weight=None):
     with amp:
         ctxkv = dit.context_kv(model, prompt_emb(model, b["tok"], b["tok_len"], args.text_len))
-        v = dit.forward(model, b["x"], b["t"], b["acts"], ctxkv, b["pid"], mask, rope)
+        v = FORWARD(model, b["x"], b["t"], b["acts"], ctxkv, b["pid"], mask, rope)
     L = b["v"].shape[1]
     cw = args.change_weight if change_weight is None else change_weight
     return weighted_mse(v[:, L:].float(), b["v"], b["change"], cw)
@@ -269,9 +274,12 @@ def main(argv=None):
     ap.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flex"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (fuses its elementwise ops)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-export", action="store_true")
     args = ap.parse_args(argv)
+    global FORWARD
+    FORWARD = torch.compile(dit.forward, dynamic=False) if args.compile else dit.forward
 
     dev = common.pick_device(args.device)
     torch.manual_seed(args.seed)
