@@ -18,6 +18,7 @@
 #include "accel_args.h"
 #include "actions.h"
 #include "cli.h"
+#include "run_opts.h"
 #include "video_writer.h" /* host/common */
 
 #include <SDL.h>
@@ -47,7 +48,7 @@
 #endif
 
 enum { EXIT_RUNTIME = WM_CLI_EXIT_RUNTIME, EXIT_USAGE = WM_CLI_EXIT_USAGE, EXIT_REPLAY_DIFFERS = 3 };
-enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32, MAX_ACCEL_ARGS = 64 };
+enum { N_SLOTS = 10, MAX_PADS = 8, MAX_PRESETS = 32 };
 
 /* the input map's pad codes are SDL's */
 _Static_assert((int)SDL_CONTROLLER_BUTTON_A == (int)INPUT_PAD_A &&
@@ -58,34 +59,21 @@ _Static_assert((int)SDL_CONTROLLER_AXIS_LEFTX == (int)INPUT_PAD_LEFTX &&
                "pad axis order");
 
 typedef struct options {
-    const char *plugin;
-    const char *model;
-    int random_weights;
-    uint64_t weight_seed;
-    int backend;
-    int threads;
-    uint64_t seed;
-    const char *prompt;
-    const char *prompt_embedding;
+    /* plugin, model, session, prompt, --actions and --frames (headless), accelerations, verbosity
+     * (run_opts.h); --weight-seed sets opts.weight_seed */
+    wm_run_opts opts;
     const char *input_map;
     const char *record;
     const char *replay;
-    const char *actions;
     const char *out_dir;
     const char *state_dir;
     int headless;
-    long long frames;     /* headless: frames to generate */
     long long max_frames; /* window: quit after this many frames shown */
     int scale;
     int fullscreen;
     int nearest;
     int no_hud;
     int print_map;
-    int verbose;
-    int quiet;
-    /* the acceleration flags, by position in argv: applied over the plugin's defaults once it is loaded */
-    int accel_argi[MAX_ACCEL_ARGS];
-    int n_accel_args;
 } options;
 
 static const char *g_prog = "wm-play";
@@ -137,48 +125,35 @@ static void usage(FILE *f) {
 }
 
 
+/* Returns 0, or the exit code after printing a usage error. The options wm-play shares with the
+ * other tools that run a model are run_opts.h's, but for two: --random-weights takes no seed here
+ * (--weight-seed N does), and --prompt with --prompt-embedding is no usage error (the model's prompt
+ * kind picks one; player_open), so wm_run_opts_check is not applied. No --window/--sinks: the session
+ * keeps the model's cache policy. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    o->backend = WM_BACKEND_AUTO;
-    o->frames = -1;
+    wm_run_opts_init(&o->opts, argc, argv, WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS |
+                     WM_RUN_OPT_VERBOSITY, -1, (long long)1 << 40); /* frames -1: not given */
     o->out_dir = ".";
     for (int i = 1; i < argc; i++) {
+        const int r = wm_run_opts_parse(&o->opts, &i);
+        if (r < 0) return EXIT_USAGE; /* the message is printed */
+        if (r > 0) continue;
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long n;
 #define NEED_VALUE                                                                                           \
     do {                                                                                                     \
-        if (!v) return wm_cli_usage_error("%s needs a value", a);                                                   \
+        if (!v) return wm_cli_usage_error("%s needs a value", a);                                            \
         i++;                                                                                                 \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
-        } else if (!strcmp(a, "--model")) {
-            NEED_VALUE;
-            o->model = v;
-        } else if (!strcmp(a, "--random-weights")) {
-            o->random_weights = 1;
         } else if (!strcmp(a, "--weight-seed")) {
             NEED_VALUE;
-            if (!wm_cli_parse_u64(v, &o->weight_seed)) return wm_cli_usage_error("--weight-seed: '%s' is not a seed", v);
-        } else if (!strcmp(a, "--backend")) {
-            NEED_VALUE;
-            if ((o->backend = wm_host_backend_parse(v)) < 0)
-                return wm_cli_usage_error("--backend: cpu, cuda or auto, not '%s'", v);
-        } else if (!strcmp(a, "--threads")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_ll(v, 0, 4096, &n)) return wm_cli_usage_error("--threads: '%s' is not a count", v);
-            o->threads = (int)n;
-        } else if (!strcmp(a, "--seed")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_u64(v, &o->seed)) return wm_cli_usage_error("--seed: '%s' is not a seed", v);
-        } else if (!strcmp(a, "--prompt")) {
-            NEED_VALUE;
-            o->prompt = v;
-        } else if (!strcmp(a, "--prompt-embedding")) {
-            NEED_VALUE;
-            o->prompt_embedding = v;
+            if (!wm_cli_parse_u64(v, &o->opts.weight_seed))
+                return wm_cli_usage_error("--weight-seed: '%s' is not a seed", v);
         } else if (!strcmp(a, "--input-map")) {
             NEED_VALUE;
             o->input_map = v;
@@ -192,13 +167,6 @@ static int parse_args(int argc, char **argv, options *o) {
             o->replay = v;
         } else if (!strcmp(a, "--headless")) {
             o->headless = 1;
-        } else if (!strcmp(a, "--actions")) {
-            NEED_VALUE;
-            o->actions = v;
-        } else if (!strcmp(a, "--frames")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_ll(v, 1, 1LL << 40, &o->frames))
-                return wm_cli_usage_error("--frames: '%s' is not a frame count", v);
         } else if (!strcmp(a, "--max-frames")) {
             NEED_VALUE;
             if (!wm_cli_parse_ll(v, 1, 1LL << 40, &o->max_frames))
@@ -219,30 +187,15 @@ static int parse_args(int argc, char **argv, options *o) {
             o->nearest = 1;
         } else if (!strcmp(a, "--no-hud")) {
             o->no_hud = 1;
-        } else if (!strcmp(a, "--plugin")) {
-            NEED_VALUE;
-            o->plugin = v;
-        } else if (!strcmp(a, "--verbose")) {
-            o->verbose = 1;
-        } else if (!strcmp(a, "--quiet")) {
-            o->quiet = 1;
         } else {
-            /* an acceleration flag: checked now, applied once the plugin's defaults are known */
-            wm_accel_params scratch;
-            memset(&scratch, 0, sizeof scratch);
-            const int at = i;
-            const int r = wm_accel_parse_arg(argc, argv, &i, &scratch);
-            if (r < 0) return WM_CLI_EXIT_USAGE;
-            if (r == 0) return wm_cli_usage_error("unknown option '%s'", a);
-            if (o->n_accel_args == MAX_ACCEL_ARGS) return wm_cli_usage_error("too many acceleration flags");
-            o->accel_argi[o->n_accel_args++] = at;
+            return wm_cli_usage_error("unknown option '%s'", a);
         }
 #undef NEED_VALUE
     }
-    if (o->actions && !o->headless)
+    if (o->opts.actions && !o->headless)
         return wm_cli_usage_error("--actions needs --headless (the window takes live input)");
-    if (o->actions && o->replay) return wm_cli_usage_error("--actions and --replay exclude each other");
-    if (o->frames > 0 && !o->headless)
+    if (o->opts.actions && o->replay) return wm_cli_usage_error("--actions and --replay exclude each other");
+    if (o->opts.frames > 0 && !o->headless)
         return wm_cli_usage_error("--frames is for --headless (the window: --max-frames)");
     return 0;
 }
@@ -252,7 +205,7 @@ static double now_ms(void) { return wm_host_now_s() * 1e3; }
 
 static void on_log(void *user, wm_log_level level, const char *msg) {
     const options *o = user;
-    if (level >= WM_LOG_WARN || (o->verbose && level >= WM_LOG_DEBUG) || (!o->quiet && level >= WM_LOG_INFO))
+    if (level >= WM_LOG_WARN || (o->opts.verbose && level >= WM_LOG_DEBUG) || (!o->opts.quiet && level >= WM_LOG_INFO))
         fprintf(stderr, "wm: %s\n", msg);
 }
 
@@ -298,11 +251,11 @@ static int load_input_map(const options *o, const char *model_path, const wm_mod
         return 0;
     }
     const int added = input_map_add_defaults(m, info, resolve_scancode, NULL);
-    if (!o->quiet) {
+    if (!o->opts.quiet) {
         printf("%s: input map %s (%d bindings%s%s)\n", g_prog, used ? used : "(none)", m->n,
                added ? ", some added for actions the map leaves unbound" : "",
                o->print_map ? "" : "; --print-map lists them");
-        if (m->n_skipped && o->verbose)
+        if (m->n_skipped && o->opts.verbose)
             printf("%s: skipped %d bindings to actions model '%s' lacks: %s\n", g_prog, m->n_skipped,
                    info->name, m->skipped);
     }
@@ -403,7 +356,7 @@ static void set_toast(app *a, const char *fmt, ...) {
     vsnprintf(a->toast, sizeof a->toast, fmt, ap);
     va_end(ap);
     a->toast_until = now_ms() + 2500;
-    if (!a->o.quiet) printf("%s: %s\n", g_prog, a->toast);
+    if (!a->o.opts.quiet) printf("%s: %s\n", g_prog, a->toast);
 }
 
 /* mu held, main thread: switches one acceleration module (0 TempCache, 1 AnnSA, 2 AnnCA; -1: all on,
@@ -762,7 +715,7 @@ static int run_window(app *a) {
     char db[PATH_MAX];
     snprintf(db, sizeof db, "%s/gamecontrollerdb.txt", WM_INPUT_MAPS_DIR);
     const int n_maps = wm_host_is_file(db) ? SDL_GameControllerAddMappingsFromFile(db) : 0;
-    if (!o->quiet)
+    if (!o->opts.quiet)
         printf("%s: gamepad mappings: %d from %s%s\n", g_prog, n_maps < 0 ? 0 : n_maps, db,
                n_maps < 0 ? " (unreadable)" : "");
     SDL_SetHint(SDL_HINT_RENDER_SCALE_QUALITY, o->nearest ? "0" : "1");
@@ -784,7 +737,7 @@ static int run_window(app *a) {
         SDL_CreateTexture(ren, SDL_PIXELFORMAT_RGB24, SDL_TEXTUREACCESS_STREAMING, info->width, info->height);
     if (!tex) return wm_cli_runtime_error("SDL_CreateTexture: %s", SDL_GetError());
     SDL_StopTextInput(); /* on by default on desktops; only the prompt box wants it */
-    if (o->verbose) {
+    if (o->opts.verbose) {
         SDL_RendererInfo ri;
         SDL_GetRendererInfo(ren, &ri);
         printf("%s: SDL video %s, renderer %s\n", g_prog, SDL_GetCurrentVideoDriver(), ri.name);
@@ -805,7 +758,7 @@ static int run_window(app *a) {
     if (info->prompt_kind == WM_PROMPT_TEXT) {
         presets[n_presets++] = strdup(a->pl.prompt ? a->pl.prompt : "");
         char *more[MAX_PRESETS];
-        int n_more = load_presets(o->model, more);
+        int n_more = load_presets(o->opts.model, more);
         for (int i = 0; i < n_more; i++) {
             if (n_presets < MAX_PRESETS && strcmp(more[i], presets[0]))
                 presets[n_presets++] = more[i];
@@ -1127,7 +1080,7 @@ static int run_window(app *a) {
     SDL_DestroyRenderer(ren);
     SDL_DestroyWindow(win);
     SDL_Quit();
-    if (!o->quiet)
+    if (!o->opts.quiet)
         printf("%s: %" PRId64 " frames shown, %" PRId64 " generated\n", g_prog, n_shown, a->gen_total);
     return ret;
 }
@@ -1141,7 +1094,7 @@ static int on_abort(void *user) {
 
 static void progress(const options *o, int64_t done, int64_t total, double chunk_ms, double elapsed_ms,
                      int final) {
-    if (o->quiet) return;
+    if (o->opts.quiet) return;
     const int tty = isatty(2);
     static int last_decile = -1;
     const int decile = total > 0 ? (int)(10 * done / total) : 10;
@@ -1167,17 +1120,17 @@ static int run_headless(app *a) {
     if (a->replay_mode) {
         end = a->replay.first_frame + a->replay.n_hashes;
         rec_from = a->replay.first_frame;
-        if (o->frames > 0) end = a->replay.first_frame + o->frames;
+        if (o->opts.frames > 0) end = a->replay.first_frame + o->opts.frames;
     } else {
         /* an action script, or neutral actions: a timeline without hashes */
         action_script s = {0};
         char err[2048];
-        if (o->actions && action_script_load(o->actions, &p->info, &s, err, sizeof err) != 1)
+        if (o->opts.actions && action_script_load(o->opts.actions, &p->info, &s, err, sizeof err) != 1)
             return wm_cli_runtime_error("%s", err);
         for (int i = 0; i < s.n; i++) timeline_push_action(&script, &s.actions[i]);
         action_script_free(&s);
         timeline_set_prompt(&script, 0, p->prompt_kind, p->prompt);
-        end = o->frames > 0 ? o->frames : (script.n_actions > 0 ? script.n_actions : 48);
+        end = o->opts.frames > 0 ? o->opts.frames : (script.n_actions > 0 ? script.n_actions : 48);
         p->replay = &script;
     }
     wm_host_catch_interrupt();
@@ -1213,7 +1166,7 @@ static int run_headless(app *a) {
         snprintf(saved, sizeof saved, "%s", path);
         if (!player_record_stop(p)) {
             if (!ret) ret = wm_cli_runtime_error("%s", p->err);
-        } else if (!o->quiet) {
+        } else if (!o->opts.quiet) {
             fprintf(stderr, "%s: recorded %" PRId64 " frames to %s (+ .json)\n", g_prog, n, saved);
         }
     }
@@ -1224,7 +1177,7 @@ static int run_headless(app *a) {
                     " frames, the first at frame %" PRId64 "\n",
                     g_prog, p->replay_mismatches, p->replay_checked, p->replay_first_bad);
             ret = EXIT_REPLAY_DIFFERS;
-        } else if (!o->quiet) {
+        } else if (!o->opts.quiet) {
             fprintf(stderr, "%s: replay: %" PRId64 "/%" PRId64 " frames bit-identical to the recording\n",
                     g_prog, p->replay_checked, a->replay.n_hashes);
         }
@@ -1269,26 +1222,26 @@ int main(int argc, char **argv) {
         if (!timeline_read(&a->replay, o->replay, err, sizeof err))
             return finish(a, wm_cli_runtime_error("%s", err));
         a->replay_mode = 1;
-        if (!o->model) o->model = a->replay.model;
-        o->random_weights = o->random_weights || a->replay.random_weights;
-        o->weight_seed = a->replay.weight_seed;
-        o->seed = a->replay.seed;
-        if (o->backend == WM_BACKEND_AUTO && a->replay.backend) {
+        if (!o->opts.model) o->opts.model = a->replay.model;
+        o->opts.random_weights = o->opts.random_weights || a->replay.random_weights;
+        o->opts.weight_seed = a->replay.weight_seed;
+        o->opts.seed = a->replay.seed;
+        if (o->opts.backend == WM_BACKEND_AUTO && a->replay.backend) {
             const int b = wm_host_backend_parse(a->replay.backend);
-            if (b > 0) o->backend = b;
+            if (b > 0) o->opts.backend = b;
         }
     }
     char model_buf[PATH_MAX];
-    if (!o->model) {
+    if (!o->opts.model) {
         int random = 0;
         if (!wm_host_default_model(WM_ASSETS_DIR, model_buf, sizeof model_buf, &random))
             return finish(
                 a, wm_cli_usage_error("no model: pass --model DIR (%s has neither game/ nor demo/config.json)",
                                WM_ASSETS_DIR));
-        o->model = model_buf;
-        if (random && !o->random_weights) {
-            o->random_weights = 1;
-            if (!o->quiet)
+        o->opts.model = model_buf;
+        if (random && !o->opts.random_weights) {
+            o->opts.random_weights = 1;
+            if (!o->opts.quiet)
                 printf("%s: no trained game in %s/game yet: playing the demo config with random weights "
                        "(%s)\n",
                        g_prog, WM_ASSETS_DIR, model_buf);
@@ -1296,39 +1249,49 @@ int main(int argc, char **argv) {
     }
 
     /* the plugin, through SDL's loader; the ABI is checked before anything else is touched */
-    const char *plugin = o->plugin ? o->plugin : getenv("WM_PLUGIN");
+    const char *plugin = o->opts.plugin ? o->opts.plugin : getenv("WM_PLUGIN");
     if (!plugin || !*plugin) plugin = WM_DEFAULT_PLUGIN;
     void *so = SDL_LoadObject(plugin);
     if (!so) return finish(a, wm_cli_runtime_error("cannot load the plugin %s: %s", plugin, SDL_GetError()));
     const wm_api *api =
         wm_host_get_api((wm_get_api_fn)SDL_LoadFunction(so, WM_GET_API_SYMBOL), plugin, err, sizeof err);
     if (!api) return finish(a, wm_cli_runtime_error("%s", err));
-    if (o->verbose) printf("%s: plugin %s: %s\n", g_prog, plugin, api->build_info());
+    if (o->opts.verbose) printf("%s: plugin %s: %s\n", g_prog, plugin, api->build_info());
 
     /* the acceleration flags over the plugin's defaults; a replay takes its settings from the file */
     wm_session_params defaults;
     api->session_params_init(&defaults);
     wm_accel_params accel = defaults.accel;
-    if (a->replay_mode && o->n_accel_args > 0) {
-        if (!o->quiet)
+    if (a->replay_mode && o->opts.n_accel > 0) {
+        if (!o->opts.quiet)
             printf("%s: note: the acceleration flags are ignored: a replay applies the recording's\n",
                    g_prog);
     } else {
-        for (int k = 0; k < o->n_accel_args; k++) {
-            int at = o->accel_argi[k];
+        for (int k = 0; k < o->opts.n_accel; k++) {
+            int at = o->opts.accel_argi[k];
             wm_accel_parse_arg(argc, argv, &at, &accel);
         }
     }
-    player_options po = {o->model,  o->random_weights,   o->weight_seed, o->backend, o->threads, o->seed,
-                         o->prompt, o->prompt_embedding, on_log,         o,          on_abort,   a,
-                         &accel};
+    player_options po = {.model = o->opts.model,
+                         .random_weights = o->opts.random_weights,
+                         .weight_seed = o->opts.weight_seed,
+                         .backend = o->opts.backend,
+                         .threads = o->opts.threads,
+                         .seed = o->opts.seed,
+                         .prompt = o->opts.prompt,
+                         .prompt_embedding = o->opts.prompt_embedding,
+                         .log = on_log,
+                         .log_user_data = o,
+                         .abort_cb = on_abort,
+                         .abort_user_data = a,
+                         .accel = &accel};
     if (a->replay_mode && a->replay.n_prompts > 0) { /* start with the recording's first prompt */
         const timeline_prompt *tp = &a->replay.prompts[0];
         po.prompt = tp->kind == TIMELINE_PROMPT_TEXT ? tp->text : NULL;
         po.prompt_embedding = tp->kind == TIMELINE_PROMPT_EMBEDDING ? tp->text : NULL;
-    } else if (!o->prompt) {
+    } else if (!o->opts.prompt) {
         char *presets[MAX_PRESETS];
-        int n = load_presets(o->model, presets);
+        int n = load_presets(o->opts.model, presets);
         static char first[512];
         if (n > 0) {
             snprintf(first, sizeof first, "%s", presets[0]);
@@ -1338,16 +1301,16 @@ int main(int argc, char **argv) {
     }
     if (!player_open(&a->pl, api, &po)) return finish(a, wm_cli_runtime_error("%s", a->pl.err));
     const wm_model_info *info = &a->pl.info;
-    if (!o->quiet)
+    if (!o->opts.quiet)
         printf("%s: %s %dx%d @ %g fps on %s%s%s%s%s, seed %" PRIu64 "%s%s%s\n", g_prog, info->name,
                info->width, info->height, info->fps, wm_host_backend_name(info->backend),
                info->device_name ? " (" : "", info->device_name ? info->device_name : "",
-               info->device_name ? ")" : "", o->random_weights ? " with random weights" : "", o->seed,
+               info->device_name ? ")" : "", o->opts.random_weights ? " with random weights" : "", o->opts.seed,
                info->prompt_kind == WM_PROMPT_TEXT ? ", prompt \"" : "",
                info->prompt_kind == WM_PROMPT_TEXT ? (a->pl.prompt ? a->pl.prompt : "") : "",
                info->prompt_kind == WM_PROMPT_TEXT ? "\"" : "");
     a->accel_cur = a->pl.accel;
-    if (!o->quiet && !a->replay_mode) {
+    if (!o->opts.quiet && !a->replay_mode) {
         char desc[256];
         wm_accel_describe(&a->pl.accel, desc, sizeof desc);
         printf("%s: accelerations: %s%s\n", g_prog, desc,
@@ -1359,7 +1322,7 @@ int main(int argc, char **argv) {
         if (a->replay.width && (a->replay.width != info->width || a->replay.height != info->height))
             return finish(a, wm_cli_runtime_error("%s: recorded at %dx%d, the model makes %dx%d frames", o->replay,
                                            a->replay.width, a->replay.height, info->width, info->height));
-        if (a->replay.backend && strcmp(a->replay.backend, wm_host_backend_name(info->backend)) && !o->quiet)
+        if (a->replay.backend && strcmp(a->replay.backend, wm_host_backend_name(info->backend)) && !o->opts.quiet)
             printf("%s: note: recorded on %s, replaying on %s: frames match bit for bit only on the same "
                    "backend\n",
                    g_prog, a->replay.backend, wm_host_backend_name(info->backend));
@@ -1371,7 +1334,7 @@ int main(int argc, char **argv) {
     if (o->headless) {
         ret = run_headless(a);
     } else {
-        if (!a->replay_mode && !load_input_map(o, o->model, info, &a->map)) return finish(a, EXIT_RUNTIME);
+        if (!a->replay_mode && !load_input_map(o, o->opts.model, info, &a->map)) return finish(a, EXIT_RUNTIME);
         a->ring_cap = 3 * a->pl.max_chunk_frames;
         a->ring = malloc(a->pl.frame_bytes * (size_t)a->ring_cap);
         a->ring_index = malloc(sizeof(int64_t) * (size_t)a->ring_cap);
@@ -1389,7 +1352,7 @@ int main(int argc, char **argv) {
                         " frames, the first at frame %" PRId64 "\n",
                         g_prog, a->replay_mismatches, a->replay_checked, a->replay_first_bad);
                 ret = EXIT_REPLAY_DIFFERS;
-            } else if (!o->quiet) {
+            } else if (!o->opts.quiet) {
                 printf("%s: replay: %" PRId64 "/%" PRId64 " frames checked, bit-identical\n", g_prog,
                        a->replay_checked, a->replay.n_hashes);
             }
