@@ -1,5 +1,5 @@
-/* cli.h - what the command-line hosts (wm-run, wm-play) share: their error reporting and number
- * parsing, with one set of exit codes. */
+/* cli.h - what the command-line hosts (wm-run, wm-accel-eval, wm-bench, wm-play) share: their error
+ * reporting and number parsing, with one set of exit codes. */
 #ifndef WM_HOST_CLI_H
 #define WM_HOST_CLI_H
 
