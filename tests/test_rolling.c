@@ -4,8 +4,11 @@
  * - the session refuses what the sampler does not do (other spans, the accelerations, a prefill with
  *   blocks in flight), each with a message;
  * - an abort while the window fills leaves the session as it was; reset replays bit for bit;
+ * - a snapshot with blocks in flight continues bit for bit (saved from either latent buffer, loaded
+ *   into a session at either); a blob whose window scalars are corrupt is refused with WM_ERR_FORMAT;
  * - a context prefilled before the first generate call becomes the history and the sink. */
 #include "backend.h"
+#include "engine.h" /* white box: the window's buffers, to find its block in a snapshot */
 #include "harness.h"
 #include "rng.h"
 #include "wm.h"
@@ -72,6 +75,39 @@ static void generate(wm_session *s, float *lat, size_t n) {
     CHECK_STATUS(api->session_read_latents(s, lat, n, NULL), WM_OK);
 }
 
+/* The snapshot `blob` of session `from` (CPU backend: its window buffer is host memory): where its
+ * window block starts (in_flight, has_sink, then the latents of x[cur]), found by the latents' bytes. */
+static size_t window_offset(const wm_session *from, const uint8_t *blob, size_t size) {
+    const wm_config *c = &from->m->cfg;
+    const wm_rolling *r = &from->roll;
+    const size_t nx = (size_t)r->levels * c->num_frame_per_block * c->in_dim * c->latent_height * c->latent_width;
+    const uint8_t *x = (const uint8_t *)r->x[r->cur];
+    size_t found = 0, at = 0;
+    for (size_t o = 2 * sizeof(int); o + nx * sizeof(float) <= size; o++)
+        if (blob[o] == x[0] && memcmp(blob + o, x, nx * sizeof(float)) == 0) found++, at = o - 2 * sizeof(int);
+    CHECK(found == 1);
+    int in_flight, has_sink;
+    memcpy(&in_flight, blob + at, sizeof in_flight);
+    memcpy(&has_sink, blob + at + sizeof in_flight, sizeof has_sink);
+    CHECK(in_flight == r->in_flight && has_sink == r->has_sink);
+    return at;
+}
+
+/* Corrupt window scalars are refused before anything is loaded: the session continues as before. */
+static void check_corrupt_window(wm_session *into, const uint8_t *blob, size_t size, size_t at, int levels) {
+    uint8_t *bad = malloc(size);
+    const struct { size_t off; int value; } cases[] = {
+        {0, levels}, {0, -1}, {0, 1 << 30}, {sizeof(int), 2}, {sizeof(int), -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(bad, blob, size);
+        memcpy(bad + at + cases[i].off, &cases[i].value, sizeof(int));
+        CHECK_STATUS(api->session_state_load(into, bad, size), WM_ERR_FORMAT);
+        CHECK(strstr(api->last_error(), "rolling window") != NULL);
+    }
+    free(bad);
+}
+
 int main(void) {
     api = wm_test_plugin_api();
     if (!api) return 1;
@@ -107,7 +143,7 @@ int main(void) {
     CHECK_STATUS(api->session_new(m, &sp, &s), WM_ERR_UNSUPPORTED);
     CHECK(s == NULL && strstr(api->last_error(), "rolling_forcing") != NULL);
 
-    float *ref = malloc(4 * chunk * sizeof(float)), *got = malloc(4 * chunk * sizeof(float));
+    float *ref = malloc(6 * chunk * sizeof(float)), *got = malloc(6 * chunk * sizeof(float));
     wm_session *a = open_session(m, 10, 2);
     CHECK(a != NULL);
     if (!a) return wm_test_finish("test_rolling");
@@ -117,7 +153,44 @@ int main(void) {
     CHECK_STATUS(api->session_get_accel(a, &ac), WM_OK);
     ac.annsa = 1;
     CHECK_STATUS(api->session_set_accel(a, &ac), WM_ERR_UNSUPPORTED);
-    for (int k = 0; k < 4; k++) generate(a, ref + k * chunk, chunk);
+    /* blocks 0..5; a snapshot after block 2 (3 + 2 forwards: the window in x[1]) */
+    size_t snap_size = 0, at = 0;
+    uint8_t *snap = NULL;
+    for (int k = 0; k < 6; k++) {
+        if (k == 3) {
+            CHECK(a->roll.cur == 1 && a->roll.in_flight == 2);
+            CHECK_STATUS(api->session_state_size(a, &snap_size), WM_OK);
+            snap = malloc(snap_size);
+            CHECK_STATUS(api->session_state_save(a, snap, snap_size), WM_OK);
+            at = window_offset(a, snap, snap_size);
+        }
+        generate(a, ref + k * chunk, chunk);
+    }
+    /* the snapshot continues bit for bit in a fresh session (window loaded into x[0]), and again when
+     * loaded into that session with its window in x[1]; corrupt window scalars are refused first */
+    {
+        wm_session *c = open_session(m, -2, -1);
+        CHECK(c != NULL);
+        check_corrupt_window(c, snap, snap_size, at, 3);
+        CHECK_STATUS(api->session_state_load(c, snap, snap_size), WM_OK);
+        for (int k = 3; k < 6; k++) generate(c, got + k * chunk, chunk);
+        wm_test_check_exact("snapshot (window in x[1]) into a fresh session, blocks 3..5", got + 3 * chunk, ref + 3 * chunk,
+                            3 * chunk);
+        CHECK(c->roll.cur == 1);
+        /* refused loads change nothing: the session's own snapshot is the same bytes after them */
+        uint8_t *before = malloc(snap_size), *after = malloc(snap_size);
+        CHECK_STATUS(api->session_state_save(c, before, snap_size), WM_OK);
+        check_corrupt_window(c, snap, snap_size, at, 3);
+        CHECK_STATUS(api->session_state_save(c, after, snap_size), WM_OK);
+        CHECK(memcmp(before, after, snap_size) == 0);
+        free(before), free(after);
+        CHECK_STATUS(api->session_state_load(c, snap, snap_size), WM_OK);
+        for (int k = 3; k < 6; k++) generate(c, got + k * chunk, chunk);
+        wm_test_check_exact("snapshot loaded into a session with its window in x[1], blocks 3..5", got + 3 * chunk,
+                            ref + 3 * chunk, 3 * chunk);
+        api->session_free(c);
+    }
+    free(snap);
 
     /* an abort in the middle of the window's filling (3 levels: 3 forwards before block 0 is final)
      * leaves the session as it was: the next call gives the same block 0 */
@@ -129,10 +202,15 @@ int main(void) {
     CHECK(st.chunks == 0);
     for (int k = 0; k < 4; k++) generate(b, got + k * chunk, chunk);
     wm_test_check_exact("after an abort while filling, blocks 0..3", got, ref, 4 * chunk);
-    /* an abort in steady state (one forward per call) too */
+    /* an abort in steady state (one forward per call) too: before the forward, and after it (before
+     * the final block's clean pass); the next call gives block 4 */
     g_abort_after = 0, g_polls = 0;
     CHECK_STATUS(api->session_generate(b, NULL), WM_ERR_ABORTED);
+    g_abort_after = 1, g_polls = 0;
+    CHECK_STATUS(api->session_generate(b, NULL), WM_ERR_ABORTED);
     g_abort_after = -1;
+    generate(b, got + 4 * chunk, chunk);
+    wm_test_check_exact("after aborts in steady state, block 4", got + 4 * chunk, ref + 4 * chunk, chunk);
     /* reset: the same blocks again */
     CHECK_STATUS(api->session_reset(b), WM_OK);
     for (int k = 0; k < 4; k++) generate(b, got + k * chunk, chunk);
