@@ -43,7 +43,7 @@ static const char *g_prog = "wm-accel-eval";
 
 typedef struct options {
     wm_run_opts opts; /* model, session, frames, actions, accelerations, verbosity (run_opts.h) */
-    const char *save_actions, *json, *label, *dense_out, *accel_out;
+    const char *save_actions, *dense_out, *accel_out;
     uint64_t action_seed;
 } options;
 
@@ -86,42 +86,26 @@ static void usage(FILE *f) {
         g_prog, WM_ASSETS_DIR, wm_accel_args_help);
 }
 
+/* wm-accel-eval's own options (wm_run_opts_own_fn) */
+static int own_arg(wm_run_opts *ro, int *i, void *user) {
+    options *o = user;
+    const char *a = ro->argv[*i];
+    if (!strcmp(a, "--action-seed")) return wm_run_opts_u64(ro, i, &o->action_seed);
+    if (!strcmp(a, "--save-actions")) return wm_run_opts_str(ro, i, &o->save_actions);
+    if (!strcmp(a, "--dense-out")) return wm_run_opts_str(ro, i, &o->dense_out);
+    if (!strcmp(a, "--accel-out")) return wm_run_opts_str(ro, i, &o->accel_out);
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     wm_run_opts_init(&o->opts, argc, argv,
                      WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS | WM_RUN_OPT_CACHE |
-                         WM_RUN_OPT_MAX_CACHE | WM_RUN_OPT_VERBOSITY | WM_RUN_OPT_WEIGHT_SEED,
+                         WM_RUN_OPT_MAX_CACHE | WM_RUN_OPT_VERBOSITY | WM_RUN_OPT_WEIGHT_SEED | WM_RUN_OPT_REPORT,
                      1000, 100000000);
     o->action_seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        const int r = wm_run_opts_parse(&o->opts, &i);
-        if (r < 0) return WM_CLI_EXIT_USAGE; /* the message is printed */
-        if (r > 0) continue;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!val && (!strcmp(a, "--action-seed") || !strcmp(a, "--save-actions") || !strcmp(a, "--json") ||
-                     !strcmp(a, "--label") || !strcmp(a, "--dense-out") || !strcmp(a, "--accel-out")))
-            return wm_cli_usage_error("%s needs a value", a);
-        if (!strcmp(a, "--action-seed")) {
-            if (!wm_cli_parse_u64(argv[++i], &o->action_seed))
-                return wm_cli_usage_error("--action-seed: '%s' is not a non-negative integer", val);
-        } else if (!strcmp(a, "--save-actions")) {
-            o->save_actions = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            o->json = argv[++i];
-        } else if (!strcmp(a, "--label")) {
-            o->label = argv[++i];
-        } else if (!strcmp(a, "--dense-out")) {
-            o->dense_out = argv[++i];
-        } else if (!strcmp(a, "--accel-out")) {
-            o->accel_out = argv[++i];
-        } else {
-            return wm_cli_usage_error("unknown argument '%s'", a);
-        }
-    }
+    const int rc = wm_run_opts_parse_args(&o->opts, usage, own_arg, o);
+    if (rc) return rc;
     if (wm_run_opts_check(&o->opts) < 0) return WM_CLI_EXIT_USAGE;
     if (o->opts.actions && o->save_actions && !strcmp(o->opts.actions, o->save_actions))
         return wm_cli_usage_error("--save-actions would overwrite --actions %s", o->opts.actions);
@@ -433,7 +417,7 @@ static cJSON *build_json(const options *o, const run *r) {
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     const char *commit = getenv("WM_COMMIT");
     cJSON_AddStringToObject(root, "tool", "wm-accel-eval");
-    cJSON_AddStringToObject(root, "label", o->label ? o->label : "");
+    cJSON_AddStringToObject(root, "label", o->opts.label ? o->opts.label : "");
     cJSON_AddStringToObject(root, "commit", commit && *commit ? commit : "unknown");
     cJSON_AddStringToObject(root, "date", date);
     cJSON_AddStringToObject(root, "build", r->api->build_info());
@@ -550,13 +534,13 @@ static int write_json(const options *o, const run *r) {
     cJSON_Delete(root);
     if (!text) return wm_cli_runtime_error("out of memory for the JSON");
     int ok;
-    if (o->json && strcmp(o->json, "-")) {
-        FILE *f = fopen(o->json, "w");
+    if (o->opts.json && strcmp(o->opts.json, "-")) {
+        FILE *f = fopen(o->opts.json, "w");
         ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
         if (f && fclose(f) != 0) ok = 0;
         if (!ok) {
             free(text);
-            return wm_cli_runtime_error("%s: cannot write", o->json);
+            return wm_cli_runtime_error("%s: cannot write", o->opts.json);
         }
     } else {
         puts(text);
@@ -645,11 +629,7 @@ int main(int argc, char **argv) {
 
     wm_model_params mp;
     api->model_params_init(&mp);
-    mp.path = o.opts.model;
-    mp.random_weights = o.opts.random_weights;
-    mp.weight_seed = o.opts.weight_seed;
-    mp.backend = o.opts.backend;
-    mp.n_threads = o.opts.threads;
+    wm_run_opts_model_params(&o.opts, &mp);
     mp.log = on_log;
     mp.log_user_data = &o;
     mp.abort_cb = wm_host_abort_on_interrupt;
@@ -703,17 +683,11 @@ int main(int argc, char **argv) {
     /* the two sessions: identical parameters but for the accelerations */
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = o.opts.seed;
-    sp.window_frames = o.opts.window;
-    sp.sink_frames = o.opts.sinks;
-    sp.max_cache_frames = o.opts.max_cache;
+    wm_run_opts_session_params(&o.opts, &sp);
     sp.abort_cb = wm_host_abort_on_interrupt;
     wm_session_params spa = sp;
     if (!o.opts.module_flag) spa.accel.tempcache = spa.accel.annsa = spa.accel.annca = 1; /* --accel all */
-    for (int k = 0; k < o.opts.n_accel; k++) {
-        int j = o.opts.accel_argi[k];
-        wm_accel_parse_arg(argc, argv, &j, &spa.accel); /* checked in parse_args */
-    }
+    wm_run_opts_apply_accel(&o.opts, &spa.accel);
     sp.accel.tempcache = sp.accel.annsa = sp.accel.annca = 0;
     sp.accel.recall_probe = 0;
     r.accel_params = spa.accel;

@@ -94,6 +94,18 @@ static void usage(FILE *f) {
 }
 
 
+/* wm-run's own options (wm_run_opts_own_fn) */
+static int own_arg(wm_run_opts *ro, int *i, void *user) {
+    options *o = user;
+    const char *a = ro->argv[*i];
+    if (!strcmp(a, "--info")) return o->info_only = 1;
+    if (!strcmp(a, "--out") || !strcmp(a, "-o")) return wm_run_opts_str(ro, i, &o->out);
+    if (!strcmp(a, "--encoder")) return wm_run_opts_str(ro, i, &o->encoder);
+    if (!strcmp(a, "--latents")) return wm_run_opts_str(ro, i, &o->latents);
+    if (!strcmp(a, "--prefill-latents")) return wm_run_opts_str(ro, i, &o->prefill);
+    return 0;
+}
+
 /* Returns 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
@@ -101,31 +113,8 @@ static int parse_args(int argc, char **argv, options *o) {
                      WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS | WM_RUN_OPT_CACHE |
                          WM_RUN_OPT_VERBOSITY | WM_RUN_OPT_WEIGHT_SEED,
                      48, (long long)1 << 40);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        const int r = wm_run_opts_parse(&o->opts, &i);
-        if (r < 0) return EXIT_USAGE; /* the message is printed */
-        if (r > 0) continue;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--info")) {
-            o->info_only = 1;
-        } else if (!val && (!strcmp(a, "--out") || !strcmp(a, "-o") || !strcmp(a, "--encoder") ||
-                            !strcmp(a, "--latents") || !strcmp(a, "--prefill-latents"))) {
-            return wm_cli_usage_error("%s needs a value", a);
-        } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
-            o->out = argv[++i];
-        } else if (!strcmp(a, "--encoder")) {
-            o->encoder = argv[++i];
-        } else if (!strcmp(a, "--latents")) {
-            o->latents = argv[++i];
-        } else if (!strcmp(a, "--prefill-latents")) {
-            o->prefill = argv[++i];
-        } else {
-            return wm_cli_usage_error("unknown argument '%s'", a);
-        }
-    }
+    const int rc = wm_run_opts_parse_args(&o->opts, usage, own_arg, o);
+    if (rc) return rc;
     return wm_run_opts_check(&o->opts) < 0 ? EXIT_USAGE : 0;
 }
 
@@ -354,11 +343,8 @@ int main(int argc, char **argv) {
     /* model */
     wm_model_params mp;
     api->model_params_init(&mp);
+    wm_run_opts_model_params(&o.opts, &mp);
     mp.path = model_path;
-    mp.random_weights = o.opts.random_weights;
-    mp.weight_seed = o.opts.weight_seed;
-    mp.backend = o.opts.backend;
-    mp.n_threads = o.opts.threads;
     mp.log = on_log;
     mp.log_user_data = &o;
     mp.abort_cb = wm_host_abort_on_interrupt;
@@ -425,14 +411,9 @@ int main(int argc, char **argv) {
     /* session */
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = o.opts.seed;
-    sp.window_frames = o.opts.window;
-    sp.sink_frames = o.opts.sinks;
+    wm_run_opts_session_params(&o.opts, &sp);
+    wm_run_opts_apply_accel(&o.opts, &sp.accel);
     sp.abort_cb = wm_host_abort_on_interrupt;
-    for (int k = 0; k < o.opts.n_accel; k++) {
-        int j = o.opts.accel_argi[k];
-        wm_accel_parse_arg(o.opts.argc, o.opts.argv, &j, &sp.accel); /* checked in parse_args */
-    }
     const int accel_on = sp.accel.tempcache || sp.accel.annsa || sp.accel.annca || sp.accel.recall_probe > 0;
     char accel_desc[192];
     wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
