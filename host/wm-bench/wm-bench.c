@@ -50,53 +50,34 @@ static void usage(FILE *f) {
 }
 
 typedef struct options {
-    wm_run_opts opts; /* plugin, model, session, accelerations (run_opts.h) */
-    const char *json_path, *label, *profile;
+    wm_run_opts opts; /* plugin, model, session, accelerations, --json and --label (run_opts.h) */
+    const char *profile;
     int chunks, warmup;
 } options;
+
+/* wm-bench's own options (wm_run_opts_own_fn) */
+static int own_arg(wm_run_opts *ro, int *i, void *user) {
+    options *o = user;
+    const char *a = ro->argv[*i];
+    if (!strcmp(a, "--chunks")) return wm_run_opts_int(ro, i, 1, INT_MAX / 2, "a positive integer", &o->chunks);
+    if (!strcmp(a, "--warmup")) return wm_run_opts_int(ro, i, 0, INT_MAX / 2, "a non-negative integer", &o->warmup);
+    if (!strcmp(a, "--profile")) return wm_run_opts_str(ro, i, &o->profile);
+    return 0;
+}
 
 /* Returns 0, or the exit code after printing a usage error. The options wm-bench shares with the
  * other tools that run a model are run_opts.h's, but for --random-weights, which takes no seed here:
  * the weights' seed of wm-bench is always 1234. It has no prompt ("benchmark", or an embedding of its
- * own), no --frames (--chunks) and no verbosity flags. */
+ * own), no --frames (--chunks) and no verbosity flags. A --json of '-' is a file of that name. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
-    wm_run_opts_init(&o->opts, argc, argv, WM_RUN_OPT_CACHE | WM_RUN_OPT_MAX_CACHE, 0, 0);
+    wm_run_opts_init(&o->opts, argc, argv, WM_RUN_OPT_CACHE | WM_RUN_OPT_MAX_CACHE | WM_RUN_OPT_REPORT, 0, 0);
     o->opts.seed = 1;
     o->opts.weight_seed = 1234;
-    o->label = "";
     o->chunks = 5;
     o->warmup = 1;
-    for (int i = 1; i < argc; i++) {
-        const int r = wm_run_opts_parse(&o->opts, &i);
-        if (r < 0) return WM_CLI_EXIT_USAGE; /* the message is printed */
-        if (r > 0) continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!v && (!strcmp(a, "--chunks") || !strcmp(a, "--warmup") || !strcmp(a, "--json") ||
-                          !strcmp(a, "--label") || !strcmp(a, "--profile"))) {
-            return wm_cli_usage_error("%s needs a value", a);
-        } else if (!strcmp(a, "--chunks")) {
-            if (!wm_cli_parse_ll(argv[++i], 1, INT_MAX / 2, &n))
-                return wm_cli_usage_error("--chunks: '%s' is not a positive integer", v);
-            o->chunks = (int)n;
-        } else if (!strcmp(a, "--warmup")) {
-            if (!wm_cli_parse_ll(argv[++i], 0, INT_MAX / 2, &n))
-                return wm_cli_usage_error("--warmup: '%s' is not a non-negative integer", v);
-            o->warmup = (int)n;
-        } else if (!strcmp(a, "--json")) {
-            o->json_path = argv[++i];
-        } else if (!strcmp(a, "--label")) {
-            o->label = argv[++i];
-        } else if (!strcmp(a, "--profile")) {
-            o->profile = argv[++i];
-        } else {
-            return wm_cli_usage_error("unknown argument '%s'", a);
-        }
-    }
+    const int rc = wm_run_opts_parse_args(&o->opts, usage, own_arg, o);
+    if (rc) return rc;
     if (!o->opts.model) return wm_cli_usage_error("--model is required");
     return 0;
 }
@@ -107,7 +88,7 @@ int main(int argc, char **argv) {
     const int rc = parse_args(argc, argv, &o);
     if (rc) return rc;
     const char *model = o.opts.model, *plugin = o.opts.plugin ? o.opts.plugin : getenv("WM_PLUGIN");
-    const char *json_path = o.json_path, *label = o.label, *profile = o.profile;
+    const char *json_path = o.opts.json, *label = o.opts.label ? o.opts.label : "", *profile = o.profile;
     const int random_weights = o.opts.random_weights, threads = o.opts.threads, warmup = o.warmup;
     int chunks = o.chunks;
     if (!plugin) plugin = WM_DEFAULT_PLUGIN;
@@ -120,11 +101,7 @@ int main(int argc, char **argv) {
 
     wm_model_params mp;
     api->model_params_init(&mp);
-    mp.path = model;
-    mp.random_weights = random_weights;
-    mp.weight_seed = o.opts.weight_seed;
-    mp.backend = o.opts.backend;
-    mp.n_threads = threads;
+    wm_run_opts_model_params(&o.opts, &mp);
     wm_model *m = NULL;
     fprintf(stderr, "wm-bench: loading %s%s ...\n", model, random_weights ? " (random weights)" : "");
     if (api->model_load(&mp, &m) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
@@ -132,14 +109,8 @@ int main(int argc, char **argv) {
     api->model_get_info(m, &info);
     wm_session_params sp;
     api->session_params_init(&sp);
-    sp.seed = o.opts.seed;
-    sp.window_frames = o.opts.window;
-    sp.sink_frames = o.opts.sinks;
-    sp.max_cache_frames = o.opts.max_cache;
-    for (int k = 0; k < o.opts.n_accel; k++) { /* the acceleration flags over the plugin's defaults */
-        int j = o.opts.accel_argi[k];
-        wm_accel_parse_arg(argc, argv, &j, &sp.accel); /* checked in parse_args */
-    }
+    wm_run_opts_session_params(&o.opts, &sp);
+    wm_run_opts_apply_accel(&o.opts, &sp.accel); /* over the plugin's defaults */
     char accel_desc[160];
     wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
     wm_session *s = NULL;
