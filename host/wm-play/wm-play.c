@@ -125,6 +125,26 @@ static void usage(FILE *f) {
 }
 
 
+/* wm-play's own options (wm_run_opts_own_fn) */
+static int own_arg(wm_run_opts *ro, int *i, void *user) {
+    options *o = user;
+    const char *a = ro->argv[*i];
+    if (!strcmp(a, "--weight-seed")) return wm_run_opts_u64(ro, i, &ro->weight_seed);
+    if (!strcmp(a, "--input-map")) return wm_run_opts_str(ro, i, &o->input_map);
+    if (!strcmp(a, "--print-map")) return o->print_map = 1;
+    if (!strcmp(a, "--record")) return wm_run_opts_str(ro, i, &o->record);
+    if (!strcmp(a, "--replay")) return wm_run_opts_str(ro, i, &o->replay);
+    if (!strcmp(a, "--headless")) return o->headless = 1;
+    if (!strcmp(a, "--max-frames")) return wm_run_opts_ll(ro, i, 1, 1LL << 40, "a count", &o->max_frames);
+    if (!strcmp(a, "--out-dir")) return wm_run_opts_str(ro, i, &o->out_dir);
+    if (!strcmp(a, "--state-dir")) return wm_run_opts_str(ro, i, &o->state_dir);
+    if (!strcmp(a, "--scale")) return wm_run_opts_int(ro, i, 1, 64, "in 1..64", &o->scale);
+    if (!strcmp(a, "--fullscreen")) return o->fullscreen = 1;
+    if (!strcmp(a, "--nearest")) return o->nearest = 1;
+    if (!strcmp(a, "--no-hud")) return o->no_hud = 1;
+    return 0;
+}
+
 /* Returns 0, or the exit code after printing a usage error. The options wm-play shares with the
  * other tools that run a model are run_opts.h's, but for two: --random-weights takes no seed here
  * (--weight-seed N does), and --prompt with --prompt-embedding is no usage error (the model's prompt
@@ -135,63 +155,8 @@ static int parse_args(int argc, char **argv, options *o) {
     wm_run_opts_init(&o->opts, argc, argv, WM_RUN_OPT_PROMPT | WM_RUN_OPT_FRAMES | WM_RUN_OPT_ACTIONS |
                      WM_RUN_OPT_VERBOSITY, -1, (long long)1 << 40); /* frames -1: not given */
     o->out_dir = ".";
-    for (int i = 1; i < argc; i++) {
-        const int r = wm_run_opts_parse(&o->opts, &i);
-        if (r < 0) return EXIT_USAGE; /* the message is printed */
-        if (r > 0) continue;
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
-#define NEED_VALUE                                                                                           \
-    do {                                                                                                     \
-        if (!v) return wm_cli_usage_error("%s needs a value", a);                                            \
-        i++;                                                                                                 \
-    } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--weight-seed")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_u64(v, &o->opts.weight_seed))
-                return wm_cli_usage_error("--weight-seed: '%s' is not a seed", v);
-        } else if (!strcmp(a, "--input-map")) {
-            NEED_VALUE;
-            o->input_map = v;
-        } else if (!strcmp(a, "--print-map")) {
-            o->print_map = 1;
-        } else if (!strcmp(a, "--record")) {
-            NEED_VALUE;
-            o->record = v;
-        } else if (!strcmp(a, "--replay")) {
-            NEED_VALUE;
-            o->replay = v;
-        } else if (!strcmp(a, "--headless")) {
-            o->headless = 1;
-        } else if (!strcmp(a, "--max-frames")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_ll(v, 1, 1LL << 40, &o->max_frames))
-                return wm_cli_usage_error("--max-frames: '%s' is not a count", v);
-        } else if (!strcmp(a, "--out-dir")) {
-            NEED_VALUE;
-            o->out_dir = v;
-        } else if (!strcmp(a, "--state-dir")) {
-            NEED_VALUE;
-            o->state_dir = v;
-        } else if (!strcmp(a, "--scale")) {
-            NEED_VALUE;
-            if (!wm_cli_parse_ll(v, 1, 64, &n)) return wm_cli_usage_error("--scale: '%s' is not in 1..64", v);
-            o->scale = (int)n;
-        } else if (!strcmp(a, "--fullscreen")) {
-            o->fullscreen = 1;
-        } else if (!strcmp(a, "--nearest")) {
-            o->nearest = 1;
-        } else if (!strcmp(a, "--no-hud")) {
-            o->no_hud = 1;
-        } else {
-            return wm_cli_usage_error("unknown option '%s'", a);
-        }
-#undef NEED_VALUE
-    }
+    const int rc = wm_run_opts_parse_args(&o->opts, usage, own_arg, o);
+    if (rc) return rc;
     if (o->opts.actions && !o->headless)
         return wm_cli_usage_error("--actions needs --headless (the window takes live input)");
     if (o->opts.actions && o->replay) return wm_cli_usage_error("--actions and --replay exclude each other");
@@ -1267,10 +1232,7 @@ int main(int argc, char **argv) {
             printf("%s: note: the acceleration flags are ignored: a replay applies the recording's\n",
                    g_prog);
     } else {
-        for (int k = 0; k < o->opts.n_accel; k++) {
-            int at = o->opts.accel_argi[k];
-            wm_accel_parse_arg(argc, argv, &at, &accel);
-        }
+        wm_run_opts_apply_accel(&o->opts, &accel);
     }
     player_options po = {.model = o->opts.model,
                          .random_weights = o->opts.random_weights,
