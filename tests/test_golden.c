@@ -140,6 +140,17 @@ static int run_case(const golden_case *gc, const char *model_dir, int counting) 
     const size_t fpix = (size_t)info.width * info.height;
     uint8_t *frame = malloc(fpix * 3 + 1);
     int64_t frames_read = 0;
+    /* a context prefilled before the first chunk (expected "prefill"; such cases have no decoder) */
+    const int prefill = (int)jnum(gc->json, "prefill_chunks", 0);
+    if (prefill > 0) {
+        size_t n = 0;
+        float *ctx = expected_f32(gc, "prefill", &n);
+        CHECK(ctx && n == (size_t)prefill * lat_n && !rgb_ref);
+        if (ctx && n == (size_t)prefill * lat_n)
+            CHECK_STATUS(api->session_prefill_latents(s, ctx, prefill * info.latent_frames_per_chunk, NULL), WM_OK);
+        else ok = 0;
+        free(ctx);
+    }
     double worst_rgb = 0;
     const cJSON *switches = cJSON_GetObjectItem(gc->json, "switches");
     /* with switches: a snapshot right after the first one (its re-cache still pending) */

@@ -183,6 +183,23 @@ CASES = {
         switches=[{"chunk": 4, "prompt_text": "snow forest"}],
         bad_session_error="rolling_forcing",
     ),
+    # Rolling Forcing after a context prefill of 5 blocks (frames 0..9, block 0 the sink, the history
+    # past it): the window then starts at frame 10 and fills with 1, 2, 3 blocks, whose passes attend
+    # span - Q - F = 6, 4, 2 working frames with the sink at 2, 4, 6 (rolling_ref.py, the flush windows
+    # of the public code); a prompt switch with a snapshot at block 2 of the window (2 in flight).
+    "rolling_prefill": dict(
+        config=base_config(
+            name="rolling_prefill", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
+            num_frame_per_block=2, denoising_step_list=[1000, 750, 500], timestep_shift=5.0,
+            local_attn_size=10, sink_size=2, sampler="rolling_forcing",
+            action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
+            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
+                                    "forest", "snow"], "max_tokens": 6}),
+        dtype=torch.float32, weight_seed=6006, seed=0x00000000B10C5EED, n_chunks=6, prefill_chunks=5,
+        prompt_text="a red car on the road", prompt_len=None, actions="world",
+        switches=[{"chunk": 2, "prompt_text": "snow forest"}],
+        bad_session_error="rolling_forcing",
+    ),
     # BF16 weights, cache pass at timestep context_noise 10, unwarped custom steps, unbounded,
     # full-length embedding prompt, decoder with time_upscale [false, true] (2x) and 8x space.
     "bf16_ctxnoise": dict(
@@ -215,9 +232,16 @@ def make_case(out_dir, name, spec):
         g = torch.Generator().manual_seed(spec["weight_seed"] + 7)
         prompt = torch.randn(spec["prompt_len"], cfg.text_dim, generator=g)
         expected["prompt"] = prompt
+    prefill = spec.get("prefill_chunks", 0)  # context chunks before the generated ones (no decoder)
+    assert not (prefill and cfg.decoder), "a prefill case's frames are not checked: no decoder"
+    if prefill:
+        g = torch.Generator().manual_seed(spec["weight_seed"] + 11)
+        expected["prefill"] = torch.randn(prefill * cfg.num_frame_per_block, cfg.in_dim, cfg.latent_height,
+                                          cfg.latent_width, generator=g)
+    n_lat = (prefill + spec["n_chunks"]) * cfg.num_frame_per_block
     actions = spec["actions"]
     if actions == "world":
-        n_video = cfg.time_upscale * (spec["n_chunks"] * cfg.num_frame_per_block - 1) + 1
+        n_video = cfg.time_upscale * (n_lat - 1) + 1
         # a few frames short of the video: the last action repeats (MODEL.md 8)
         actions = world_actions(n_video - 4, np.random.default_rng(spec["weight_seed"]))
     window = cfg.local_attn_size
@@ -229,18 +253,20 @@ def make_case(out_dir, name, spec):
         case["switches"] = spec["switches"]
     if spec.get("bad_session_error"):  # an unbounded session is refused with this in the message
         case["bad_session_error"] = spec["bad_session_error"]
+    if prefill:
+        case["prefill_chunks"] = prefill
     with open(os.path.join(d, "case.json"), "w") as f:
         json.dump(case, f, indent=None)
 
-    if expected.get("prompt") is not None:  # the engine gets the prompt from expected.safetensors
-        save_file({"prompt": expected["prompt"].contiguous()}, os.path.join(d, "expected.safetensors"))
+    inputs = {k: expected[k].contiguous() for k in ("prompt", "prefill") if k in expected}
+    if inputs:  # the engine (and run_case) get the prompt and the prefill from expected.safetensors
+        save_file(inputs, os.path.join(d, "expected.safetensors"))
     got, _, r = wm_ref.run_case(d)
     expected.update(got)
     expected["debug.timesteps"] = torch.tensor([float(t) for t in r.timesteps], dtype=torch.float32)
     if isinstance(spec["prompt_text"], str):  # the text encoder's output, to debug tokenization
         expected["debug.prompt_emb"] = r.prompt_emb
     if hasattr(r.model, "action_embedding"):
-        n_lat = spec["n_chunks"] * cfg.num_frame_per_block
         expected["debug.actions"] = wm_ref.latent_frame_actions(cfg, actions, 0, n_lat)
     save_file({k: v.float().contiguous() for k, v in expected.items()}, os.path.join(d, "expected.safetensors"))
     return expected, r

@@ -163,6 +163,23 @@ class RollingRollout:
         self._clean_pass(*final)
         return final[1]
 
+    def prefill(self, latents):
+        """A context prefill (the engine's session_prefill_latents): the clean pass of each block of
+        latents [P*F, C, H, W], in order from the next block on, while the window is empty; block 0,
+        when among them, becomes the sink. The window then starts at the first block after them, with
+        fewer than n blocks while it fills: its passes attend span - Q - F working frames (_denoise).
+        Returns the decoded frames, or None without a decoder."""
+        assert not self.window, "a prefill needs an empty window (the engine refuses it with blocks in flight)"
+        assert latents.shape[0] % self.F == 0
+        rgb = []
+        for i in range(latents.shape[0] // self.F):
+            x0 = latents[i * self.F:(i + 1) * self.F].float()
+            self._clean_pass(self.next_block, x0)
+            self.next_block += 1
+            if self.decoder is not None:
+                rgb.append(self.decoder.push(x0))
+        return torch.cat(rgb) if rgb else None
+
     def run_chunk(self):
         """wm_ref.Rollout's name for it: the engine emits one block per generate call."""
         return self.run_block()

@@ -771,6 +771,9 @@ def run_case(case_dir):
     else:
         r = Rollout(case_dir, case["seed"], prompt, case["actions"], window=case["window_frames"],
                     sinks=case["sink_frames"], capacity=case["max_cache_frames"])
+    if case.get("prefill_chunks"):  # a context prefilled before the first chunk (expected "prefill")
+        assert hasattr(r, "prefill") and r.decoder is None, "prefill cases: Rolling Forcing, no decoder"
+        r.prefill(load_file(exp_path)["prefill"])
     # prompt switches: {"chunk": k, "prompt_text": ...} before chunk k
     switches = {sw["chunk"]: sw["prompt_text"] for sw in case.get("switches", [])}
     outs = []
@@ -782,8 +785,9 @@ def run_case(case_dir):
     if r.decoder is not None:
         res["rgb"] = torch.cat([o["rgb"] for o in outs])
     out = {f"latents.{k}": l for k, l in enumerate(res["latents"])}
-    out["debug.c0.v0"] = r.debug["v0"]
-    out["debug.c0.noise0"] = r.debug["noise0"]
+    if "v0" in r.debug:  # block 0 is not generated after a prefill
+        out["debug.c0.v0"] = r.debug["v0"]
+        out["debug.c0.noise0"] = r.debug["noise0"]
     if "rgb" in res:
         out["rgb"] = res["rgb"]
     return out, case, r
