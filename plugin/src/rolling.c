@@ -87,7 +87,6 @@ static wm_status iterate(wm_session *s, int *final) {
     wm_sampler_timesteps(c, T);
 
     *final = 0;
-    wm_take_failure();
     be->noise(be, xa + (size_t)k * nb, nb, s->seed, 256ull * (uint64_t)(b0 + k));
     for (int j = 0; j <= k; j++)
         for (int f = 0; f < F; f++) t[j * F + f] = T[k - j]; /* block j at level k - j */
@@ -149,6 +148,9 @@ static wm_status iterate(wm_session *s, int *final) {
 wm_status wm_rolling_chunk(wm_session *s) {
     if (!s->has_prompt) return wm_set_error(WM_ERR_STATE, "no prompt set: call session_set_prompt_* first");
     const int in_flight = s->roll.in_flight, cur = s->roll.cur;
+    /* start clean once per call: a filling iteration's re-noising ops are checked with the next
+     * iteration's forward (taking failures per iteration would drop them) */
+    wm_take_failure();
     for (int final = 0; !final;) {
         wm_status st = aborted(s) ? wm_set_error(WM_ERR_ABORTED, "generation aborted by the host") : iterate(s, &final);
         if (st != WM_OK) {
