@@ -98,6 +98,7 @@ static void check_corrupt_window(wm_session *into, const uint8_t *blob, size_t s
     uint8_t *bad = malloc(size);
     const struct { size_t off; int value; } cases[] = {
         {0, levels}, {0, -1}, {0, 1 << 30}, {sizeof(int), 2}, {sizeof(int), -1},
+        {sizeof(int), 0}, /* no sink, yet blocks were committed (next_latent > 0) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(bad, blob, size);

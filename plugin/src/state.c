@@ -200,12 +200,18 @@ wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size
             return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (re-cache chunks %d)", n_kept);
     }
     if (s->roll.on) {
+        /* the sink exists exactly when a block was committed (it is taken at the commit of frame 0) */
         int in_flight, has_sink;
+        int64_t next_latent;
         const uint8_t *at = (const uint8_t *)src + rolling_at(s, cache_at);
         memcpy(&in_flight, at, sizeof in_flight);
         memcpy(&has_sink, at + sizeof in_flight, sizeof has_sink);
-        if (in_flight < 0 || in_flight >= s->roll.levels || (has_sink != 0 && has_sink != 1))
-            return wm_set_error(WM_ERR_FORMAT, "state_load: corrupt state (rolling window of %d blocks)", in_flight);
+        memcpy(&next_latent, (const uint8_t *)src + sizeof h + sizeof s->seed, sizeof next_latent);
+        if (in_flight < 0 || in_flight >= s->roll.levels || (has_sink != 0 && has_sink != 1) ||
+            has_sink != (next_latent > 0))
+            return wm_set_error(WM_ERR_FORMAT,
+                                "state_load: corrupt state (rolling window of %d blocks, sink %d, next latent frame %lld)",
+                                in_flight, has_sink, (long long)next_latent);
     }
     wm_take_failure();
     walk(s, &c);
