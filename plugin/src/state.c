@@ -159,8 +159,11 @@ wm_status wm_session_state_save_impl(const wm_session *s, void *dst, size_t size
     make_header(s, &h, need);
     memcpy(dst, &h, sizeof h);
     cursor c = {(uint8_t *)dst, NULL, sizeof h};
+    wm_take_failure(); /* only this save's failures count */
     walk((wm_session *)s, &c);
-    return WM_OK;
+    /* a plane that could not be read (no host memory for its bounce buffer, a device error) leaves
+     * the blob incomplete: an error, not a snapshot that loads as garbage */
+    return wm_take_failure();
 }
 
 wm_status wm_session_state_load_impl(wm_session *s, const void *src, size_t size) {
