@@ -6,7 +6,8 @@
  * - an abort while the window fills leaves the session as it was; reset replays bit for bit;
  * - a snapshot with blocks in flight continues bit for bit (saved from either latent buffer, loaded
  *   into a session at either); a blob whose window scalars are corrupt is refused with WM_ERR_FORMAT;
- * - a context prefilled before the first generate call becomes the history and the sink. */
+ * - a context prefilled before the first generate call becomes the history and the sink;
+ * - 600 blocks run past latent frame 1024 at the same scale and memory. */
 #include "backend.h"
 #include "engine.h" /* white box: the window's buffers, to find its block in a snapshot */
 #include "harness.h"
@@ -236,6 +237,35 @@ int main(void) {
     CHECK(finite);
     printf("after a 2-block prefill, block 2 differs from the rollout's by %.3g (a fresh window: it must)\n", diff);
     CHECK(diff > 1e-3);
+
+    /* past frame 1024: 600 blocks (1200 latent frames; the sink re-rotated to frame ~1190) stay finite
+     * and of the same scale as the first blocks, the history and memory stay as they were */
+    CHECK_STATUS(api->session_reset(b), WM_OK);
+    double rms_first = 0, rms_last = 0;
+    int64_t bytes_early = 0;
+    int long_ok = 1;
+    for (int k = 0; k < 600 && long_ok; k++) {
+        long_ok = api->session_generate(b, NULL) == WM_OK &&
+                  api->session_read_latents(b, got, chunk, NULL) == WM_OK;
+        double ss = 0;
+        for (size_t i = 0; i < chunk; i++) {
+            long_ok &= isfinite(got[i]);
+            ss += (double)got[i] * got[i];
+        }
+        if (k < 20) rms_first += sqrt(ss / chunk) / 20;
+        if (k >= 580) rms_last += sqrt(ss / chunk) / 20;
+        api->session_get_stats(b, &st);
+        if (k == 20) bytes_early = st.backend_bytes;
+    }
+    CHECK(long_ok);
+    api->session_get_stats(b, &st);
+    printf("600 blocks (to latent frame %lld): rms %.3f over blocks 0-19, %.3f over 580-599; history %lld tokens; "
+           "memory %lld -> %lld bytes\n",
+           (long long)st.latent_frames, rms_first, rms_last, (long long)st.cache_tokens, (long long)bytes_early,
+           (long long)st.backend_bytes);
+    CHECK(st.latent_frames == 1200 && st.cache_tokens == (int64_t)(10 - F) * 4);
+    CHECK(rms_last > 0.5 * rms_first && rms_last < 2.0 * rms_first);
+    CHECK(st.backend_bytes == bytes_early);
 
     free(ref);
     free(got);
