@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (the device tool): builds with CUDA from scratch, runs the gpu-labelled
 # tests and the GPU benchmarks at Wan2.1-1.3B shapes. Logs and JSON go to $OUT (default out/gpu).
-#   scripts/gpu-check.sh [tests|bench|accel|all]   (accel: tools/bench/accel_bench.sh, long; not in all)
+#   scripts/gpu-check.sh [tests|bench|profile|accel|all]   (profile: per-op shares of SF, RF and all three;
+#   accel: tools/bench/accel_bench.sh, long; neither in all)
 set -uo pipefail
 what=${1:-all}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +47,19 @@ if [[ $what == bench || $what == all ]]; then
         --label "rolling forcing 1.3b" --json "$OUT/rf_window.json" 2>"$OUT/rf_window.log" || rc=1
     tail -n 3 "$OUT/wan_grow21.log" "$OUT/wan_window21.log" "$OUT/rf_window.log"
     grep -h '"chunk_ms"\|dit_ms_per\|video_fps\|backend_peak' "$OUT"/wan_*.json
+fi
+if [[ $what == profile ]]; then
+    # per-op times (each op synchronised: read the shares) of a steady chunk: Self-Forcing's window of 21,
+    # Rolling Forcing's window, and all three accelerations at their defaults (issue 5)
+    b=$build/host/wm-bench/wm-bench
+    cfg=assets/configs/wan2.1-t2v-1.3b.json
+    $b --model $cfg --random-weights --backend cuda --window 21 --sinks 0 --chunks 2 --warmup 7 \
+        --profile "$OUT/profile_sf_window21.json" >"$OUT/profile_sf_window21.log" 2>&1 || rc=1
+    $b --model assets/configs/rolling-forcing-1.3b.json --random-weights --backend cuda --chunks 2 --warmup 7 \
+        --profile "$OUT/profile_rf.json" >"$OUT/profile_rf.log" 2>&1 || rc=1
+    $b --model $cfg --random-weights --backend cuda --window 15 --sinks 3 --accel all --chunks 2 --warmup 7 \
+        --profile "$OUT/profile_all3.json" >"$OUT/profile_all3.log" 2>&1 || rc=1
+    grep -h -A12 "wm profile" "$OUT"/profile_*.log | head -60
 fi
 if [[ $what == accel ]]; then
     OUT=$OUT/accel tools/bench/accel_bench.sh "$build" "${ACCEL_PART:-all}" || rc=1
