@@ -109,7 +109,8 @@ typedef struct wm_model_info {
 } wm_model_info;
 
 /* The FAST-AR accelerations (docs/ACCEL.md), each independent; all off = dense attention.
- * Set at session_new (inside wm_session_params) or live with session_set_accel. */
+ * Set at session_new (inside wm_session_params) or live with session_set_accel. A model whose config
+ * says "sampler": "rolling_forcing" refuses them (WM_ERR_UNSUPPORTED). */
 typedef struct wm_accel_params {
     /* TempCache: KV-cache compression by temporal correspondence. After each chunk is committed, a
      * new key row whose pre-RoPE key has cosine >= tc_threshold with an older row's takes that row
@@ -143,7 +144,8 @@ typedef struct wm_accel_params {
 typedef struct wm_session_params {
     size_t size;             /* sizeof(wm_session_params); set by session_params_init */
     uint64_t seed;           /* noise seed */
-    int window_frames;       /* -2 = model default, -1 = unbounded, else window in latent frames */
+    int window_frames;       /* -2 = model default, -1 = unbounded, else window in latent frames
+                              * (a rolling_forcing model takes only its own spans: -2 and sink -1) */
     int sink_frames;         /* -1 = model default */
     int max_cache_frames;    /* unbounded policy capacity; 0 = model default */
     wm_abort_fn abort_cb;
