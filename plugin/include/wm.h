@@ -214,7 +214,9 @@ typedef struct wm_api {
 
     /* Queue the action of the next video frame not yet generated. */
     wm_status (*session_push_action)(wm_session *s, const wm_action *action);
-    /* Generate the next chunk now (frames become readable). *n_frames: video frames it produced. */
+    /* Generate the next chunk now (frames become readable). *n_frames: video frames it produced.
+     * (A rolling_forcing model's first call after session_new or a reset fills its window of chunks at
+     * staggered noise levels: as many forwards as denoising steps; later calls take one.) */
     wm_status (*session_generate)(wm_session *s, int *n_frames);
     /* Copy the next video frame (RGB8, rows of `pitch` bytes) into rgb; generates a chunk when no
      * frame is waiting. *frame_index (may be NULL) gets the frame's index since reset. */
