@@ -234,12 +234,30 @@ static void io_bytes(wm_cache_io *io, void *p, size_t n) {
     io->off += n;
 }
 
+void wm_kv_io(wm_backend *be, wm_kv *kv, int64_t rows, int dim, wm_cache_io *io) {
+    const size_t n = (size_t)rows * dim, bytes = 2 * n * sizeof(float);
+    if (io->w || io->r) {
+        float *buf = malloc(bytes ? bytes : 1);
+        if (!buf) {
+            wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for a snapshot plane"));
+        } else if (io->w) {
+            be->kv_read(be, kv, buf, buf + n, 0, rows);
+            memcpy(io->w + io->off, buf, bytes);
+        } else {
+            memcpy(buf, io->r + io->off, bytes);
+            be->kv_load(be, kv, buf, buf + n, 0, rows);
+        }
+        free(buf);
+    }
+    io->off += bytes;
+}
+
 /* one plane of rows x width floats through a bounce buffer (the blob may be unaligned for floats) */
-enum { PLANE_KV, PLANE_BIAS, PLANE_MATCH };
+enum { PLANE_BIAS, PLANE_MATCH };
 static void io_plane(wm_cache *c, wm_cache_io *io, int l, int plane) {
     wm_backend *be = c->be;
     const int64_t R = c->store_rows;
-    const size_t width = plane == PLANE_KV ? 2 * (size_t)c->dim : plane == PLANE_BIAS ? 1 : (size_t)c->dim;
+    const size_t width = plane == PLANE_BIAS ? 1 : (size_t)c->dim;
     const size_t bytes = (size_t)R * width * sizeof(float);
     if (io->w || io->r) {
         float *buf = malloc(bytes ? bytes : 1);
@@ -247,14 +265,12 @@ static void io_plane(wm_cache *c, wm_cache_io *io, int l, int plane) {
             wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for a snapshot plane");
             wm_note_failure(WM_ERR_OUT_OF_MEMORY);
         } else if (io->w) {
-            if (plane == PLANE_KV) be->kv_read(be, c->kv[l], buf, buf + (size_t)R * c->dim, 0, R);
-            else if (plane == PLANE_BIAS) be->kv_get_bias(be, c->kv[l], buf, 0, R);
+            if (plane == PLANE_BIAS) be->kv_get_bias(be, c->kv[l], buf, 0, R);
             else be->kv_read_match(be, c->kv[l], buf, 0, R);
             memcpy(io->w + io->off, buf, bytes);
         } else {
             memcpy(buf, io->r + io->off, bytes);
-            if (plane == PLANE_KV) be->kv_load(be, c->kv[l], buf, buf + (size_t)R * c->dim, 0, R);
-            else if (plane == PLANE_BIAS) {
+            if (plane == PLANE_BIAS) {
                 int any = 0;
                 for (int64_t i = 0; i < R && !any; i++) any = buf[i] != 0.0f;
                 if (any || c->biased[l]) { /* a dense store stays without one */
@@ -280,7 +296,7 @@ void wm_cache_io_walk(wm_cache *c, wm_cache_io *io) {
     for (int l = 0; l < c->layers; l++) {
         io_bytes(io, c->count[l], (size_t)c->store_rows * sizeof(float));
         io_bytes(io, c->frame[l], (size_t)c->store_rows * sizeof(int64_t));
-        io_plane(c, io, l, PLANE_KV);
+        wm_kv_io(c->be, c->kv[l], c->store_rows, c->dim, io);
         io_plane(c, io, l, PLANE_BIAS);
         if (c->be->kv_read_match) io_plane(c, io, l, PLANE_MATCH);
     }

@@ -71,6 +71,9 @@ typedef struct wm_cache_io {
     size_t off;
 } wm_cache_io;
 void wm_cache_io_walk(wm_cache *c, wm_cache_io *io);
+/* The same walk for rows [0, rows) of one store's K and V (host fp32 through a bounce buffer: the blob
+ * may be unaligned for floats); also serves stores outside the cache (Rolling Forcing's sink). */
+void wm_kv_io(wm_backend *be, wm_kv *kv, int64_t rows, int dim, wm_cache_io *io);
 /* Validates a snapshot's row counts before anything is loaded (0 = fine). */
 int wm_cache_io_check(const wm_cache *c, const uint8_t *blob_at_cache);
 

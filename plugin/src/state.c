@@ -74,23 +74,9 @@ static void walk_rolling(wm_session *s, cursor *c) {
     if (c->r) r->cur = 0;
     io_backend(s, c, r->x[r->cur], nx);
     const int64_t rows = (int64_t)cf->num_frame_per_block * s->tpf;
-    const size_t n = (size_t)rows * cf->dim;
-    for (int l = 0; l < cf->num_layers; l++) {
-        if (c->w || c->r) {
-            float *buf = malloc(2 * n * sizeof(float));
-            if (!buf) {
-                wm_note_failure(wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of host memory for a snapshot"));
-            } else if (c->w) {
-                s->be->kv_read(s->be, r->sink[l], buf, buf + n, 0, rows);
-                memcpy(c->w + c->off, buf, 2 * n * sizeof(float));
-            } else {
-                memcpy(buf, c->r + c->off, 2 * n * sizeof(float));
-                s->be->kv_load(s->be, r->sink[l], buf, buf + n, 0, rows);
-            }
-            free(buf);
-        }
-        c->off += 2 * n * sizeof(float);
-    }
+    wm_cache_io kio = {c->w, c->r, c->off};
+    for (int l = 0; l < cf->num_layers; l++) wm_kv_io(s->be, r->sink[l], rows, cf->dim, &kio);
+    c->off = kio.off;
 }
 
 /* Where walk_rolling starts in a blob: after the cache, the last latents and their frame count. */
