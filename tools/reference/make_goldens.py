@@ -124,6 +124,14 @@ def world_actions(n, rng):
     return acts
 
 
+TEXT_ENCODER = {"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road", "forest", "snow"],
+                "max_tokens": 6}
+# Rolling Forcing's cases: 2-frame blocks, 3 levels, spans of (3 + 2) * 2 = 10 frames, a 2-frame sink
+ROLLING = dict(dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4, num_frame_per_block=2,
+               denoising_step_list=[1000, 750, 500], timestep_shift=5.0, local_attn_size=10, sink_size=2,
+               sampler="rolling_forcing", action_buttons=["up", "down", "left", "right"],
+               action_axes=["throttle"], action_mouse=True, text_encoder=TEXT_ENCODER)
+
 CASES = {
     # Embedding prompt, unbounded cache exactly full after 3 chunks, 16 latent channels, 4 warped steps.
     "t2v_unbounded": dict(
@@ -140,8 +148,7 @@ CASES = {
             num_frame_per_block=2, denoising_step_list=[1000, 666, 333], timestep_shift=3.0,
             local_attn_size=6, sink_size=2, max_cache_frames=21,
             action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
-            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
-                                    "forest", "snow"], "max_tokens": 6},
+            text_encoder=TEXT_ENCODER,
             decoder={"channels": [12, 8, 8, 8], "space_upscale": [True, False, False],
                      "time_upscale": [True, True], "image_channels": 3}),
         dtype=torch.float16, weight_seed=2002, seed=0x00000000DEADBEEF, n_chunks=4,
@@ -155,8 +162,7 @@ CASES = {
             name="longlive_switch", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
             num_frame_per_block=2, denoising_step_list=[1000, 500], timestep_shift=3.0,
             local_attn_size=6, sink_size=2, recache_on_prompt_switch=True,
-            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
-                                    "forest", "snow"], "max_tokens": 6}),
+            text_encoder=TEXT_ENCODER),
         dtype=torch.float32, weight_seed=4004, seed=0x0000000000C0FFEE, n_chunks=8,
         prompt_text="a red car on the road", prompt_len=None, actions=[],
         switches=[{"chunk": 2, "prompt_text": "snow forest"}, {"chunk": 4, "prompt_text": "the car drives"},
@@ -170,12 +176,7 @@ CASES = {
     # prompt switch before block 4 with a snapshot there (2 blocks in flight at their levels).
     "rolling_window": dict(
         config=base_config(
-            name="rolling_window", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
-            num_frame_per_block=2, denoising_step_list=[1000, 750, 500], timestep_shift=5.0,
-            local_attn_size=10, sink_size=2, sampler="rolling_forcing",
-            action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
-            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
-                                    "forest", "snow"], "max_tokens": 6},
+            name="rolling_window", **ROLLING,
             decoder={"channels": [8, 8, 8, 4], "space_upscale": [True, False, False],
                      "time_upscale": [True, True], "image_channels": 3}),
         dtype=torch.float32, weight_seed=5005, seed=0x00000000B10C5EED, n_chunks=8,
@@ -189,12 +190,7 @@ CASES = {
     # of the public code); a prompt switch with a snapshot at block 2 of the window (2 in flight).
     "rolling_prefill": dict(
         config=base_config(
-            name="rolling_prefill", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
-            num_frame_per_block=2, denoising_step_list=[1000, 750, 500], timestep_shift=5.0,
-            local_attn_size=10, sink_size=2, sampler="rolling_forcing",
-            action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
-            text_encoder={"vocab": ["<pad>", "<unk>", "a", "the", "red", "car", "drives", "on", "road",
-                                    "forest", "snow"], "max_tokens": 6}),
+            name="rolling_prefill", **ROLLING),
         dtype=torch.float32, weight_seed=6006, seed=0x00000000B10C5EED, n_chunks=6, prefill_chunks=5,
         prompt_text="a red car on the road", prompt_len=None, actions="world",
         switches=[{"chunk": 2, "prompt_text": "snow forest"}],
