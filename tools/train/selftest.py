@@ -263,6 +263,19 @@ def test_change_weight():
           bool(ok) and d < 1e-6 and plain, f"|weighted - manual| {d:.1e}")
 
 
+def test_anneal():
+    import argparse
+    import train_dit
+    a = argparse.Namespace(lr=3e-4, warmup=100, anneal=None)
+    const = [train_dit.lr_at(a, 50, 0.0), train_dit.lr_at(a, 5000, 30.0)]
+    a.anneal = "10,20"
+    ann = [train_dit.lr_at(a, 5000, m) for m in (5.0, 10.0, 15.0, 20.0, 40.0)]
+    want = [3e-4, 3e-4, 3e-4 * 0.55, 3e-5, 3e-5]
+    check("--anneal: warm-up, then a linear fall to lr/10 between FROM and TO minutes of total training",
+          abs(const[0] - 1.53e-4) < 1e-9 and const[1] == 3e-4 and all(abs(x - y) < 1e-12 for x, y in zip(ann, want)),
+          f"{ann}")
+
+
 if __name__ == "__main__":
     test_forward_vs_streaming()
     test_flex()
@@ -270,5 +283,6 @@ if __name__ == "__main__":
     test_ae()
     test_export_checkpoint()
     test_change_weight()
+    test_anneal()
     print(f"{sum(results)}/{len(results)} checks passed")
     sys.exit(0 if all(results) else 1)

@@ -232,6 +232,17 @@ def val_rollout(model, ds_val, out_png, ctx_latents=4, gen_latents=8):
     return p, p_ae
 
 
+def lr_at(args, step, minutes):
+    """Linear warm-up over --warmup steps, then constant, or with --anneal FROM,TO a linear fall to lr/10
+    between those minutes of total training (time, not steps: runs are time-limited and resumed)."""
+    lr = args.lr * min(1.0, (step + 1) / args.warmup)
+    if args.anneal:
+        a, b = (float(x) for x in args.anneal.split(","))
+        f = min(1.0, max(0.0, (minutes - a) / max(1e-9, b - a)))
+        lr *= 1.0 - 0.9 * f
+    return lr
+
+
 # ------------------------------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,6 +258,9 @@ def main(argv=None):
     ap.add_argument("--clip", type=int, default=17, help="latent frames per training clip")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--anneal", default=None, metavar="FROM,TO",
+                    help="minutes of total training (across resumes): the lr falls linearly from --lr at FROM to "
+                         "a tenth of it at TO and stays there (default: constant after warm-up)")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     # architecture (engine config.json)
     ap.add_argument("--name", default="wm-game")
@@ -388,7 +402,7 @@ def main(argv=None):
 
     model.train()
     while True:
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = lr_at(args, step, clock.total() / 60)
         for g in opt.param_groups:
             g["lr"] = lr
         b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev)
