@@ -20,7 +20,7 @@ build=build-gpu
 [[ -n ${KEEP_BUILD:-} ]] || rm -rf "$build" # KEEP_BUILD=1: reuse a warm machine's build
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
 # the engine, its gpu tests and the benchmarks (other hosts need SDL/FFmpeg, absent on the GPU machine)
-targets="wm test_golden wm-bench $(cd tests && ls gpu_*.c | sed 's/\.c$//' | tr '\n' ' ')"
+targets="wm test_golden wm-bench wm-run $(cd tests && ls gpu_*.c | sed 's/\.c$//' | tr '\n' ' ')"
 [[ -f tests/gpu_attention.c ]] && targets="$targets gpu_attention"
 [[ -f host/attn-bench/CMakeLists.txt ]] && targets="$targets attn-bench"
 [[ -f tests/gpu_accel.c ]] && targets="$targets gpu_accel test_accel test_accel_ops"

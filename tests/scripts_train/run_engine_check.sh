@@ -4,10 +4,14 @@
 #   run_engine_check.sh SOURCE_DIR WM_RUN cpu|cuda
 # cpu: 33 video frames (9 latent frames), latents within 1e-3, RGB8 within 2 levels.
 # cuda: 13 video frames, bf16 tolerances (3e-2 of the latents' scale, 8 levels), as gpu_golden's.
-# Exit 77 (skipped) without the venv (scripts/setup.sh --python), the weights, or (cuda) a device.
+# Python: $WM_PYTHON, else the venv (scripts/setup.sh --python), else python3 (the GPU machine's has torch).
+# Exit 77 (skipped) without a Python with torch, the weights, or (cuda) a device.
 src=$1 wmrun=$2 backend=$3
-py="$src/.venv/bin/python"
-[ -x "$py" ] && "$py" -c "import torch, safetensors, numpy" 2>/dev/null || { echo "no venv with torch: skipped"; exit 77; }
+py=
+for c in "${WM_PYTHON:-}" "$src/.venv/bin/python" python3; do
+    [ -n "$c" ] && "$c" -c "import torch, safetensors, numpy" 2>/dev/null && { py=$c; break; }
+done
+[ -n "$py" ] || { echo "no Python with torch, safetensors and numpy: skipped"; exit 77; }
 [ -f "$src/assets/game/model.safetensors" ] || { echo "no assets/game weights: skipped"; exit 77; }
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT

@@ -207,15 +207,17 @@ def val_rollout(model, ds_val, out_png, ctx_latents=4, gen_latents=8):
     m = copy.deepcopy(model).float().cpu().eval()
     cfg = m.cfg
     F_ = cfg.num_frame_per_block
-    ep = Episode(ds_val.files[0])
-    z = ds_val.z[0].float().cpu()
+    # an episode that keeps one prompt: the rollout takes the first prompt for all its frames
+    i = next((k for k in range(ds_val.n) if ds_val.prompts[k][0] == ds_val.prompts[k][-1]), 0)
+    ep = Episode(ds_val.files[i])
+    z = ds_val.z[i].float().cpu()
     n_ctx = max(F_, (ctx_latents // F_) * F_)
     n_gen = max(F_, (gen_latents // F_) * F_)
     n_gen = min(n_gen, z.shape[0] - n_ctx) // F_ * F_
     if n_gen <= 0:
         return float("nan"), float("nan")
     actions = common.button_masks(ep.actions())
-    r = wm_ref.Rollout(m, seed=7, prompt=ds_val.prompts[0][0], actions=actions)
+    r = wm_ref.Rollout(m, seed=7, prompt=ds_val.prompts[i][0], actions=actions)
     common.rollout_prefill(r, z[:n_ctx])   # the engine's session_prefill_latents (fidelity.py's context)
     gen = r.run(n_gen // F_)
     rgb = gen["rgb"]                                                   # frames after the context
