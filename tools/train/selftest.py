@@ -276,6 +276,35 @@ def test_anneal():
           f"{ann}")
 
 
+def test_self_context():
+    import argparse
+    import contextlib
+    import train_dit
+    cfg = tiny_config(window=-1, sinks=0, chunk=1)
+    model = exporter.make_model(cfg)
+    randomise(model)
+    E, L, C = 2, 6, 4
+    ds = train_dit.LatentSet(torch.randn(E, L, C, 4, 6).half(), torch.rand(E, L, 5).round(),
+                             torch.zeros(E, L, dtype=torch.long), torch.ones(E, 2, 6, dtype=torch.long),
+                             torch.full((E, 2), 3, dtype=torch.long), [["a", "a"]] * E, ["x"] * E)
+    args = argparse.Namespace(shift=1.0, p_clean=1.0, ctx_aug=0.0, chunk=1, change_weight=1.0, text_len=6,
+                              self_ctx=1.0, self_ctx_sigma="0,0")
+    gen = torch.Generator().manual_seed(3)
+    b = train_dit.make_batch(ds, 3, 4, args, [1.0, 0.5], gen, "cpu")
+    mask = dit.token_mask(dit.frame_mask(4, 1, -1, 0), 6)
+    rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], 4, 2, 3, "cpu")
+    amp = contextlib.nullcontext()
+    same = torch.allclose(train_dit.self_context(model, b, args, mask, rope, amp, gen)["x"], b["x"], atol=1e-6)
+    args.self_ctx_sigma = "0.4,0.4"
+    b2 = train_dit.self_context(model, b, args, mask, rope, amp, gen)
+    ctx_changed = (b2["x"][:, :4] - b["x"][:, :4]).abs().amax().item() > 1e-3
+    target_kept = torch.equal(b2["x"][:, 4:], b["x"][:, 4:])
+    args.self_ctx = 0.0
+    off = torch.equal(train_dit.self_context(model, b, args, mask, rope, amp, gen)["x"], b["x"])
+    check("--self-ctx: the context copy becomes the one-step estimate (= the real frame at level 0), the target "
+          "copy is untouched, share 0 = off", same and ctx_changed and target_kept and off)
+
+
 if __name__ == "__main__":
     test_forward_vs_streaming()
     test_flex()
@@ -284,5 +313,6 @@ if __name__ == "__main__":
     test_export_checkpoint()
     test_change_weight()
     test_anneal()
+    test_self_context()
     print(f"{sum(results)}/{len(results)} checks passed")
     sys.exit(0 if all(results) else 1)

@@ -18,7 +18,7 @@ WM_GAMEGEN=$WORK/wm-gamegen "$ROOT/tools/train/make_data.sh" "$WORK/data" 8 33 6
 "$PY" "$ROOT/tools/train/train_ae.py" --data "$WORK/data" --out "$WORK/run" --steps 20 --batch 4 --workers 0 \
       --log-every 10 --val-every 20
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run" --steps 20 \
-      --batch 4 --clip 9 --log-every 5 --val-every 20 --cache "$WORK/latents.pt" --change-weight 3
+      --batch 4 --clip 9 --log-every 5 --val-every 20 --cache "$WORK/latents.pt" --change-weight 3 --self-ctx 0.5
 # resume works: 5 more steps from the checkpoint
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run" --steps 25 \
       --batch 4 --log-every 5 --val-every 1000 --cache "$WORK/latents.pt" --resume

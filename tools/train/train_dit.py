@@ -153,7 +153,31 @@ def make_batch(ds, B, clip, args, sample_sig, gen, dev):
     x = torch.cat([ctx, xt], 1)
     t = torch.cat([t_ctx, sig * 1000], 1)
     return dict(x=x, t=t, acts=torch.cat([acts, acts], 1), pid=torch.cat([pid, pid], 1), tok=ds.tok[e],
-                tok_len=ds.tok_len[e], v=eps - x0, episodes=e, change=change)
+                tok_len=ds.tok_len[e], v=eps - x0, x0=x0, clean=clean, episodes=e, change=change)
+
+
+@torch.no_grad()
+def self_context(model, b, args, mask, rope, amp, gen):
+    """--self-ctx P: in a share P of the clean-context clips, the context copy becomes the model's own
+    one-step estimate of each frame (x0_hat = x_s - s v from the frame noised to a level s uniform in
+    --self-ctx-sigma, with the real frames before it as context) instead of the real frame. The engine's
+    cache holds generated frames, which lose detail frame after frame (the rollout blurs out and stops
+    showing motion); here the model sees such a context and is trained to give the real next frame."""
+    x0, L = b["x0"], b["x0"].shape[1]
+    B, dev = x0.shape[0], x0.device
+    pick = b["clean"] & (torch.rand(B, generator=gen, device=dev) < args.self_ctx)
+    if not bool(pick.any()):
+        return b
+    lo, hi = (float(v) for v in str(args.self_ctx_sigma).split(","))
+    s = (lo + (hi - lo) * torch.rand(B, L, generator=gen, device=dev))[..., None, None, None]
+    xs = (1 - s) * x0 + s * torch.randn(x0.shape, generator=gen, device=dev)
+    probe = dict(b, x=torch.cat([x0, xs], 1), t=torch.cat([torch.zeros_like(s[:, :, 0, 0, 0]), 1000 * s[:, :, 0, 0, 0]], 1))
+    with amp:
+        ctxkv = dit.context_kv(model, prompt_emb(model, b["tok"], b["tok_len"], args.text_len))
+        v = FORWARD(model, probe["x"], probe["t"], b["acts"], ctxkv, b["pid"], mask, rope)
+    x0_hat = xs - s * v[:, L:].float()
+    ctx = torch.where(pick[:, None, None, None, None], x0_hat, b["x"][:, :L])
+    return dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1))
 
 
 def weighted_mse(v, target, change, change_weight):
@@ -280,6 +304,10 @@ def main(argv=None):
     # objective
     ap.add_argument("--p-clean", type=float, default=0.5, help="share of clips with a clean context copy")
     ap.add_argument("--ctx-aug", type=float, default=0.05, help="max noise std on the clean context")
+    ap.add_argument("--self-ctx", type=float, default=0.0,
+                    help="share of the clean-context clips whose context is the model's own one-step estimate "
+                         "(robustness to its own rollouts; default 0 = off)")
+    ap.add_argument("--self-ctx-sigma", default="0.1,0.5", help="LO,HI noise levels of those estimates")
     ap.add_argument("--change-weight", type=float, default=1.0,
                     help="loss weight of latent frames whose action differs from the previous latent frame's "
                          "(1 = plain MSE); > 1 pushes the model to follow a new action at once")
@@ -326,7 +354,7 @@ def main(argv=None):
     latent_hw = (H // common.SPACE_DOWN, W // common.SPACE_DOWN)
     arch = {k: getattr(args, k) for k in ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk",
                                           "window", "sinks", "sample_steps", "shift", "latent_channels", "clip",
-                                          "p_clean", "ctx_aug", "change_weight"]}
+                                          "p_clean", "ctx_aug", "change_weight", "self_ctx", "self_ctx_sigma"]}
     config = exporter.build_config(arch, vocab, latent_hw, ae.dec_cfg)
     if resume and saved["config"]["text_encoder"]["vocab"] != vocab:
         raise SystemExit("the data's vocabulary differs from the checkpoint's")
@@ -408,6 +436,8 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev)
+        if args.self_ctx > 0:
+            b = self_context(model, b, args, mask, rope, amp, gen)
         loss = loss_of(model, b, args, mask, rope, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
