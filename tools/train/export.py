@@ -65,8 +65,16 @@ def export(model, config, out_dir, dtype=torch.float16, encoder=None):
         os.remove(enc_path)
     sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt", "producer": "tools/train"})
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
+    cfg_path = os.path.join(out_dir, "config.json")
+    notes = {}
+    if os.path.exists(cfg_path):  # a re-export keeps the folder's notes: "_comment", "_prompts" (wm-play's list)
+        try:
+            with open(cfg_path) as f:
+                notes = {k: v for k, v in json.load(f).items() if k.startswith("_")}
+        except (OSError, ValueError):
+            notes = {}
+    with open(cfg_path, "w") as f:
+        json.dump({**notes, **config}, f, indent=1)
         f.write("\n")
     wm_ref.load_model(out_dir)  # names and shapes exactly as the engine checks them
     size = sum(os.path.getsize(os.path.join(out_dir, n)) for n in ("model.safetensors", "config.json", ENCODER_FILE)
