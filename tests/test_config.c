@@ -151,6 +151,13 @@ static void test_full(void) {
     CHECK_STATUS(wm_config_parse(&c, rf, strlen(rf), NULL), WM_OK);
     CHECK(c.sampler == WM_SAMPLER_ROLLING_FORCING && c.n_steps == 5);
     wm_config_free(&c);
+    const char *fe = "{\"sampler\": \"flow_euler\"}";
+    CHECK_STATUS(wm_config_parse(&c, fe, strlen(fe), NULL), WM_OK);
+    CHECK(c.sampler == WM_SAMPLER_FLOW_EULER);
+    wm_config_free(&c);
+    const char *bad = "{\"sampler\": \"euler\"}";
+    CHECK_STATUS(wm_config_parse(&c, bad, strlen(bad), NULL), WM_ERR_CONFIG);
+    CHECK(strstr(wm_get_error(), "flow_euler") != NULL);
     printf("full config: ok\n");
 }
 

@@ -373,8 +373,10 @@ static wm_status parse_key(wm_config *cfg, int k, const cJSON *v, const char *la
             return wm_set_error(WM_ERR_CONFIG, "%s: key 'sampler' must be a string, got %s", label, json_type_name(v));
         if (!strcmp(v->valuestring, "self_forcing")) cfg->sampler = WM_SAMPLER_SELF_FORCING;
         else if (!strcmp(v->valuestring, "rolling_forcing")) cfg->sampler = WM_SAMPLER_ROLLING_FORCING;
+        else if (!strcmp(v->valuestring, "flow_euler")) cfg->sampler = WM_SAMPLER_FLOW_EULER;
         else
-            return wm_set_error(WM_ERR_CONFIG, "%s: key 'sampler' = '%.64s' is not known (\"self_forcing\" or \"rolling_forcing\")",
+            return wm_set_error(WM_ERR_CONFIG,
+                                "%s: key 'sampler' = '%.64s' is not known (\"self_forcing\", \"flow_euler\" or \"rolling_forcing\")",
                                 label, v->valuestring);
         return WM_OK;
     case K_MAX_CACHE_FRAMES: return get_int(v, label, key, 1, CFG_MAX_FRAMES, &cfg->max_cache_frames);

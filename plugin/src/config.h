@@ -19,7 +19,11 @@ typedef struct wm_decoder_config {
 /* The streaming loop (docs/MODEL.md section 2): Self-Forcing's chunk by chunk (also CausVid's,
  * LongLive's, the shipped game's), or Rolling Forcing's window of blocks at staggered noise levels
  * (docs/CONVERT.md). */
-typedef enum wm_sampler_kind { WM_SAMPLER_SELF_FORCING = 0, WM_SAMPLER_ROLLING_FORCING = 1 } wm_sampler_kind;
+typedef enum wm_sampler_kind {
+    WM_SAMPLER_SELF_FORCING = 0,  /* x0 = x - sigma v, re-noised with fresh noise (distilled models) */
+    WM_SAMPLER_ROLLING_FORCING = 1,
+    WM_SAMPLER_FLOW_EULER = 2     /* the same chunks and steps, x += (sigma' - sigma) v (flow-matching models) */
+} wm_sampler_kind;
 
 typedef struct wm_config {
     char name[WM_MAX_NAME];

@@ -120,9 +120,16 @@ wm_status wm_sampler_chunk(wm_session *s) {
         be->axpby(be, s->x0, -sigma, s->v, 1.0f, n); /* x0 = x - sigma * v */
         if (k + 1 < nsteps) {
             const float sn = wm_sampler_sigma(c, t[k + 1]);
-            be->noise(be, s->eps, n, s->seed, stream + (uint64_t)k + 1);
-            be->copy(be, s->x, s->x0, n);
-            be->axpby(be, s->x, sn, s->eps, 1.0f - sn, n); /* x = (1-s')x0 + s' eps */
+            if (c->sampler == WM_SAMPLER_FLOW_EULER) {
+                /* an Euler step of the flow ODE: keeps the noise's detail, which a model trained with
+                 * plain flow matching (not distilled) needs - its x0 is a conditional mean, and
+                 * re-noising that mean with fresh noise converges to a blurred frame */
+                be->axpby(be, s->x, sn - sigma, s->v, 1.0f, n); /* x = x + (s' - s) v */
+            } else {
+                be->noise(be, s->eps, n, s->seed, stream + (uint64_t)k + 1);
+                be->copy(be, s->x, s->x0, n);
+                be->axpby(be, s->x, sn, s->eps, 1.0f - sn, n); /* x = (1-s')x0 + s' eps */
+            }
         }
     }
     if (aborted(s)) return wm_set_error(WM_ERR_ABORTED, "generation aborted by the host");

@@ -196,6 +196,21 @@ CASES = {
         switches=[{"chunk": 2, "prompt_text": "snow forest"}],
         bad_session_error="rolling_forcing",
     ),
+    # The flow-matching Euler sampler (the shipped game's): 1-frame chunks, shift 1, 4 unwarped steps,
+    # window 4 (eviction from chunk 4), text prompt with a switch, actions, a decoder with 4x time.
+    "flow_euler": dict(
+        config=base_config(
+            name="flow_euler", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
+            num_frame_per_block=1, denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=False,
+            timestep_shift=1.0, local_attn_size=4, sampler="flow_euler",
+            action_buttons=["up", "down", "left", "right"], action_axes=["throttle"], action_mouse=True,
+            text_encoder=TEXT_ENCODER,
+            decoder={"channels": [8, 8, 8, 4], "space_upscale": [True, False, False],
+                     "time_upscale": [True, True], "image_channels": 3}),
+        dtype=torch.float32, weight_seed=7007, seed=0x0000000000E01E12, n_chunks=6,
+        prompt_text="a red car on the road", prompt_len=None, actions="world",
+        switches=[{"chunk": 3, "prompt_text": "snow forest"}],
+    ),
     # BF16 weights, cache pass at timestep context_noise 10, unwarped custom steps, unbounded,
     # full-length embedding prompt, decoder with time_upscale [false, true] (2x) and 8x space.
     "bf16_ctxnoise": dict(

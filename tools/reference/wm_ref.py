@@ -113,8 +113,8 @@ class Config(dict):
         assert cfg.patch_size[0] == 1 and cfg.in_dim == cfg.out_dim and cfg.model_type == "t2v"
         assert (cfg.dim // cfg.num_heads) % 2 == 0 and cfg.dim % cfg.num_heads == 0
         assert cfg.latent_height % cfg.patch_size[1] == 0 and cfg.latent_width % cfg.patch_size[2] == 0
-        if cfg.sampler not in ("self_forcing", "rolling_forcing"):
-            raise ValueError(f"config.json: sampler {cfg.sampler!r} (self_forcing or rolling_forcing)")
+        if cfg.sampler not in ("self_forcing", "flow_euler", "rolling_forcing"):
+            raise ValueError(f"config.json: sampler {cfg.sampler!r} (self_forcing, flow_euler or rolling_forcing)")
         if cfg.sampler == "rolling_forcing":  # its spans are fixed by the step count (docs/CONVERT.md)
             F, n = cfg.num_frame_per_block, len(cfg.denoising_step_list)
             if cfg.local_attn_size != (n + 2) * F or cfg.sink_size != F or cfg.recache_on_prompt_switch:
@@ -729,10 +729,14 @@ class Rollout:
             v = self._dit(x, t, start, commit=False)
             if c == 0 and k == 0:
                 self.debug["v0"] = v.clone()
-            x0 = x - fp32(sigma_of(t, cfg.timestep_shift)) * v
+            sig = fp32(sigma_of(t, cfg.timestep_shift))
+            x0 = x - sig * v
             if k < len(ts) - 1:
                 s = fp32(sigma_of(ts[k + 1], cfg.timestep_shift))
-                x = (1 - s) * x0 + s * noise(self.seed, 256 * c + k + 1, shape)
+                if cfg.sampler == "flow_euler":  # an Euler step of the flow ODE (flow-matching models)
+                    x = x + (s - sig) * v
+                else:                            # Self-Forcing: x0 re-noised with fresh noise (distilled)
+                    x = (1 - s) * x0 + s * noise(self.seed, 256 * c + k + 1, shape)
         # Self-Forcing's inference pipeline (causal_inference.py) feeds the clean x0 with the
         # timestep context_noise to the cache pass; it does not re-noise it.
         xc = x0

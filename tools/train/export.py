@@ -37,6 +37,8 @@ def build_config(a, vocab, latent_hw, dec_cfg):
         "num_frame_per_block": a["chunk"],
         "denoising_step_list": [int(s) for s in a["sample_steps"]],
         "warp_denoising_step": True, "timestep_shift": float(a["shift"]), "context_noise": 0,
+        # plain flow matching, not distilled: Euler steps (MODEL.md 2), not Self-Forcing's re-noising
+        "sampler": "flow_euler",
         "local_attn_size": a["window"], "sink_size": a["sinks"] if a["window"] > 0 else 0,
         "max_cache_frames": max(21, a["window"]), "fps": 16,
         "action_buttons": list(common.BUTTONS), "action_axes": [], "action_mouse": False,
