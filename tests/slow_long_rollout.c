@@ -73,14 +73,7 @@ int main(void) {
     if (!api) return 1;
     char path[600];
     if (!wm_test_write_config("slow_long_rollout_model", config_json, path, sizeof path)) return 1;
-    wm_model_params mp;
-    api->model_params_init(&mp);
-    mp.path = path;
-    mp.random_weights = 1;
-    mp.backend = WM_BACKEND_CPU;
-    mp.n_threads = 1;
-    wm_model *m = NULL;
-    CHECK_STATUS(api->model_load(&mp, &m), WM_OK);
+    wm_model *m = wm_test_load_cpu(api, path, 1);
     if (!m) return wm_test_finish("slow_long_rollout");
     rollout(api, m, 0, "dense, window 20");
     rollout(api, m, 1, "all three accelerations");

@@ -8,14 +8,7 @@
 int main(void) {
     const wm_api *api = wm_test_plugin_api();
     if (!api) return 1;
-    wm_model_params mp;
-    api->model_params_init(&mp);
-    mp.path = WM_SOURCE_DIR "/assets/demo/config.json";
-    mp.random_weights = 1;
-    mp.backend = WM_BACKEND_CPU;
-    mp.n_threads = 1;
-    wm_model *m = NULL;
-    CHECK_STATUS(api->model_load(&mp, &m), WM_OK);
+    wm_model *m = wm_test_load_cpu(api, WM_SOURCE_DIR "/assets/demo/config.json", 1);
     if (!m) return wm_test_finish("test_oom");
     wm_session_params sp;
     api->session_params_init(&sp);

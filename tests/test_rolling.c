@@ -115,13 +115,7 @@ int main(void) {
     if (!api) return 1;
     check_kv_copy_shift();
 
-    wm_model_params mp;
-    api->model_params_init(&mp);
-    mp.path = MODEL;
-    mp.backend = WM_BACKEND_CPU;
-    mp.n_threads = 1;
-    wm_model *m = NULL;
-    CHECK_STATUS(api->model_load(&mp, &m), WM_OK);
+    wm_model *m = wm_test_load_cpu(api, MODEL, 0);
     if (!m) return wm_test_finish("test_rolling");
     wm_model_info info = {.size = sizeof info};
     api->model_get_info(m, &info);

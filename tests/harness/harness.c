@@ -119,6 +119,18 @@ const wm_api *wm_test_plugin_api(void) {
     return api;
 }
 
+wm_model *wm_test_load_cpu(const wm_api *api, const char *path, int random_weights) {
+    wm_model_params mp;
+    api->model_params_init(&mp);
+    mp.path = path;
+    mp.random_weights = random_weights;
+    mp.backend = WM_BACKEND_CPU;
+    mp.n_threads = 1;
+    wm_model *m = NULL;
+    CHECK_STATUS(api->model_load(&mp, &m), WM_OK);
+    return m;
+}
+
 int wm_test_write_config(const char *name, const char *json, char *path, size_t size) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", WM_BINARY_DIR, name);

@@ -46,6 +46,10 @@ const char *wm_get_error(void);
 /* The built plugin's API table (dlopen of WM_PLUGIN_PATH); NULL with the reason on stderr. */
 struct wm_api;
 const struct wm_api *wm_test_plugin_api(void);
+/* Loads path on the CPU backend with one thread (random weights when random_weights is set) through
+ * api and returns the model; on failure counts it, prints the plugin's message and returns NULL. */
+struct wm_model;
+struct wm_model *wm_test_load_cpu(const struct wm_api *api, const char *path, int random_weights);
 /* Writes a model config into WM_BINARY_DIR/<name>/config.json (for random-weight models); path gets
  * the file's path. Returns 1, or 0 with the reason on stderr. */
 int wm_test_write_config(const char *name, const char *json, char *path, size_t size);
