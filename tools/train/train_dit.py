@@ -172,9 +172,7 @@ def self_context(model, b, args, mask, rope, amp, gen):
     s = (lo + (hi - lo) * torch.rand(B, L, generator=gen, device=dev))[..., None, None, None]
     xs = (1 - s) * x0 + s * torch.randn(x0.shape, generator=gen, device=dev)
     probe = dict(b, x=torch.cat([x0, xs], 1), t=torch.cat([torch.zeros_like(s[:, :, 0, 0, 0]), 1000 * s[:, :, 0, 0, 0]], 1))
-    with amp:
-        ctxkv = dit.context_kv(model, prompt_emb(model, b["tok"], b["tok_len"], args.text_len))
-        v = FORWARD(model, probe["x"], probe["t"], b["acts"], ctxkv, b["pid"], mask, rope)
+    v = forward_v(model, probe, args, mask, rope, amp)
     x0_hat = xs - s * v[:, L:].float()
     ctx = torch.where(pick[:, None, None, None, None], x0_hat, b["x"][:, :L])
     return dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1))
@@ -195,10 +193,15 @@ def weighted_mse(v, target, change, change_weight):
 FORWARD = dit.forward
 
 
-def loss_of(model, b, args, mask, rope, amp, change_weight=None):
+def forward_v(model, b, args, mask, rope, amp):
+    """The batched forward of a batch's doubled sequence b["x"] at timesteps b["t"]: v [B, 2L, ...]."""
     with amp:
         ctxkv = dit.context_kv(model, prompt_emb(model, b["tok"], b["tok_len"], args.text_len))
-        v = FORWARD(model, b["x"], b["t"], b["acts"], ctxkv, b["pid"], mask, rope)
+        return FORWARD(model, b["x"], b["t"], b["acts"], ctxkv, b["pid"], mask, rope)
+
+
+def loss_of(model, b, args, mask, rope, amp, change_weight=None):
+    v = forward_v(model, b, args, mask, rope, amp)
     L = b["v"].shape[1]
     cw = args.change_weight if change_weight is None else change_weight
     return weighted_mse(v[:, L:].float(), b["v"], b["change"], cw)
