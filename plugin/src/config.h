@@ -17,8 +17,8 @@ typedef struct wm_decoder_config {
 } wm_decoder_config;
 
 /* The streaming loop (docs/MODEL.md section 2): Self-Forcing's chunk by chunk (also CausVid's,
- * LongLive's, the shipped game's), or Rolling Forcing's window of blocks at staggered noise levels
- * (docs/CONVERT.md). */
+ * LongLive's), the same loop with Euler steps (the shipped game's), or Rolling Forcing's window of
+ * blocks at staggered noise levels (docs/CONVERT.md). */
 typedef enum wm_sampler_kind {
     WM_SAMPLER_SELF_FORCING = 0,  /* x0 = x - sigma v, re-noised with fresh noise (distilled models) */
     WM_SAMPLER_ROLLING_FORCING = 1,
