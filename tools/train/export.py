@@ -86,6 +86,43 @@ def export(model, config, out_dir, dtype=torch.float16, encoder=None):
     return size
 
 
+# train_dit.py's architecture arguments <- the engine config.json keys they become (build_config)
+_ARCH_OF_CONFIG = {"name": "name", "dim": "dim", "ffn": "ffn_dim", "heads": "num_heads", "layers": "num_layers",
+                   "text_dim": "text_dim", "text_len": "text_len", "chunk": "num_frame_per_block",
+                   "window": "local_attn_size", "sinks": "sink_size", "sample_steps": "denoising_step_list",
+                   "shift": "timestep_shift"}
+
+
+def load_exported(model_dir):
+    """An exported model folder as a starting point (train_dit.py --init-from): {"arch": train_dit
+    architecture arguments, "config": config.json, "weights": the safetensors state dict in fp32}."""
+    from safetensors.torch import load_file
+    cfg_path, w_path = os.path.join(model_dir, "config.json"), os.path.join(model_dir, "model.safetensors")
+    for p in (cfg_path, w_path):
+        if not os.path.isfile(p):
+            raise SystemExit(f"{model_dir}: no {os.path.basename(p)} (an exported model folder has config.json "
+                             "and model.safetensors)")
+    with open(cfg_path) as f:
+        config = json.load(f)
+    missing = [c for c in _ARCH_OF_CONFIG.values() if c not in config]
+    if missing or "text_encoder" not in config:
+        raise SystemExit(f"{cfg_path}: not a tools/train export (missing {missing or ['text_encoder']})")
+    arch = {a: config[c] for a, c in _ARCH_OF_CONFIG.items()}
+    weights = {k: v.float() for k, v in load_file(w_path).items()}
+    return {"arch": arch, "config": config, "weights": weights}
+
+
+def load_dit_weights(model, weights, src):
+    """Copies the DiT, text encoder and action MLP tensors of `weights` into model (the decoder comes from
+    the autoencoder checkpoint); every one of them must be there with the model's shape."""
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    missing = sorted(set(own) - set(weights))
+    bad = sorted(k for k in own if k in weights and weights[k].shape != own[k].shape)
+    if missing or bad:
+        raise SystemExit(f"{src}: does not fit this model: missing {missing[:5]}, shape mismatch {bad[:5]}")
+    model.load_state_dict({k: weights[k] for k in own}, strict=False)
+
+
 def load_ae_encoder(ae_dir):
     """(encoder module, arch) from a train_ae.py checkpoint folder (RUN/ae)."""
     with open(os.path.join(ae_dir, "state.json")) as f:

@@ -207,6 +207,20 @@ def test_export_checkpoint():
         same = torch.equal(c["latents"][0], a["latents"][2]) and torch.equal(torch.cat([ctx, c["rgb"]]), a["rgb"])
         check("rollout_prefill of a rollout's first chunks, then generation == the rollout itself", same,
               f"context {ctx.shape[0]} frames + {c['rgb'].shape[0]} generated")
+        init = exporter.load_exported(os.path.join(d, "m"))  # train_dit --init-from
+        m3 = exporter.make_model(exporter.build_config({**init["arch"], "latent_channels": 4},
+                                                       init["config"]["text_encoder"]["vocab"], (4, 6),
+                                                       init["config"]["decoder"]))
+        exporter.load_dit_weights(m3, init["weights"], "m")
+        sd, sd3 = model.state_dict(), m3.state_dict()
+        ok = all(torch.equal(sd3[k], sd[k].half().float()) for k in sd if not k.startswith("decoder."))
+        try:
+            exporter.load_dit_weights(exporter.make_model(dict(cfg, dim=64)), init["weights"], "m")
+            ok = False
+        except SystemExit as e:
+            ok &= "does not fit" in str(e)
+        check("--init-from: an export's architecture and DiT weights (fp16) rebuild the model; another shape is refused",
+              ok and init["arch"]["window"] == cfg["local_attn_size"] and init["arch"]["layers"] == cfg["num_layers"])
         with open(os.path.join(d, "m", "config.json")) as f:
             keys = set(json.load(f))
         check("config.json has only engine keys", keys <= set(wm_ref.CONFIG_DEFAULTS), str(sorted(keys - set(wm_ref.CONFIG_DEFAULTS))))
@@ -276,33 +290,65 @@ def test_anneal():
           f"{ann}")
 
 
-def test_self_context():
+def test_rollout_context():
+    """--rollout-ctx: the training forward's rollout == the engine's streaming loop (wm_ref.Rollout after a
+    real context, same noise), and make_batch puts the pool's rollouts into the context copy only."""
     import argparse
     import contextlib
     import train_dit
-    cfg = tiny_config(window=-1, sinks=0, chunk=1)
-    model = exporter.make_model(cfg)
-    randomise(model)
-    E, L, C = 2, 6, 4
-    ds = train_dit.LatentSet(torch.randn(E, L, C, 4, 6).half(), torch.rand(E, L, 5).round(),
+    torch.set_grad_enabled(False)
+    ok_all = True
+    worst = 0.0
+    for window, chunk in [(-1, 1), (3, 1), (4, 2)]:
+        cfg = dict(tiny_config(window=window, sinks=0, chunk=chunk), decoder=None)  # latent frame = video frame
+        model = exporter.make_model(cfg).eval()
+        randomise(model)
+        L, C, h, w, n0 = 8, 4, 4, 6, 2
+        prompt = "a forest night"
+        ids = model.text_encoder.tokenize(prompt)
+        tok = torch.zeros(1, 2, cfg["text_len"], dtype=torch.long)
+        tok[0, :, :len(ids)] = torch.tensor(ids)
+        acts = torch.rand(1, L, 5).round()
+        ds = train_dit.LatentSet(torch.randn(1, L, C, h, w).half(), acts, torch.zeros(1, L, dtype=torch.long), tok,
+                                 torch.full((1, 2), len(ids), dtype=torch.long), [[prompt, prompt]], ["x"])
+        args = argparse.Namespace(shift=1.0, p_clean=1.0, ctx_aug=0.0, chunk=chunk, change_weight=1.0,
+                                  text_len=cfg["text_len"], rollout_ctx=0.0)
+        sample_sig = [float(wm_ref.sigma_of(t, 1.0)) for t in wm_ref.denoising_timesteps(model.cfg)]
+        b = train_dit.make_batch(ds, 1, L, args, sample_sig, torch.Generator().manual_seed(1), "cpu")
+        mask = dit.token_mask(dit.frame_mask(L, chunk, window, 0), (h // 2) * (w // 2))
+        rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], L, h // 2, w // 2, "cpu")
+        seed = 5
+        got = train_dit.rollout_context(model, b, n0, args, sample_sig, mask, rope, contextlib.nullcontext(),
+                                        lambda c, shape: wm_ref.noise(seed, 256 * c, shape[1:])[None])["x"][0, :L]
+        r = wm_ref.Rollout(model, seed=seed, prompt=prompt, actions=common.button_masks(acts[0].numpy()))
+        common.rollout_prefill(r, b["x0"][0, :n0])
+        ref = torch.cat([b["x0"][0, :n0]] + r.run((L - n0) // chunk)["latents"])
+        d = (got - ref).abs().max().item()
+        worst = max(worst, d)
+        ok_all &= d < 1e-4
+    check("--rollout-ctx: the training forward's rollout after a real context == wm_ref.Rollout (engine loop, "
+          "flow_euler, windows -1/3/4, chunks 1/2)", ok_all, f"max|diff| {worst:.2e}")
+    # the pool in make_batch
+    E, L = 3, 6
+    ds = train_dit.LatentSet(torch.randn(E, L, 4, 4, 6).half(), torch.rand(E, L, 5).round(),
                              torch.zeros(E, L, dtype=torch.long), torch.ones(E, 2, 6, dtype=torch.long),
                              torch.full((E, 2), 3, dtype=torch.long), [["a", "a"]] * E, ["x"] * E)
-    args = argparse.Namespace(shift=1.0, p_clean=1.0, ctx_aug=0.0, chunk=1, change_weight=1.0, text_len=6,
-                              self_ctx=1.0, self_ctx_sigma="0,0")
-    gen = torch.Generator().manual_seed(3)
-    b = train_dit.make_batch(ds, 3, 4, args, [1.0, 0.5], gen, "cpu")
-    mask = dit.token_mask(dit.frame_mask(4, 1, -1, 0), 6)
-    rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], 4, 2, 3, "cpu")
-    amp = contextlib.nullcontext()
-    same = torch.allclose(train_dit.self_context(model, b, args, mask, rope, amp, gen)["x"], b["x"], atol=1e-6)
-    args.self_ctx_sigma = "0.4,0.4"
-    b2 = train_dit.self_context(model, b, args, mask, rope, amp, gen)
-    ctx_changed = (b2["x"][:, :4] - b["x"][:, :4]).abs().amax().item() > 1e-3
-    target_kept = torch.equal(b2["x"][:, 4:], b["x"][:, 4:])
-    args.self_ctx = 0.0
-    off = torch.equal(train_dit.self_context(model, b, args, mask, rope, amp, gen)["x"], b["x"])
-    check("--self-ctx: the context copy becomes the one-step estimate (= the real frame at level 0), the target "
-          "copy is untouched, share 0 = off", same and ctx_changed and target_kept and off)
+    pool = {"e": torch.tensor([2, 1]), "start": torch.tensor([1, 0]), "ctx": torch.randn(2, 4, 4, 4, 6)}
+    args = argparse.Namespace(shift=1.0, p_clean=0.0, ctx_aug=0.0, chunk=1, change_weight=1.0, text_len=6,
+                              rollout_ctx=0.5)
+    b = train_dit.make_batch(ds, 4, 4, args, [1.0, 0.5], torch.Generator().manual_seed(2), "cpu", pool)
+    ok = True
+    for i in range(2):  # the first round(4 x 0.5) clips come from the pool
+        j = int(torch.nonzero((pool["e"] == b["episodes"][i]) & (pool["start"] == b["start"][i]))[0, 0])
+        ok &= torch.equal(b["x"][i, :4], pool["ctx"][j]) and bool((b["t"][i, :4] == 0).all())
+        ok &= torch.equal(b["x0"][i], ds.z[b["episodes"][i], b["start"][i]:b["start"][i] + 4].float())
+    ok &= bool((b["t"][2:, :4] > 0).all())  # the others: p_clean 0, plain diffusion forcing
+    args.rollout_ctx = 0.0
+    off = train_dit.make_batch(ds, 4, 4, args, [1.0, 0.5], torch.Generator().manual_seed(2), "cpu", pool)
+    ok &= bool((off["t"][:, :4] > 0).all())
+    check("--rollout-ctx: make_batch's pool clips get the pool's rollout as clean context and the game's frames "
+          "as targets; the rest and share 0 are untouched", ok)
+    torch.set_grad_enabled(True)
 
 
 if __name__ == "__main__":
@@ -313,6 +359,6 @@ if __name__ == "__main__":
     test_export_checkpoint()
     test_change_weight()
     test_anneal()
-    test_self_context()
+    test_rollout_context()
     print(f"{sum(results)}/{len(results)} checks passed")
     sys.exit(0 if all(results) else 1)

@@ -18,11 +18,15 @@ WM_GAMEGEN=$WORK/wm-gamegen "$ROOT/tools/train/make_data.sh" "$WORK/data" 8 33 6
 "$PY" "$ROOT/tools/train/train_ae.py" --data "$WORK/data" --out "$WORK/run" --steps 20 --batch 4 --workers 0 \
       --log-every 10 --val-every 20
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run" --steps 20 \
-      --batch 4 --clip 9 --log-every 5 --val-every 20 --cache "$WORK/latents.pt" --change-weight 3 --self-ctx 0.5
+      --batch 4 --clip 9 --log-every 5 --val-every 20 --cache "$WORK/latents.pt" --change-weight 3 --rollout-ctx 0.5 --rollout-every 10 --rollout-pool 4
 # resume works: 5 more steps from the checkpoint
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run" --steps 25 \
       --batch 4 --log-every 5 --val-every 1000 --cache "$WORK/latents.pt" --resume
 "$PY" "$ROOT/tools/train/export.py" --run "$WORK/run" --out "$WORK/model"
+# a new run from the export (fine-tuning a shipped model): its architecture and weights, a fresh optimizer
+"$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run_ft" --steps 5 \
+      --batch 4 --clip 9 --log-every 5 --val-every 1000 --cache "$WORK/latents.pt" --init-from "$WORK/model" \
+      --rollout-ctx 0.5 --rollout-every 10 --rollout-pool 4 --no-export
 printf 'right\nright\nright+torch\ndown\n-\nleft\n' > "$WORK/actions.txt"
 "$BUILD/host/wm-run/wm-run" --model "$WORK/model" --frames 16 --prompt "snowy night fog" --seed 0 \
       --actions "$WORK/actions.txt" --latents "$WORK/engine.lat" --out "$WORK/engine.rgb" --threads 2

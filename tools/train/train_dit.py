@@ -128,11 +128,17 @@ def sample_sigmas(B, L, F_, args, sample_sig, gen, dev):
     return torch.where(snap, pick, s)
 
 
-def make_batch(ds, B, clip, args, sample_sig, gen, dev):
+def make_batch(ds, B, clip, args, sample_sig, gen, dev, pool=None):
+    """A batch of B clips; with pool (rollout_pool) its first round(B x --rollout-ctx) clips are drawn
+    from the pool: the same episodes and frames, with the pool's rollout as their (clean) context."""
     E, Lep = ds.z.shape[:2]
     e = torch.randint(0, E, (B,), generator=gen, device=dev)
     start = torch.randint(0, Lep - clip + 1, (B,), generator=gen, device=dev)
     start = torch.where(torch.rand(B, generator=gen, device=dev) < 0.3, torch.zeros_like(start), start)
+    n_pool = int(round(B * args.rollout_ctx)) if pool is not None else 0
+    if n_pool:
+        pick = torch.randint(0, pool["e"].shape[0], (n_pool,), generator=gen, device=dev)
+        e[:n_pool], start[:n_pool] = pool["e"][pick], pool["start"][pick]
     fr = start[:, None] + torch.arange(clip, device=dev)[None]
     x0 = ds.z[e[:, None], fr].float()                                        # [B, L, C, h, w]
     acts = ds.acts[e[:, None], fr]
@@ -148,34 +154,71 @@ def make_batch(ds, B, clip, args, sample_sig, gen, dev):
     clean = (torch.rand(B, generator=gen, device=dev) < args.p_clean)
     aug = torch.rand(B, 1, 1, 1, 1, generator=gen, device=dev) * args.ctx_aug
     ctx_clean = x0 + aug * torch.randn(x0.shape, generator=gen, device=dev)
+    if n_pool:
+        clean[:n_pool] = True
+        ctx_clean[:n_pool] = pool["ctx"][pick]
     ctx = torch.where(clean[:, None, None, None, None], ctx_clean, xt)
     t_ctx = torch.where(clean[:, None], torch.zeros_like(sig), sig) * 1000
     x = torch.cat([ctx, xt], 1)
     t = torch.cat([t_ctx, sig * 1000], 1)
     return dict(x=x, t=t, acts=torch.cat([acts, acts], 1), pid=torch.cat([pid, pid], 1), tok=ds.tok[e],
-                tok_len=ds.tok_len[e], v=eps - x0, x0=x0, clean=clean, episodes=e, change=change)
+                tok_len=ds.tok_len[e], v=eps - x0, x0=x0, clean=clean, episodes=e, start=start, change=change)
 
 
 @torch.no_grad()
-def self_context(model, b, args, mask, rope, amp, gen):
-    """--self-ctx P: in a share P of the clean-context clips, the context copy becomes the model's own
-    one-step estimate of each frame (x0_hat = x_s - s v from the frame noised to a level s uniform in
-    --self-ctx-sigma, with the real frames before it as context) instead of the real frame. The engine's
-    cache holds generated frames, which lose detail frame after frame (the rollout blurs out and stops
-    showing motion); here the model sees such a context and is trained to give the real next frame."""
-    x0, L = b["x0"], b["x0"].shape[1]
-    B, dev = x0.shape[0], x0.device
-    pick = b["clean"] & (torch.rand(B, generator=gen, device=dev) < args.self_ctx)
-    if not bool(pick.any()):
-        return b
-    lo, hi = (float(v) for v in str(args.self_ctx_sigma).split(","))
-    s = (lo + (hi - lo) * torch.rand(B, L, generator=gen, device=dev))[..., None, None, None]
-    xs = (1 - s) * x0 + s * torch.randn(x0.shape, generator=gen, device=dev)
-    probe = dict(b, x=torch.cat([x0, xs], 1), t=torch.cat([torch.zeros_like(s[:, :, 0, 0, 0]), 1000 * s[:, :, 0, 0, 0]], 1))
-    v = forward_v(model, probe, args, mask, rope, amp)
-    x0_hat = xs - s * v[:, L:].float()
-    ctx = torch.where(pick[:, None, None, None, None], x0_hat, b["x"][:, :L])
-    return dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1))
+def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise):
+    """Self-Forcing-style context: the context copy's frames from latent frame n0 on (a multiple of the
+    chunk) become the model's own rollout - the engine's streaming loop (flow_euler: Euler steps of the
+    flow ODE over the sampler's levels sample_sig, then the clean x0 committed as context) run with the
+    training forward, chunk by chunk, under the clip's actions and prompts and after its real frames
+    0..n0-1. The target copy keeps the game's frames: the model learns the true next frame after a
+    context of its own frames, as the engine's cache holds them on long rollouts (where they lose detail
+    frame after frame). noise(c, shape) gives chunk c's starting noise [B, F, C, h, w].
+    b: a make_batch batch with clean contexts; returns it with the new context copy."""
+    x0 = b["x0"]
+    B, L = x0.shape[:2]
+    F_ = args.chunk
+    ctx, tgt, t = b["x"][:, :L].clone(), b["x"][:, L:].clone(), b["t"].clone()
+    t[:, :L] = 0
+    # a target frame attends only to context frames before its chunk, so the context copy's frames from
+    # the current chunk on (still the real ones) do not enter the chunk being generated
+    for c0 in range(n0, L, F_):
+        fr = slice(c0, c0 + F_)
+        x = noise(c0 // F_, (B, F_) + tuple(x0.shape[2:])).to(x0.device, torch.float32)
+        for k, s in enumerate(sample_sig):
+            tgt[:, fr] = x
+            t[:, L + c0:L + c0 + F_] = 1000 * s
+            v = forward_v(model, dict(b, x=torch.cat([ctx, tgt], 1), t=t), args, mask, rope, amp)
+            v = v[:, L + c0:L + c0 + F_].float()
+            x0_hat = x - s * v
+            if k + 1 < len(sample_sig):
+                x = x + (sample_sig[k + 1] - s) * v
+        ctx[:, fr] = x0_hat
+    return dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1), t=torch.cat([t[:, :L], b["t"][:, L:]], 1))
+
+
+@torch.no_grad()
+def rollout_pool(model, ds, args, sample_sig, mask, rope, amp, gen, dev):
+    """--rollout-pool clips of ds, each rolled out by the model from a real context of 1-4 latent frames
+    (rounded to chunks; per batch of --batch clips): {"e", "start", "ctx"} for make_batch. Generating
+    costs about (clip - n0) x steps forwards per batch, so the pool is refreshed every
+    --rollout-every steps instead of per step."""
+    a = copy.copy(args)
+    a.p_clean, a.ctx_aug = 1.0, 0.0
+    was = model.training
+    model.eval()
+    es, starts, ctxs = [], [], []
+    for _ in range(max(1, args.rollout_pool // args.batch)):
+        b = make_batch(ds, args.batch, args.clip, a, sample_sig, gen, dev)
+        n0 = args.chunk * int(torch.randint(1, max(1, 4 // args.chunk) + 1, (1,), generator=gen, device=dev))
+        n0 = min(n0, args.clip - args.chunk)
+        r = rollout_context(model, b, n0, args, sample_sig, mask, rope, amp,
+                            lambda c, shape: torch.randn(shape, generator=gen, device=dev))
+        es.append(b["episodes"])
+        starts.append(b["start"])
+        ctxs.append(r["x"][:, :args.clip].float())
+    model.train(was)
+    return {"e": torch.cat(es), "start": torch.cat(starts), "ctx": torch.cat(ctxs)}
 
 
 def weighted_mse(v, target, change, change_weight):
@@ -273,12 +316,21 @@ def lr_at(args, step, minutes):
 
 
 # ------------------------------------------------------------------------------------------------
+# what a checkpoint fixes (resume keeps them) and what each run's command line sets
+ARCH_KEYS = ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk", "window", "sinks",
+             "sample_steps", "shift", "latent_channels", "clip"]
+OBJECTIVE_KEYS = ["p_clean", "ctx_aug", "change_weight", "rollout_ctx", "rollout_every", "rollout_pool"]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of wm-gamegen episodes")
     ap.add_argument("--ae", required=True, help="train_ae.py checkpoint folder (RUN/ae)")
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/dit/")
+    ap.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                    help="start a new run from an exported model folder (config.json + model.safetensors, e.g. "
+                         "assets/game): its architecture and DiT/text/action weights; the optimizer starts fresh")
     ap.add_argument("--cache", default=None, help="encoded-latents cache file (default /tmp/wm_latents_<hash>.pt)")
     ap.add_argument("--steps", type=int, default=1_000_000)
     ap.add_argument("--time-limit", type=float, default=9.0, help="minutes for this run")
@@ -307,10 +359,12 @@ def main(argv=None):
     # objective
     ap.add_argument("--p-clean", type=float, default=0.5, help="share of clips with a clean context copy")
     ap.add_argument("--ctx-aug", type=float, default=0.05, help="max noise std on the clean context")
-    ap.add_argument("--self-ctx", type=float, default=0.0,
-                    help="share of the clean-context clips whose context is the model's own one-step estimate "
-                         "(robustness to its own rollouts; default 0 = off)")
-    ap.add_argument("--self-ctx-sigma", default="0.1,0.5", help="LO,HI noise levels of those estimates")
+    ap.add_argument("--rollout-ctx", type=float, default=0.0,
+                    help="share of each batch whose context copy is the model's own rollout (Self-Forcing style: "
+                         "the engine's sampler after 1-4 real latent frames; targets stay the game's frames; "
+                         "default 0 = off)")
+    ap.add_argument("--rollout-every", type=int, default=50, help="steps between refreshes of the rollout pool")
+    ap.add_argument("--rollout-pool", type=int, default=64, help="clips in the rollout pool")
     ap.add_argument("--change-weight", type=float, default=1.0,
                     help="loss weight of latent frames whose action differs from the previous latent frame's "
                          "(1 = plain MSE); > 1 pushes the model to follow a new action at once")
@@ -335,10 +389,18 @@ def main(argv=None):
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (args.bf16 and dev.type == "cuda") else torch.autocast("cpu", enabled=False)
 
     resume = args.resume and os.path.isdir(ckpt_dir)
-    if resume:  # the checkpoint's architecture and objective settings win over the command line
+    if resume and args.init_from:
+        raise SystemExit(f"--init-from starts a new run, but {ckpt_dir} exists and --resume was given")
+    if resume:  # the checkpoint's architecture wins over the command line; the objective is the command line's
         with open(os.path.join(ckpt_dir, "state.json")) as f:
             saved = json.load(f)
         for k, v in saved["arch"].items():
+            if k in ARCH_KEYS:
+                setattr(args, k, v)
+    init = None
+    if args.init_from:
+        init = exporter.load_exported(args.init_from)
+        for k, v in init["arch"].items():
             setattr(args, k, v)
     args.sample_steps = [int(s) for s in str(args.sample_steps).replace("[", "").replace("]", "").split(",")] \
         if not isinstance(args.sample_steps, list) else args.sample_steps
@@ -355,10 +417,11 @@ def main(argv=None):
     vocab = common.vocab_of(index)
     H, W = index["height"], index["width"]
     latent_hw = (H // common.SPACE_DOWN, W // common.SPACE_DOWN)
-    arch = {k: getattr(args, k) for k in ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk",
-                                          "window", "sinks", "sample_steps", "shift", "latent_channels", "clip",
-                                          "p_clean", "ctx_aug", "change_weight", "self_ctx", "self_ctx_sigma"]}
+    arch = {k: getattr(args, k) for k in ARCH_KEYS}
+    objective = {k: getattr(args, k) for k in OBJECTIVE_KEYS}
     config = exporter.build_config(arch, vocab, latent_hw, ae.dec_cfg)
+    if init is not None and init["config"]["text_encoder"]["vocab"] != vocab:
+        raise SystemExit(f"the data's vocabulary differs from {args.init_from}'s")
     if resume and saved["config"]["text_encoder"]["vocab"] != vocab:
         raise SystemExit("the data's vocabulary differs from the checkpoint's")
     model = exporter.make_model(config).to(dev)
@@ -371,7 +434,11 @@ def main(argv=None):
     if resume:
         state = common.load_checkpoint(ckpt_dir, {"model": model}, opt, strict=False)
         print(f"resumed {ckpt_dir} at step {state['step']} ({state['seconds'] / 60:.1f} min trained)", flush=True)
-    state.update(arch=arch, config=config, ae_ckpt=os.path.abspath(args.ae))
+    if init is not None:
+        exporter.load_dit_weights(model, init["weights"], args.init_from)
+        state["init_from"] = os.path.abspath(args.init_from)
+        print(f"initialised from {args.init_from}", flush=True)
+    state.update(arch=arch, objective=objective, config=config, ae_ckpt=os.path.abspath(args.ae))
     n_dit = dit.count(model, exclude="decoder.")
     n_all = common.count_params(model)
     print(f"model: DiT+text+action {n_dit / 1e6:.2f}M, decoder {(n_all - n_dit) / 1e6:.2f}M, total {n_all / 1e6:.2f}M "
@@ -433,14 +500,17 @@ def main(argv=None):
         model.train()
         return vl, pr
 
+    if args.rollout_ctx > 0 and model.cfg.sampler != "flow_euler":
+        raise SystemExit(f"--rollout-ctx runs the flow_euler sampler; this model samples with {model.cfg.sampler}")
+    pool = None
     model.train()
     while True:
         lr = lr_at(args, step, clock.total() / 60)
         for g in opt.param_groups:
             g["lr"] = lr
-        b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev)
-        if args.self_ctx > 0:
-            b = self_context(model, b, args, mask, rope, amp, gen)
+        if args.rollout_ctx > 0 and (pool is None or step % args.rollout_every == 0):
+            pool = rollout_pool(model, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
+        b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev, pool)
         loss = loss_of(model, b, args, mask, rope, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
