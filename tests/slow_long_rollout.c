@@ -26,6 +26,7 @@ static void rollout(const wm_api *api, wm_model *m, int accel, const char *what)
     if (accel) { /* settings that act on this small model: merges, several key blocks, a sparse prompt */
         sp.accel.tempcache = sp.accel.annsa = sp.accel.annca = 1;
         sp.accel.tc_threshold = 0.5f, sp.accel.sa_bits = 3, sp.accel.ca_bits = 4, sp.accel.ca_tables = 1;
+        sp.accel.ca_min_tokens = 0; /* the 8-token prompt context: AnnCA only when asked for */
     }
     wm_session *s = NULL;
     CHECK_STATUS(api->session_new(m, &sp, &s), WM_OK);

@@ -103,8 +103,37 @@ static wm_accel_params all_on(void) {
     wm_accel_params acc = defaults(NULL);
     acc.tempcache = 1, acc.tc_threshold = 0.3f, acc.tc_budget_tokens = 6 * 64;
     acc.annsa = 1, acc.sa_bits = 3;
-    acc.annca = 1, acc.ca_bits = 6, acc.ca_tables = 1;
+    acc.annca = 1, acc.ca_bits = 6, acc.ca_tables = 1, acc.ca_min_tokens = 0; /* text_len 24 */
     return acc;
+}
+
+/* AnnCA leaves a prompt context shorter than ca_min_tokens (default 64; this model's is 24) dense:
+ * the same latents as a dense session, density 1; ca_min_tokens <= text_len makes it sparse again,
+ * and a negative value is refused. */
+static void test_short_prompt_dense(wm_model *m, size_t chunk) {
+    const int n = 4;
+    float *a = malloc(n * chunk * sizeof(float)), *b = malloc(n * chunk * sizeof(float));
+    wm_session *dense = open_session(m, -2, NULL);
+    run(dense, n, a, chunk);
+    wm_accel_params acc = defaults(NULL);
+    CHECK(acc.ca_min_tokens == 64);
+    acc.annca = 1, acc.ca_bits = 6, acc.ca_tables = 1;
+    wm_session *s = open_session(m, -2, &acc);
+    run(s, n, b, chunk);
+    wm_stats st = {.size = sizeof st};
+    api->session_get_stats(s, &st);
+    CHECK(memcmp(a, b, n * chunk * sizeof(float)) == 0 && st.ca_density == 1.0);
+    acc.ca_min_tokens = 24; /* == text_len: sparse */
+    CHECK_STATUS(api->session_set_accel(s, &acc), WM_OK);
+    run(s, 1, NULL, chunk);
+    api->session_get_stats(s, &st);
+    CHECK(st.ca_density < 1.0);
+    fprintf(stderr, "short prompt: dense below ca_min_tokens, density %.3f at ca_min_tokens = text_len\n", st.ca_density);
+    acc.ca_min_tokens = -1;
+    CHECK_STATUS(api->session_set_accel(s, &acc), WM_ERR_INVALID_ARGUMENT);
+    api->session_free(dense);
+    api->session_free(s);
+    free(a), free(b);
 }
 
 static void test_active(wm_model *m, size_t chunk) {
@@ -231,6 +260,7 @@ int main(int argc, char **argv) {
     const size_t chunk = chunk_floats(m);
     test_off_is_dense(m, chunk);
     test_active(m, chunk);
+    test_short_prompt_dense(m, chunk);
     test_live(m, chunk);
     test_snapshot(m, chunk);
     test_memory_bounded(m, chunk);

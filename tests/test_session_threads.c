@@ -145,6 +145,7 @@ static wm_status open_session(wm_model *m, int which, wm_session **out) {
     sp.accel.annca = 1; /* both: each session's density counters must stay its own */
     sp.accel.ca_bits = which ? 6 : 5;
     sp.accel.ca_tables = 1;
+    sp.accel.ca_min_tokens = 0; /* AnnCA on this model's short prompt context */
     if (which) {
         sp.accel.tempcache = 1;
         sp.accel.tc_threshold = 0.9f;

@@ -22,6 +22,7 @@ const char wm_accel_args_help[] =
     "  --annca                 AnnCA: cross-attention to the prompt tokens in the frame's buckets\n"
     "  --ca-bits N             AnnCA hash bits per table, 1..8 (default 2)\n"
     "  --ca-tables N           AnnCA hash tables, 1..4 (default 2)\n"
+    "  --ca-min-tokens N       AnnCA only on models whose prompt context has >= N tokens (default 64; 0 = any)\n"
     "  --recall-probe N        measure attention recall on N sampled queries per chunk (slow)\n";
 
 static int int_value(const char *flag, const char *v, long long lo, long long hi, long long *out) {
@@ -94,6 +95,10 @@ int wm_accel_parse_arg(int argc, char **argv, int *i, wm_accel_params *a) {
         }
         a->sa_layers = m;
         ++*i;
+    } else if (!strcmp(f, "--ca-min-tokens")) {
+        if (!int_value(f, v, 0, 1 << 20, &n)) return -1;
+        a->ca_min_tokens = (int)n;
+        ++*i;
     } else if (!strcmp(f, "--recall-probe")) {
         if (!int_value(f, v, 0, 256, &n)) return -1;
         a->recall_probe = (int)n;
@@ -112,6 +117,7 @@ void wm_accel_describe(const wm_accel_params *a, char *buf, int size) {
     if (a->annsa && n < size)
         n += snprintf(buf + n, (size_t)(size - n), "%sannsa(%d bits x %d)", n ? " + " : "", a->sa_bits, a->sa_tables);
     if (a->annca && n < size)
-        n += snprintf(buf + n, (size_t)(size - n), "%sannca(%d bits x %d)", n ? " + " : "", a->ca_bits, a->ca_tables);
+        n += snprintf(buf + n, (size_t)(size - n), "%sannca(%d bits x %d, from %d prompt tokens)", n ? " + " : "",
+                      a->ca_bits, a->ca_tables, a->ca_min_tokens);
     if (!n) snprintf(buf, (size_t)size, "dense");
 }

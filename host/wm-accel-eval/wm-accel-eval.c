@@ -348,6 +348,7 @@ static void add_accel(cJSON *o, const wm_accel_params *a) {
     cJSON_AddNumberToObject(o, "ca_bits", a->ca_bits);
     cJSON_AddNumberToObject(o, "ca_tables", a->ca_tables);
     cJSON_AddNumberToObject(o, "recall_probe", a->recall_probe);
+    cJSON_AddNumberToObject(o, "ca_min_tokens", a->ca_min_tokens);
 }
 
 /* ---- the run ---- */

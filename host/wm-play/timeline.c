@@ -97,7 +97,7 @@ int timeline_accel_equal(const wm_accel_params *a, const wm_accel_params *b) {
            a->tc_budget_tokens == b->tc_budget_tokens && a->annsa == b->annsa && a->sa_bits == b->sa_bits &&
            a->sa_tables == b->sa_tables && a->sa_dense_steps == b->sa_dense_steps &&
            a->sa_layers == b->sa_layers && a->annca == b->annca && a->ca_bits == b->ca_bits &&
-           a->ca_tables == b->ca_tables && a->recall_probe == b->recall_probe;
+           a->ca_tables == b->ca_tables && a->recall_probe == b->recall_probe && a->ca_min_tokens == b->ca_min_tokens;
 }
 
 int timeline_set_accel(timeline *t, int64_t frame, const wm_accel_params *a) {
@@ -231,6 +231,7 @@ int timeline_write(const timeline *t, const wm_model_info *info, const char *pat
             cJSON_AddNumberToObject(o, "ca_bits", a->ca_bits);
             cJSON_AddNumberToObject(o, "ca_tables", a->ca_tables);
             cJSON_AddNumberToObject(o, "recall_probe", a->recall_probe);
+            cJSON_AddNumberToObject(o, "ca_min_tokens", a->ca_min_tokens);
             cJSON_AddItemToArray(accel, o);
         }
     }
@@ -276,7 +277,8 @@ static int get_u64(const cJSON *o, const char *key, uint64_t *out) {
     return 0;
 }
 
-/* One "accel" entry; every field is required (the plugin's defaults are not known here). */
+/* One "accel" entry; every field is required (the plugin's defaults are not known here), except
+ * ca_min_tokens, which timelines written before it existed lack: 0, AnnCA on any prompt, as then. */
 static int read_accel(const cJSON *o, int64_t *frame, wm_accel_params *a) {
     static const char *const BOOLS[] = {"tempcache", "annsa", "annca"};
     static const char *const NUMS[] = {"frame",     "tc_threshold", "tc_budget_tokens", "sa_bits",
@@ -318,6 +320,9 @@ static int read_accel(const cJSON *o, int64_t *frame, wm_accel_params *a) {
     a->ca_bits = (int)v[6];
     a->ca_tables = (int)v[7];
     a->recall_probe = (int)v[8];
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "ca_min_tokens");
+    if (mt && (!cJSON_IsNumber(mt) || mt->valuedouble < 0 || mt->valuedouble > 1e9)) return 0;
+    a->ca_min_tokens = mt ? (int)mt->valuedouble : 0;
     return 1;
 }
 

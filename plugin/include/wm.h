@@ -131,7 +131,9 @@ typedef struct wm_accel_params {
     float sa_dense_steps;     /* fraction of the denoising steps, from the first, that stay dense; default 0.3 */
     uint64_t sa_layers;       /* bit l: layer l sparse (layers >= 64 follow bit 63); 0 = all layers */
     /* AnnCA: per latent frame, cross-attention only to the prompt tokens that share a bucket with
-     * any of the frame's queries (same schedule as AnnSA). */
+     * any of the frame's queries (same schedule as AnnSA). A model whose prompt context (text_len)
+     * is shorter than ca_min_tokens keeps dense cross-attention: there is nothing to save on a few
+     * keys, and what the buckets leave out changes the rollout (docs/ACCEL.md). */
     int annca;                /* 0 off (default), 1 on */
     int ca_bits;              /* 1..8, default 2 */
     int ca_tables;            /* 1..4, default 2 */
@@ -139,6 +141,7 @@ typedef struct wm_accel_params {
      * densely and the share of their attention mass the sparse modules keep is reported in wm_stats.
      * It downloads the layer's keys: a measurement tool, off by default. */
     int recall_probe;         /* 0 off, else sampled queries (<= 256) */
+    int ca_min_tokens;        /* AnnCA only for text_len >= this; default 64, 0 = always */
 } wm_accel_params;
 
 typedef struct wm_session_params {

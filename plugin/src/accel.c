@@ -23,6 +23,7 @@ void wm_accel_defaults(wm_accel_params *a) {
     a->sa_layers = 0;
     a->ca_bits = 2; /* recall ~0.99: the 16-token game prompt loses its colours below that */
     a->ca_tables = 2;
+    a->ca_min_tokens = 64; /* Wan's 512-token T5 context: sparse; the game's 16-token prompt: dense */
 }
 
 static wm_status check_lsh(const char *name, int bits, int tables) {
@@ -54,6 +55,8 @@ wm_status wm_accel_apply(wm_session *s, const wm_accel_params *a) {
     if (a->annca && (st = check_lsh("ca", a->ca_bits, a->ca_tables)) != WM_OK) return st;
     if (a->annsa && !(a->sa_dense_steps >= 0.0f && a->sa_dense_steps <= 1.0f))
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "sa_dense_steps %g: need a fraction in [0, 1]", a->sa_dense_steps);
+    if (a->ca_min_tokens < 0)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "ca_min_tokens %d < 0", a->ca_min_tokens);
     if (a->recall_probe < 0 || a->recall_probe > PROBE_MAX)
         return wm_set_error(WM_ERR_INVALID_ARGUMENT, "recall_probe %d: need 0..%d sampled queries", a->recall_probe, PROBE_MAX);
     if ((a->tempcache || a->annsa || a->annca) && !be->lsh_new)
@@ -305,14 +308,15 @@ void wm_accel_plan(wm_session *s, int k, int nsteps, wm_attn_plan *plan) {
         plan->sa_lsh = s->sa_lsh;
         plan->sa_layers = a->sa_layers ? a->sa_layers : ~0ull;
     }
-    if (sparse && a->annca) plan->ca_lsh = s->ca_lsh;
+    const int ca_sparse = sparse && a->annca && s->m->cfg.text_len >= a->ca_min_tokens;
+    if (ca_sparse) plan->ca_lsh = s->ca_lsh;
     /* the probe looks at the last sparse step of the chunk, one layer per chunk in turn */
-    if (a->recall_probe > 0 && sparse && k == nsteps - 1 && (a->annsa || a->annca)) {
+    if (a->recall_probe > 0 && sparse && k == nsteps - 1 && (a->annsa || ca_sparse)) {
         plan->probe = probe;
         plan->probe_user = s;
         plan->probe_layer = (int)(s->chunks % s->m->cfg.num_layers);
         s->probe_sa = a->annsa && ((plan->sa_layers >> (plan->probe_layer < 63 ? plan->probe_layer : 63)) & 1u);
-        s->probe_ca = a->annca;
+        s->probe_ca = ca_sparse;
     }
 }
 

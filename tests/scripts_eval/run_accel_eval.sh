@@ -2,7 +2,8 @@
 # run_accel_eval.sh WM_ACCEL_EVAL SOURCE_DIR BINARY_DIR - the slow test of wm-accel-eval
 # (docs/ACCEL_QUALITY.md) on the shipped game, CPU backend, 2 threads, 40 frames:
 #   - usage errors exit 2, a missing model exits 1;
-#   - --accel all (with the recall probe): the JSON has every field, sane values, and its PSNR/SSIM
+#   - --accel all --ca-min-tokens 0 (AnnCA on the game's 16-token prompt, which the default of 64
+#     leaves dense; with the recall probe): the JSON has every field, sane values, and its PSNR/SSIM
 #     agree with tools/eval/fidelity.py's recomputed from the written videos (when numpy is there);
 #   - every module on at a setting that disables it (--tempcache --tc-threshold 2 --annsa --annca
 #     --sa-dense-steps 1), replaying the first run's saved actions: every frame identical to the
@@ -49,7 +50,7 @@ grep -q -- "--recall-probe" "$out/msg.txt" || fail "--help does not list the acc
 
 common="--backend cpu --threads 2 --frames 40 --seed 3"
 echo "wm-accel-eval --accel all ..."
-"$tool" $common --accel all --recall-probe 8 --action-seed 5 --save-actions "$out/walk.txt" \
+"$tool" $common --accel all --ca-min-tokens 0 --recall-probe 8 --action-seed 5 --save-actions "$out/walk.txt" \
     --dense-out "$out/dense.rgb" --accel-out "$out/accel.rgb" --json "$out/all.json" --label "all" ||
     fail "the --accel all run"
 echo "wm-accel-eval with every module disabled by its setting ..."
@@ -96,8 +97,10 @@ if a["identical_frames"] >= N or not a["settings"]["accel"]["annsa"] or a["setti
     fail("--accel all: frames identical to dense or settings not applied")
 if a["summary"]["sa_recall_mean"] is None or not 0 < a["summary"]["sa_recall_mean"] <= 1:
     fail(f"--accel all: SA recall {a['summary']['sa_recall_mean']}")
-if a["summary"]["ca_density_mean"] >= 1:
-    fail("--accel all: AnnCA kept every prompt token")
+if a["summary"]["ca_density_mean"] >= 1 or a["settings"]["accel"]["ca_min_tokens"] != 0:
+    fail("--accel all --ca-min-tokens 0: AnnCA kept every prompt token")
+if b["settings"]["accel"]["ca_min_tokens"] != 64 or any(d != 1 for d in b["chunks"]["ca_density"]):
+    fail("the default ca_min_tokens (64) does not keep the game's 16-token prompt dense")
 # disabled by settings: bit-identical to dense
 if b["identical_frames"] != N or any(p != 100.0 for p in b["psnr"]) or any(x != 1.0 for x in b["ssim"]):
     fail(f"disabled modules: {b['identical_frames']} of {N} frames identical, PSNR min {min(b['psnr'])}")

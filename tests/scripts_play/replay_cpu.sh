@@ -60,7 +60,7 @@ check "edited prompt: exit 3" [ $? -eq 3 ]
 # accelerations: logged in the replay file and applied by the replay, whatever the command line says
 "$play" --headless --model "$tiny" --random-weights --backend cpu --threads 1 --quiet \
     --actions "$work/walk.txt" --frames 30 --prompt "a walk through the forest" \
-    --tempcache --tc-threshold 0.6 --annca --ca-bits 4 --ca-tables 1 --record "$work/acc.rgb"
+    --tempcache --tc-threshold 0.6 --annca --ca-bits 4 --ca-tables 1 --ca-min-tokens 0 --record "$work/acc.rgb"
 check "record with accelerations" [ $? -eq 0 ]
 j="$work/acc.rgb.json"
 check "the replay file logs them" sh -c "grep -q '\"tempcache\":[[:space:]]*true' '$j' &&
@@ -70,6 +70,11 @@ out=$("$play" --headless --replay "$work/acc.rgb.json" --threads 1 --accel none 
 check "replay with accelerations: exit 0" [ $? -eq 0 ]
 check "the flags are ignored, with a note" sh -c "echo \"\$1\" | grep -q 'acceleration flags are ignored'" _ "$out"
 check "replayed video is byte-identical" cmp -s "$work/acc.rgb" "$work/acc2.rgb"
+# a file written before ca_min_tokens existed (no such key: renamed here) replays as 0, AnnCA on any prompt
+sed 's/"ca_min_tokens"/"unrelated_key"/' "$work/acc.rgb.json" > "$work/old.json"
+check "the old-file copy lacks ca_min_tokens" sh -c "! grep -q ca_min_tokens '$work/old.json'"
+"$play" --headless --replay "$work/old.json" --threads 1 --quiet --record "$work/acc3.rgb" 2>/dev/null
+check "a replay file without ca_min_tokens replays byte-identical" cmp -s "$work/acc.rgb" "$work/acc3.rgb"
 sed 's/"annca":[[:space:]]*true/"annca": false/' "$work/acc.rgb.json" > "$work/noca.json"
 out=$("$play" --headless --replay "$work/noca.json" --threads 1 --quiet 2>&1); rc=$?
 echo "$out"
