@@ -21,12 +21,14 @@
      latents (what tools/eval/fidelity.py relies on to encode a context).
 """
 import json
+import math
 import os
 import sys
 import tempfile
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -351,6 +353,69 @@ def test_rollout_context():
     torch.set_grad_enabled(True)
 
 
+def test_dmd():
+    """--dmd: the exit-step forward == the rollout's own last step; the generator loss's gradient is the
+    normalised critic - teacher difference on generated frames only; a step moves the generator and the
+    critic, not the teacher."""
+    import argparse
+    import contextlib
+    import dmd
+    import train_dit
+    cfg = dict(tiny_config(window=4, sinks=0, chunk=1), decoder=None)
+    model = exporter.make_model(cfg)
+    randomise(model)
+    E, L, C, h, w = 3, 6, 4, 4, 6
+    ds = train_dit.LatentSet(torch.randn(E, L, C, h, w).half(), torch.rand(E, L, 5).round(),
+                             torch.zeros(E, L, dtype=torch.long), torch.ones(E, 2, 6, dtype=torch.long),
+                             torch.full((E, 2), 3, dtype=torch.long), [["a", "a"]] * E, ["x"] * E)
+    args = argparse.Namespace(shift=1.0, p_clean=0.5, ctx_aug=0.0, chunk=1, change_weight=1.0, text_len=cfg["text_len"],
+                              rollout_ctx=0.0, batch=2, clip=L, critic_steps=2, critic_lr=None, lr=1e-3)
+    sample_sig = [float(wm_ref.sigma_of(t, 1.0)) for t in wm_ref.denoising_timesteps(model.cfg)]
+    mask = dit.token_mask(dit.frame_mask(L, 1, 4, 0), (h // 2) * (w // 2))
+    rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], L, h // 2, w // 2, "cpu")
+    amp = contextlib.nullcontext()
+    gen = torch.Generator().manual_seed(4)
+    a = argparse.Namespace(**{**vars(args), "p_clean": 1.0})
+    b = train_dit.make_batch(ds, 2, L, a, sample_sig, gen, "cpu")
+    last = len(sample_sig) - 1
+    noise = lambda c, shape: torch.randn(shape, generator=torch.Generator().manual_seed(c))  # noqa: E731
+    with torch.no_grad():
+        rolled = train_dit.rollout_context(model, b, 2, args, sample_sig, mask, rope, amp, noise, record_step=last)
+        x0, gen_f = dmd.exit_x0(model, b, rolled, 2, last, sample_sig, args, mask, rope, amp)
+    d = (x0 - rolled["x"][:, :L]).abs().max().item()
+    real_kept = torch.equal(x0[:, :2], b["x0"][:, :2])
+    check("--dmd: the exit-step forward of all frames at once == the rollout's last step", d < 1e-5 and real_kept,
+          f"max|diff| {d:.1e}")
+    sample = torch.randn(2, L, C, h, w, requires_grad=True)
+    teacher, critic = torch.randn(2, L, C, h, w), torch.randn(2, L, C, h, w)
+    dmd.generator_loss(sample, gen_f, teacher, critic).backward()
+    with torch.no_grad():
+        g = critic - teacher
+        gs = sample.grad[:, 2:].flatten(1)
+        cos = F.cosine_similarity(gs, g[:, 2:].flatten(1)).min().item()
+        zero_real = sample.grad[:, :2].abs().max().item() == 0
+        sample.grad = None
+    dmd.generator_loss(sample, gen_f, teacher, teacher).backward()
+    none = sample.grad.abs().max().item() == 0
+    check("--dmd: the generator loss's gradient follows critic - teacher on generated frames, zero on real ones and "
+          "when the critic equals the teacher", cos > 0.999 and zero_real and none, f"cosine {cos:.5f}")
+    params = dit.param_groups(model)
+    opt = torch.optim.Adam(params, lr=1e-3)  # no weight decay: a zero gradient leaves the weights alone
+    tw = {k: v.clone() for k, v in model.state_dict().items()}
+    distill = dmd.DMD(model, tw, "selftest", args, dit.param_groups, lambda p, lr: torch.optim.Adam(p, lr=lr))
+    snap = lambda m: {n: p.detach().clone() for n, p in m.named_parameters()}  # noqa: E731
+    moved = lambda m, ref: any(not torch.equal(p, ref[n]) for n, p in m.named_parameters())  # noqa: E731
+    g0, c0, t0 = snap(model), snap(distill.critic), snap(distill.teacher)
+    loss1, closs = distill.step(model, opt, params, ds, args, sample_sig, mask, rope, amp, gen, "cpu")
+    # step 1: the critic is still the teacher, so the generator's gradient is zero; the critic learns
+    first = loss1.item() == 0 and not moved(model, g0) and moved(distill.critic, c0)
+    loss2, _ = distill.step(model, opt, params, ds, args, sample_sig, mask, rope, amp, gen, "cpu")
+    second = loss2.item() > 0 and moved(model, g0) and not moved(distill.teacher, t0)
+    check("--dmd: step 1 trains only the critic (it starts as the teacher: zero generator gradient), step 2 the "
+          "generator too; the teacher never moves", first and second and math.isfinite(closs),
+          f"generator loss {loss1.item():.2e} then {loss2.item():.2e}, critic loss {closs:.4f}")
+
+
 if __name__ == "__main__":
     test_forward_vs_streaming()
     test_flex()
@@ -360,5 +425,6 @@ if __name__ == "__main__":
     test_change_weight()
     test_anneal()
     test_rollout_context()
+    test_dmd()
     print(f"{sum(results)}/{len(results)} checks passed")
     sys.exit(0 if all(results) else 1)

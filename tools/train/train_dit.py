@@ -13,6 +13,11 @@ diffusion forcing) - and the target copy, under the block-causal chunk mask with
 --change-weight W weighs the latent frames whose action differs from the previous one's W times in the
 loss (a weighted mean of per-frame MSEs; 1 = plain MSE): where only the action predicts the motion.
 
+Training on the model's own rollouts (the engine's sampler after 1-4 real latent frames):
+--rollout-ctx P puts them into a share of the batches' context copies with the game's frames as
+targets; --dmd trains on them with distribution matching instead (dmd.py, tools/train/README.md).
+--init-from MODEL_DIR starts from an exported model (e.g. assets/game).
+
 Validation (every --val-every steps, on held-out episodes): the flow loss at fixed noise levels with a
 clean context, and a streaming rollout through wm_ref.Rollout (the engine's few-step schedule and KV
 cache, fp32 on the CPU) after a real context of ground-truth latents: PSNR of the generated frames
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 
 import common
 import dit
+import dmd
 import export as exporter
 import imgio
 from ae import AutoEncoder, encode_episode
@@ -147,26 +153,38 @@ def make_batch(ds, B, clip, args, sample_sig, gen, dev, pool=None):
     prev = ds.acts[e[:, None], (fr - 1).clamp(min=0)]
     change = ((acts - prev).abs().sum(-1) > 1e-6) & (fr > 0)
     pid = ds.pid[e[:, None], fr]
-    sig = sample_sigmas(B, clip, args.chunk, args, sample_sig, gen, dev)
+    base = dict(acts=acts, pid=pid, tok=ds.tok[e], tok_len=ds.tok_len[e], episodes=e, start=start, change=change)
+    return noise_clips(base, x0, args, sample_sig, gen, pool["ctx"][pick] if n_pool else None)
+
+
+def noise_clips(base, x0, args, sample_sig, gen, ctx_first=None):
+    """The training inputs of clips x0 [B, L, C, h, w] (base: their per-frame actions and prompt ids,
+    tokens, ...): per-frame noise levels, the doubled sequence [context copy ; noisy target copy] with
+    its timesteps, and the v target. ctx_first [n, L, ...]: the clean context copy of the first n clips
+    (a rollout pool's). The result keeps `base` for a re-noising of other clips under the same
+    conditions (the DMD critic)."""
+    B, L = x0.shape[:2]
+    dev = x0.device
+    sig = sample_sigmas(B, L, args.chunk, args, sample_sig, gen, dev)
     eps = torch.randn(x0.shape, generator=gen, device=dev)
     s = sig[..., None, None, None]
     xt = (1 - s) * x0 + s * eps
     clean = (torch.rand(B, generator=gen, device=dev) < args.p_clean)
     aug = torch.rand(B, 1, 1, 1, 1, generator=gen, device=dev) * args.ctx_aug
     ctx_clean = x0 + aug * torch.randn(x0.shape, generator=gen, device=dev)
-    if n_pool:
-        clean[:n_pool] = True
-        ctx_clean[:n_pool] = pool["ctx"][pick]
+    if ctx_first is not None:
+        clean[:ctx_first.shape[0]] = True
+        ctx_clean[:ctx_first.shape[0]] = ctx_first
     ctx = torch.where(clean[:, None, None, None, None], ctx_clean, xt)
     t_ctx = torch.where(clean[:, None], torch.zeros_like(sig), sig) * 1000
     x = torch.cat([ctx, xt], 1)
     t = torch.cat([t_ctx, sig * 1000], 1)
-    return dict(x=x, t=t, acts=torch.cat([acts, acts], 1), pid=torch.cat([pid, pid], 1), tok=ds.tok[e],
-                tok_len=ds.tok_len[e], v=eps - x0, x0=x0, clean=clean, episodes=e, start=start, change=change)
+    return dict(base, x=x, t=t, acts=torch.cat([base["acts"], base["acts"]], 1),
+                pid=torch.cat([base["pid"], base["pid"]], 1), v=eps - x0, x0=x0, clean=clean, base=base)
 
 
 @torch.no_grad()
-def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise):
+def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise, record_step=None):
     """Self-Forcing-style context: the context copy's frames from latent frame n0 on (a multiple of the
     chunk) become the model's own rollout - the engine's streaming loop (flow_euler: Euler steps of the
     flow ODE over the sampler's levels sample_sig, then the clean x0 committed as context) run with the
@@ -174,18 +192,22 @@ def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise):
     0..n0-1. The target copy keeps the game's frames: the model learns the true next frame after a
     context of its own frames, as the engine's cache holds them on long rollouts (where they lose detail
     frame after frame). noise(c, shape) gives chunk c's starting noise [B, F, C, h, w].
-    b: a make_batch batch with clean contexts; returns it with the new context copy."""
+    b: a make_batch batch with clean contexts; returns it with the new context copy, and with
+    record_step k also "x_step": each generated frame's input to denoising step k (zeros before n0)."""
     x0 = b["x0"]
     B, L = x0.shape[:2]
     F_ = args.chunk
     ctx, tgt, t = b["x"][:, :L].clone(), b["x"][:, L:].clone(), b["t"].clone()
     t[:, :L] = 0
+    x_step = torch.zeros_like(x0) if record_step is not None else None
     # a target frame attends only to context frames before its chunk, so the context copy's frames from
     # the current chunk on (still the real ones) do not enter the chunk being generated
     for c0 in range(n0, L, F_):
         fr = slice(c0, c0 + F_)
         x = noise(c0 // F_, (B, F_) + tuple(x0.shape[2:])).to(x0.device, torch.float32)
         for k, s in enumerate(sample_sig):
+            if k == record_step:
+                x_step[:, fr] = x
             tgt[:, fr] = x
             t[:, L + c0:L + c0 + F_] = 1000 * s
             v = forward_v(model, dict(b, x=torch.cat([ctx, tgt], 1), t=t), args, mask, rope, amp)
@@ -194,7 +216,10 @@ def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise):
             if k + 1 < len(sample_sig):
                 x = x + (sample_sig[k + 1] - s) * v
         ctx[:, fr] = x0_hat
-    return dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1), t=torch.cat([t[:, :L], b["t"][:, L:]], 1))
+    out = dict(b, x=torch.cat([ctx, b["x"][:, L:]], 1), t=torch.cat([t[:, :L], b["t"][:, L:]], 1))
+    if x_step is not None:
+        out["x_step"] = x_step
+    return out
 
 
 @torch.no_grad()
@@ -319,7 +344,8 @@ def lr_at(args, step, minutes):
 # what a checkpoint fixes (resume keeps them) and what each run's command line sets
 ARCH_KEYS = ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk", "window", "sinks",
              "sample_steps", "shift", "latent_channels", "clip"]
-OBJECTIVE_KEYS = ["p_clean", "ctx_aug", "change_weight", "rollout_ctx", "rollout_every", "rollout_pool"]
+OBJECTIVE_KEYS = ["p_clean", "ctx_aug", "change_weight", "rollout_ctx", "rollout_every", "rollout_pool", "dmd",
+                  "teacher", "critic_steps", "critic_lr"]
 
 
 def main(argv=None):
@@ -364,6 +390,12 @@ def main(argv=None):
                          "the engine's sampler after 1-4 real latent frames; targets stay the game's frames; "
                          "default 0 = off)")
     ap.add_argument("--rollout-every", type=int, default=50, help="steps between refreshes of the rollout pool")
+    ap.add_argument("--dmd", action="store_true",
+                    help="distribution matching on the model's own rollouts (dmd.py): a frozen teacher (--teacher, "
+                         "default the --init-from model) and a trained critic score the generator's samples")
+    ap.add_argument("--teacher", default=None, metavar="MODEL_DIR", help="--dmd's teacher (needed with --resume)")
+    ap.add_argument("--critic-steps", type=int, default=5, help="--dmd: critic updates per generator update")
+    ap.add_argument("--critic-lr", type=float, default=None, help="--dmd: the critic's lr (default --lr)")
     ap.add_argument("--rollout-pool", type=int, default=64, help="clips in the rollout pool")
     ap.add_argument("--change-weight", type=float, default=1.0,
                     help="loss weight of latent frames whose action differs from the previous latent frame's "
@@ -439,6 +471,24 @@ def main(argv=None):
         state["init_from"] = os.path.abspath(args.init_from)
         print(f"initialised from {args.init_from}", flush=True)
     state.update(arch=arch, objective=objective, config=config, ae_ckpt=os.path.abspath(args.ae))
+    critic_dir = ckpt_dir + "_critic"
+    distill = None
+    if args.dmd:
+        teacher_dir = args.teacher or args.init_from
+        if not teacher_dir:
+            raise SystemExit("--dmd needs its teacher: --init-from MODEL_DIR (a new run) or --teacher MODEL_DIR")
+        if args.rollout_ctx > 0:
+            raise SystemExit("--dmd draws its own rollouts: leave --rollout-ctx out")
+        if model.cfg.sampler != "flow_euler":
+            raise SystemExit(f"--dmd runs the flow_euler sampler; this model samples with {model.cfg.sampler}")
+        tw = init["weights"] if init is not None and teacher_dir == args.init_from else \
+            exporter.load_exported(teacher_dir)["weights"]
+        distill = dmd.DMD(model, tw, teacher_dir, args, dit.param_groups,
+                          lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=args.weight_decay))
+        if resume and os.path.isdir(critic_dir):
+            common.load_checkpoint(critic_dir, {"model": distill.critic}, distill.opt_c, strict=False)
+            print(f"resumed the critic from {critic_dir}", flush=True)
+        print(f"DMD: teacher {teacher_dir}, {args.critic_steps} critic updates per generator update", flush=True)
     n_dit = dit.count(model, exclude="decoder.")
     n_all = common.count_params(model)
     print(f"model: DiT+text+action {n_dit / 1e6:.2f}M, decoder {(n_all - n_dit) / 1e6:.2f}M, total {n_all / 1e6:.2f}M "
@@ -480,18 +530,25 @@ def main(argv=None):
     gen = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"])
     step = state["step"]
     acc, n_acc, t_acc = 0.0, 0, clock.run()
+    c_acc = 0.0
+
+    def dit_only(m):
+        """m as a module whose state is the DiT, text encoder and action MLP (the decoder comes from ae/)."""
+        sd = {k: v for k, v in m.state_dict().items() if not k.startswith("decoder.")}
+
+        class _Wrap(torch.nn.Module):
+            def state_dict(self, *a, **k):
+                return sd
+
+            def named_parameters(self, *a, **k):
+                return ((n, p) for n, p in m.named_parameters() if not n.startswith("decoder."))
+        return _Wrap()
 
     def checkpoint():
         state.update(step=step, seconds=clock.total())
-        dit_only = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
-
-        class _Wrap(torch.nn.Module):  # the checkpoint keeps the DiT, text encoder and action MLP only
-            def state_dict(self, *a, **k):
-                return dit_only
-
-            def named_parameters(self, *a, **k):
-                return ((n, p) for n, p in model.named_parameters() if not n.startswith("decoder."))
-        common.save_checkpoint(ckpt_dir, {"model": _Wrap()}, opt, state)
+        common.save_checkpoint(ckpt_dir, {"model": dit_only(model)}, opt, state)
+        if distill is not None:
+            common.save_checkpoint(critic_dir, {"model": dit_only(distill.critic)}, distill.opt_c, {"step": step})
 
     def validate():
         model.eval()
@@ -508,14 +565,20 @@ def main(argv=None):
         lr = lr_at(args, step, clock.total() / 60)
         for g in opt.param_groups:
             g["lr"] = lr
-        if args.rollout_ctx > 0 and (pool is None or step % args.rollout_every == 0):
-            pool = rollout_pool(model, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
-        b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev, pool)
-        loss = loss_of(model, b, args, mask, rope, amp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        if distill is not None:
+            for g in distill.opt_c.param_groups:
+                g["lr"] = lr * (args.critic_lr or args.lr) / args.lr
+            loss, closs = distill.step(model, opt, params, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
+            c_acc += closs
+        else:
+            if args.rollout_ctx > 0 and (pool is None or step % args.rollout_every == 0):
+                pool = rollout_pool(model, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
+            b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev, pool)
+            loss = loss_of(model, b, args, mask, rope, amp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
         step += 1
         acc += loss.item()
         n_acc += 1
@@ -524,6 +587,9 @@ def main(argv=None):
             row = dict(step=step, minutes=f"{clock.total() / 60:.3f}", loss=f"{acc / n_acc:.5f}", lr=f"{lr:.2e}",
                        samples_per_s=f"{n_acc * args.batch / max(1e-6, clock.run() - t_acc):.1f}")
             msg = f"step {step} {clock.total() / 60:.1f} min loss {acc / n_acc:.4f} ({row['samples_per_s']} clips/s)"
+            if distill is not None:
+                msg += f", critic loss {c_acc / n_acc:.4f}"
+                c_acc = 0.0
             if step % args.val_every == 0 or done:
                 vl, pr = validate()
                 row.update(val_loss=f"{vl:.5f}", val_psnr=f"{pr[0]:.2f}", ae_psnr=f"{pr[1]:.2f}")
