@@ -584,9 +584,9 @@ def main(argv=None):
         n_acc += 1
         done = step >= args.steps or clock.run() > args.time_limit * 60
         if step % args.log_every == 0 or step % args.val_every == 0 or done:
-            row = dict(step=step, minutes=f"{clock.total() / 60:.3f}", loss=f"{acc / n_acc:.5f}", lr=f"{lr:.2e}",
+            row = dict(step=step, minutes=f"{clock.total() / 60:.3f}", loss=f"{acc / n_acc:.6g}", lr=f"{lr:.2e}",
                        samples_per_s=f"{n_acc * args.batch / max(1e-6, clock.run() - t_acc):.1f}")
-            msg = f"step {step} {clock.total() / 60:.1f} min loss {acc / n_acc:.4f} ({row['samples_per_s']} clips/s)"
+            msg = f"step {step} {clock.total() / 60:.1f} min loss {acc / n_acc:.4g} ({row['samples_per_s']} clips/s)"
             if distill is not None:
                 msg += f", critic loss {c_acc / n_acc:.4f}"
                 c_acc = 0.0
