@@ -7,11 +7,7 @@
 # Python: $WM_PYTHON, else the venv (scripts/setup.sh --python), else python3 (the GPU machine's has torch).
 # Exit 77 (skipped) without a Python with torch, the weights, or (cuda) a device.
 src=$1 wmrun=$2 backend=$3
-py=
-for c in "${WM_PYTHON:-}" "$src/.venv/bin/python" python3; do
-    [ -n "$c" ] && "$c" -c "import torch, safetensors, numpy" 2>/dev/null && { py=$c; break; }
-done
-[ -n "$py" ] || { echo "no Python with torch, safetensors and numpy: skipped"; exit 77; }
+. "$(dirname "$0")/torch_python.sh"
 [ -f "$src/assets/game/model.safetensors" ] || { echo "no assets/game weights: skipped"; exit 77; }
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT

@@ -9,11 +9,7 @@
 # Python: $WM_PYTHON, else the venv (scripts/setup.sh --python), else python3. Exit 77 (skipped)
 # without a Python that has torch, safetensors and numpy.
 src=$1 what=$2 build=$3
-py=
-for c in "${WM_PYTHON:-}" "$src/.venv/bin/python" python3; do
-    [ -n "$c" ] && "$c" -c "import torch, safetensors, numpy" 2>/dev/null && { py=$c; break; }
-done
-[ -n "$py" ] || { echo "no Python with torch, safetensors and numpy: skipped"; exit 77; }
+. "$(dirname "$0")/torch_python.sh"
 case "$what" in
     selftest) cd "$src/tools/train" && exec "$py" selftest.py ;;
     smoke) work=$(mktemp -d) || exit 1
