@@ -84,16 +84,8 @@ class DMD:
         """One rollout, one generator update and args.critic_steps critic updates. Returns (generator
         loss, mean critic loss)."""
         import train_dit as td
-        a = copy.copy(args)
-        a.p_clean, a.ctx_aug = 1.0, 0.0
-        b = td.make_batch(ds, args.batch, args.clip, a, sample_sig, gen, dev)
-        F_ = args.chunk
-        n0 = min(F_ * int(torch.randint(1, max(1, 4 // F_) + 1, (1,), generator=gen, device=dev)), args.clip - F_)
         k = int(torch.randint(0, len(sample_sig), (1,), generator=gen, device=dev))
-        model.eval()
-        rolled = td.rollout_context(model, b, n0, args, sample_sig, mask, rope, amp,
-                                    lambda c, shape: torch.randn(shape, generator=gen, device=dev), record_step=k)
-        model.train()
+        b, rolled, n0 = td.rollout_batch(model, ds, args, sample_sig, mask, rope, amp, gen, dev, record_step=k)
         sample, gen_f = exit_x0(model, b, rolled, n0, k, sample_sig, args, mask, rope, amp)
         B = sample.shape[0]
         s = S_MIN + (S_MAX - S_MIN) * torch.rand(B, generator=gen, device=dev)

@@ -223,26 +223,32 @@ def rollout_context(model, b, n0, args, sample_sig, mask, rope, amp, noise, reco
 
 
 @torch.no_grad()
-def rollout_pool(model, ds, args, sample_sig, mask, rope, amp, gen, dev):
-    """--rollout-pool clips of ds, each rolled out by the model from a real context of 1-4 latent frames
-    (rounded to chunks; per batch of --batch clips): {"e", "start", "ctx"} for make_batch. Generating
-    costs about (clip - n0) x steps forwards per batch, so the pool is refreshed every
-    --rollout-every steps instead of per step."""
+def rollout_batch(model, ds, args, sample_sig, mask, rope, amp, gen, dev, record_step=None):
+    """--batch clean-context clips of ds and the model's rollout of them (rollout_context, eval mode)
+    from a real context of n0 = 1-4 latent frames (rounded to chunks), drawn per batch: (b, rolled, n0)."""
     a = copy.copy(args)
     a.p_clean, a.ctx_aug = 1.0, 0.0
+    b = make_batch(ds, args.batch, args.clip, a, sample_sig, gen, dev)
+    n0 = args.chunk * int(torch.randint(1, max(1, 4 // args.chunk) + 1, (1,), generator=gen, device=dev))
+    n0 = min(n0, args.clip - args.chunk)
     was = model.training
     model.eval()
+    rolled = rollout_context(model, b, n0, args, sample_sig, mask, rope, amp,
+                             lambda c, shape: torch.randn(shape, generator=gen, device=dev), record_step)
+    model.train(was)
+    return b, rolled, n0
+
+
+def rollout_pool(model, ds, args, sample_sig, mask, rope, amp, gen, dev):
+    """--rollout-pool clips of ds rolled out by the model (rollout_batch, per batch of --batch clips):
+    {"e", "start", "ctx"} for make_batch. Generating costs about (clip - n0) x steps forwards per batch,
+    so the pool is refreshed every --rollout-every steps instead of per step."""
     es, starts, ctxs = [], [], []
     for _ in range(max(1, args.rollout_pool // args.batch)):
-        b = make_batch(ds, args.batch, args.clip, a, sample_sig, gen, dev)
-        n0 = args.chunk * int(torch.randint(1, max(1, 4 // args.chunk) + 1, (1,), generator=gen, device=dev))
-        n0 = min(n0, args.clip - args.chunk)
-        r = rollout_context(model, b, n0, args, sample_sig, mask, rope, amp,
-                            lambda c, shape: torch.randn(shape, generator=gen, device=dev))
+        b, r, _ = rollout_batch(model, ds, args, sample_sig, mask, rope, amp, gen, dev)
         es.append(b["episodes"])
         starts.append(b["start"])
         ctxs.append(r["x"][:, :args.clip].float())
-    model.train(was)
     return {"e": torch.cat(es), "start": torch.cat(starts), "ctx": torch.cat(ctxs)}
 
 
@@ -390,13 +396,13 @@ def main(argv=None):
                          "the engine's sampler after 1-4 real latent frames; targets stay the game's frames; "
                          "default 0 = off)")
     ap.add_argument("--rollout-every", type=int, default=50, help="steps between refreshes of the rollout pool")
+    ap.add_argument("--rollout-pool", type=int, default=64, help="clips in the rollout pool")
     ap.add_argument("--dmd", action="store_true",
                     help="distribution matching on the model's own rollouts (dmd.py): a frozen teacher (--teacher, "
                          "default the --init-from model) and a trained critic score the generator's samples")
     ap.add_argument("--teacher", default=None, metavar="MODEL_DIR", help="--dmd's teacher (needed with --resume)")
     ap.add_argument("--critic-steps", type=int, default=5, help="--dmd: critic updates per generator update")
     ap.add_argument("--critic-lr", type=float, default=None, help="--dmd: the critic's lr (default --lr)")
-    ap.add_argument("--rollout-pool", type=int, default=64, help="clips in the rollout pool")
     ap.add_argument("--change-weight", type=float, default=1.0,
                     help="loss weight of latent frames whose action differs from the previous latent frame's "
                          "(1 = plain MSE); > 1 pushes the model to follow a new action at once")
