@@ -18,7 +18,10 @@ Here (tools/train/README.md, "DMD"):
   * teacher and critic score the sample noised to one level per clip, in diffusion-forcing form (the
     noisy clip is its own context);
   * per rollout: one generator update, then --critic-steps updates of the critic's flow loss on the
-    detached sample (Self-Forcing's ratio is 5).
+    detached sample (Self-Forcing's ratio is 5);
+  * --dmd-reg W adds W x the ordinary diffusion-forcing loss on a batch of the game's frames to the
+    generator's loss: an anchor to the data (DMD alone drew a periodic texture over the forest within
+    140 updates, tools/train/README.md).
 """
 import copy
 
@@ -69,12 +72,17 @@ def generator_loss(sample, gen_f, teacher_x0, critic_x0):
 class DMD:
     """The teacher, the critic and its optimizer beside the generator (train_dit's model)."""
 
-    def __init__(self, model, teacher_weights, teacher_src, args, params_of, make_opt):
+    def __init__(self, model, teacher_weights, teacher_src, args, params_of, make_opt, critic_weights=None,
+                 critic_src=None):
+        """critic_weights: the critic's start (an exported critic, to continue a run on a new machine);
+        default the teacher."""
         import export
         self.teacher = copy.deepcopy(model)
         export.load_dit_weights(self.teacher, teacher_weights, teacher_src)
         self.teacher.eval().requires_grad_(False)
         self.critic = copy.deepcopy(self.teacher).train().requires_grad_(True)
+        if critic_weights is not None:
+            export.load_dit_weights(self.critic, critic_weights, critic_src)
         if getattr(self.critic, "decoder", None) is not None:
             self.critic.decoder.requires_grad_(False)
         self.critic_params = params_of(self.critic)
@@ -82,7 +90,7 @@ class DMD:
 
     def step(self, model, opt, params, ds, args, sample_sig, mask, rope, amp, gen, dev):
         """One rollout, one generator update and args.critic_steps critic updates. Returns (generator
-        loss, mean critic loss)."""
+        loss, mean critic loss); the generator loss includes --dmd-reg's term."""
         import train_dit as td
         k = int(torch.randint(0, len(sample_sig), (1,), generator=gen, device=dev))
         b, rolled, n0 = td.rollout_batch(model, ds, args, sample_sig, mask, rope, amp, gen, dev, record_step=k)
@@ -97,6 +105,9 @@ class DMD:
             critic_x0 = score_x0(self.critic, b, xs, s, args, mask, rope, amp)
             self.critic.train()
         loss = generator_loss(sample, gen_f, teacher_x0, critic_x0)
+        if args.dmd_reg > 0:
+            real = td.make_batch(ds, args.batch, args.clip, args, sample_sig, gen, dev)
+            loss = loss + args.dmd_reg * td.loss_of(model, real, args, mask, rope, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

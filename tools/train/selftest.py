@@ -369,7 +369,8 @@ def test_dmd():
                              torch.zeros(E, L, dtype=torch.long), torch.ones(E, 2, 6, dtype=torch.long),
                              torch.full((E, 2), 3, dtype=torch.long), [["a", "a"]] * E, ["x"] * E)
     args = argparse.Namespace(shift=1.0, p_clean=0.5, ctx_aug=0.0, chunk=1, change_weight=1.0, text_len=cfg["text_len"],
-                              rollout_ctx=0.0, batch=2, clip=L, critic_steps=2, critic_lr=None, lr=1e-3)
+                              rollout_ctx=0.0, batch=2, clip=L, critic_steps=2, critic_lr=None, lr=1e-3,
+                              dmd_reg=0.0)
     sample_sig = [float(wm_ref.sigma_of(t, 1.0)) for t in wm_ref.denoising_timesteps(model.cfg)]
     mask = dit.token_mask(dit.frame_mask(L, 1, 4, 0), (h // 2) * (w // 2))
     rope = dit.rope_tables(cfg["dim"] // cfg["num_heads"], L, h // 2, w // 2, "cpu")
@@ -414,6 +415,20 @@ def test_dmd():
     check("--dmd: step 1 trains only the critic (it starts as the teacher: zero generator gradient), step 2 the "
           "generator too; the teacher never moves", first and second and math.isfinite(closs),
           f"generator loss {loss1.item():.2e} then {loss2.item():.2e}, critic loss {closs:.4f}")
+    # --dmd-reg: the data term moves the generator even while the critic is the teacher; a critic handed
+    # over (--critic-from) starts where it was, not at the teacher
+    model2 = exporter.make_model(cfg)
+    model2.load_state_dict(tw)
+    params2 = dit.param_groups(model2)
+    opt2 = torch.optim.Adam(params2, lr=1e-3)
+    areg = argparse.Namespace(**{**vars(args), "dmd_reg": 1.0})
+    cw = {k: v.clone() for k, v in distill.critic.state_dict().items()}
+    d2 = dmd.DMD(model2, tw, "selftest", areg, dit.param_groups, lambda p, lr: torch.optim.Adam(p, lr=lr), cw, "critic")
+    handed = all(torch.equal(p, cw[n]) for n, p in d2.critic.named_parameters())
+    g2 = snap(model2)
+    lreg, _ = d2.step(model2, opt2, params2, ds, areg, sample_sig, mask, rope, amp, gen, "cpu")
+    check("--dmd-reg: the data term trains the generator from step 1; --critic-from starts the critic from the "
+          "given weights", handed and moved(model2, g2) and lreg.item() > 0, f"generator loss {lreg.item():.3e}")
 
 
 if __name__ == "__main__":

@@ -27,14 +27,18 @@ WM_GAMEGEN=$WORK/wm-gamegen "$ROOT/tools/train/make_data.sh" "$WORK/data" 8 33 6
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run_ft" --steps 5 \
       --batch 4 --clip 9 --log-every 5 --val-every 1000 --cache "$WORK/latents.pt" --init-from "$WORK/model" \
       --rollout-ctx 0.5 --rollout-every 10 --rollout-pool 4 --no-export
-# DMD from the export (teacher = the export, critic checkpointed beside the generator), then resumed
+# DMD from the export (teacher = the export, critic checkpointed beside the generator), then resumed (and
+# exported with its critic), then continued from those exports as on a new machine, with --dmd-reg
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run_dmd" --steps 3 \
       --batch 2 --clip 5 --log-every 3 --val-every 1000 --cache "$WORK/latents.pt" --init-from "$WORK/model" \
       --dmd --critic-steps 2 --no-export
 "$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run_dmd" --steps 4 \
       --batch 2 --log-every 1 --val-every 1000 --cache "$WORK/latents.pt" --resume --teacher "$WORK/model" \
-      --dmd --critic-steps 2 --no-export | tee "$WORK/dmd_resume.txt"
+      --dmd --critic-steps 2 | tee "$WORK/dmd_resume.txt"
 grep -q "resumed the critic" "$WORK/dmd_resume.txt"
+"$PY" "$ROOT/tools/train/train_dit.py" --data "$WORK/data" --ae "$WORK/run/ae" --out "$WORK/run_dmd2" --steps 1 \
+      --batch 2 --clip 5 --log-every 1 --val-every 1000 --cache "$WORK/latents.pt" --init-from "$WORK/run_dmd/model" \
+      --teacher "$WORK/model" --critic-from "$WORK/run_dmd/critic_model" --dmd-reg 0.5 --dmd --critic-steps 1 --no-export
 printf 'right\nright\nright+torch\ndown\n-\nleft\n' > "$WORK/actions.txt"
 "$BUILD/host/wm-run/wm-run" --model "$WORK/model" --frames 16 --prompt "snowy night fog" --seed 0 \
       --actions "$WORK/actions.txt" --latents "$WORK/engine.lat" --out "$WORK/engine.rgb" --threads 2

@@ -351,7 +351,7 @@ def lr_at(args, step, minutes):
 ARCH_KEYS = ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk", "window", "sinks",
              "sample_steps", "shift", "latent_channels", "clip"]
 OBJECTIVE_KEYS = ["p_clean", "ctx_aug", "change_weight", "rollout_ctx", "rollout_every", "rollout_pool", "dmd",
-                  "teacher", "critic_steps", "critic_lr"]
+                  "teacher", "critic_steps", "critic_lr", "critic_from", "dmd_reg"]
 
 
 def main(argv=None):
@@ -403,6 +403,10 @@ def main(argv=None):
     ap.add_argument("--teacher", default=None, metavar="MODEL_DIR", help="--dmd's teacher (needed with --resume)")
     ap.add_argument("--critic-steps", type=int, default=5, help="--dmd: critic updates per generator update")
     ap.add_argument("--critic-lr", type=float, default=None, help="--dmd: the critic's lr (default --lr)")
+    ap.add_argument("--critic-from", default=None, metavar="MODEL_DIR",
+                    help="--dmd: the critic's starting weights (an earlier run's RUN/critic_model; default the teacher)")
+    ap.add_argument("--dmd-reg", type=float, default=0.0,
+                    help="--dmd: weight of the diffusion-forcing loss on the game's frames added to the generator's")
     ap.add_argument("--change-weight", type=float, default=1.0,
                     help="loss weight of latent frames whose action differs from the previous latent frame's "
                          "(1 = plain MSE); > 1 pushes the model to follow a new action at once")
@@ -489,8 +493,10 @@ def main(argv=None):
             raise SystemExit(f"--dmd runs the flow_euler sampler; this model samples with {model.cfg.sampler}")
         tw = init["weights"] if init is not None and teacher_dir == args.init_from else \
             exporter.load_exported(teacher_dir)["weights"]
+        cw = exporter.load_exported(args.critic_from)["weights"] if args.critic_from else None
         distill = dmd.DMD(model, tw, teacher_dir, args, dit.param_groups,
-                          lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=args.weight_decay))
+                          lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.9, 0.99), weight_decay=args.weight_decay),
+                          cw, args.critic_from)
         if resume and os.path.isdir(critic_dir):
             common.load_checkpoint(critic_dir, {"model": distill.critic}, distill.opt_c, strict=False)
             print(f"resumed the critic from {critic_dir}", flush=True)
@@ -611,6 +617,9 @@ def main(argv=None):
     if not args.no_export:
         size = exporter.export(model, config, os.path.join(args.out, "model"), encoder=encoder)
         print(f"exported {os.path.join(args.out, 'model')} ({size / 2**20:.2f} MiB)", flush=True)
+        if distill is not None:  # small enough to carry to a new machine (--critic-from), unlike RUN/dit_critic
+            exporter.export(distill.critic, config, os.path.join(args.out, "critic_model"))
+            print(f"exported the critic to {os.path.join(args.out, 'critic_model')}", flush=True)
     print(f"done: step {step}, {clock.total() / 60:.1f} min trained", flush=True)
 
 
