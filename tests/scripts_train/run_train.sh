@@ -2,9 +2,10 @@
 # The training tools' own tests (tools/train):
 #   run_train.sh SOURCE_DIR selftest            selftest.py: the training forward against the engine's
 #                                               streaming reference, checkpoints, export, --init-from,
-#                                               --rollout-ctx and --dmd (CPU, seconds)
+#                                               --rollout-ctx, --dmd and --dmd-reg (CPU, seconds)
 #   run_train.sh SOURCE_DIR smoke BUILD_DIR     smoke.sh: data, AE, DiT (+ resume, --init-from,
-#                                               --rollout-ctx, --dmd and its resume), export, the engine
+#                                               --rollout-ctx, --dmd, its resume and its continuation
+#                                               from exports), export, the engine
 #                                               on the result, fidelity.py (CPU, a few minutes)
 # Python: $WM_PYTHON, else the venv (scripts/setup.sh --python), else python3. Exit 77 (skipped)
 # without a Python that has torch, safetensors and numpy.
