@@ -273,11 +273,15 @@ def load_params(ckpt_dir, prefix):
 # Logging and timing
 # ------------------------------------------------------------------------------------------------
 class CSVLog:
-    """Appends rows to a CSV (resuming runs keep appending); the header is written once."""
+    """Appends rows to a CSV (resuming runs keep appending); the header is written once. A file begun
+    by an older version keeps its own columns (a newer field is left out rather than shifting them)."""
 
     def __init__(self, path, fields):
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        if not new:
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), fields)
         self.path, self.fields = path, fields
-        new = not os.path.exists(path)
         self.f = open(path, "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=fields, extrasaction="ignore")
         if new:

@@ -1,6 +1,9 @@
-"""plot_curves.py - training curves of a run folder (ae_log.csv, dit_log.csv) as one PNG.
+"""plot_curves.py - training curves of a run folder (ae_log.csv, dit_log.csv) as one PNG, or of
+several fine-tunes side by side (--compare: their dit_log.csv files; the loss and, for --dmd runs, the
+critic's loss against minutes).
 
     python tools/train/plot_curves.py RUN --out docs/train_curves.png
+    python tools/train/plot_curves.py --compare a/dit_log.csv=plain b/dit_log.csv="with --dmd-reg 1" --out cmp.png
 """
 import argparse
 import csv
@@ -24,11 +27,37 @@ def series(rows, x, y):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def compare(specs, out):
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for spec in specs:
+        path, _, label = spec.partition("=")
+        rows = read(path)
+        if not rows:
+            raise SystemExit(f"{path}: no rows")
+        for i, key in enumerate(["loss", "critic_loss"]):
+            xs, ys = series(rows, "minutes", key)
+            if xs:
+                ax[i].plot(xs, ys, label=label or path)
+    ax[0].set(title="generator loss (DMD: 0.5 |g|^2, plus --dmd-reg's data loss)", xlabel="GPU minutes")
+    ax[1].set(title="critic loss (flow loss on the generator's samples)", xlabel="GPU minutes")
+    for x in ax:
+        x.grid(alpha=0.3)
+        x.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("run")
+    ap.add_argument("run", nargs="?")
+    ap.add_argument("--compare", nargs="+", metavar="CSV=LABEL", help="dit_log.csv files to draw side by side")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.compare:
+        return compare(a.compare, a.out or "compare.png")
+    if not a.run:
+        ap.error("give a run folder or --compare")
     ae, dt = read(os.path.join(a.run, "ae_log.csv")), read(os.path.join(a.run, "dit_log.csv"))
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     for key, lab in [("psnr", "train"), ("val_psnr", "held-out")]:

@@ -279,6 +279,19 @@ def test_change_weight():
           bool(ok) and d < 1e-6 and plain, f"|weighted - manual| {d:.1e}")
 
 
+def test_csv_log_resume():
+    """A run resumed by a newer version that logs one more column keeps the file's own columns."""
+    import csv
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "log.csv")
+        common.CSVLog(path, ["step", "loss"]).write(step=1, loss=0.5)
+        common.CSVLog(path, ["step", "loss", "critic_loss"]).write(step=2, loss=0.4, critic_loss=0.1)
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    check("CSVLog: a resumed log keeps its header and its columns aligned",
+          rows == [["step", "loss"], ["1", "0.5"], ["2", "0.4"]], str(rows))
+
+
 def test_anneal():
     import argparse
     import train_dit
@@ -439,6 +452,7 @@ if __name__ == "__main__":
     test_export_checkpoint()
     test_change_weight()
     test_anneal()
+    test_csv_log_resume()
     test_rollout_context()
     test_dmd()
     print(f"{sum(results)}/{len(results)} checks passed")

@@ -536,7 +536,7 @@ def main(argv=None):
     sample_sig = [float(wm_ref.sigma_of(t, args.shift)) for t in wm_ref.denoising_timesteps(model.cfg)]
 
     log = CSVLog(os.path.join(args.out, "dit_log.csv"),
-                 ["step", "minutes", "loss", "val_loss", "val_psnr", "ae_psnr", "lr", "samples_per_s"])
+                 ["step", "minutes", "loss", "val_loss", "val_psnr", "ae_psnr", "lr", "samples_per_s", "critic_loss"])
     clock = Clock(state["seconds"])
     last_ckpt = clock.run()
     gen = torch.Generator(device=dev).manual_seed(args.seed * 7919 + state["step"])
@@ -601,6 +601,7 @@ def main(argv=None):
             msg = f"step {step} {clock.total() / 60:.1f} min loss {acc / n_acc:.4g} ({row['samples_per_s']} clips/s)"
             if distill is not None:
                 msg += f", critic loss {c_acc / n_acc:.4f}"
+                row["critic_loss"] = f"{c_acc / n_acc:.6g}"
                 c_acc = 0.0
             if step % args.val_every == 0 or done:
                 vl, pr = validate()
