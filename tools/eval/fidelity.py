@@ -192,8 +192,10 @@ def camera_motion(fr, k):
 
 def action_accuracy(motion, acts, k, start=0):
     """fraction of frames t >= start whose estimated motion has the commanded sign on every commanded
-    axis (k > 1: only frames whose last k commands are the same movement)."""
+    axis (k > 1: only frames whose last k commands are the same movement). Returns (fraction, frames
+    scored, the scored frames that missed)."""
     hits = n = 0
+    missed = []
     for t in range(max(k, start), len(acts)):
         c = command(acts[t])
         if c is None or any(command(acts[t - j]) != c for j in range(k)):
@@ -207,7 +209,9 @@ def action_accuracy(motion, acts, k, start=0):
             if c[ax] == 0 and abs(motion[t, ax]) > 2 * k * SPEED:  # wild motion on the idle axis
                 ok = False
         hits += ok
-    return hits / max(n, 1), n
+        if not ok:
+            missed.append(t)
+    return hits / max(n, 1), n, missed
 
 
 def psnr(a, b):
@@ -392,13 +396,14 @@ def main():
             for k in (1, 4):
                 mw, mg = camera_motion(wm, k), camera_motion(gt, k)
                 mot[k] = (mw, mg)
-                aw, nw = action_accuracy(mw, acts, k, first)
-                ag, _ = action_accuracy(mg, acts, k, first)
+                aw, nw, miss = action_accuracy(mw, acts, k, first)
+                ag, _, _ = action_accuracy(mg, acts, k, first)
                 true = np.full_like(mg, np.nan)
                 true[k:] = cam[k:] - cam[:-k]
                 valid = ~np.isnan(mg[:, 0])
                 acc[f"k{k}"] = {"engine": aw, "ground_truth": ag, "frames_scored": nw, "from_video_frame": first,
-                                "gt_estimator_exact": float(np.mean(np.all(mg[valid] == true[valid], axis=1)))}
+                                "gt_estimator_exact": float(np.mean(np.all(mg[valid] == true[valid], axis=1))),
+                                "missed_video_frames": miss}  # where the engine's misses sit
                 mv = np.array([command(a) is not None for a in acts])
                 mv[:max(k, first)] = False
                 sp = np.linalg.norm(mw[mv], axis=1)
