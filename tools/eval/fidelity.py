@@ -480,11 +480,17 @@ def main():
         res["wall_s"] = time.time() - t_start
         # summary
         e0 = res["episodes"]
+
+        def over_frames(k, who):
+            """the share over all scored frames of all episodes (in --full the first episode is the long
+            one: a plain mean over episodes would give its 2000 frames the weight of the short one's 128)"""
+            n = [e["action_following"][k]["frames_scored"] for e in e0]
+            return float(np.dot([e["action_following"][k][who] for e in e0], n) / max(1, sum(n)))
         res["summary"] = {
-            "action_following_engine_k1": float(np.mean([e["action_following"]["k1"]["engine"] for e in e0])),
-            "action_following_engine_k4": float(np.mean([e["action_following"]["k4"]["engine"] for e in e0])),
-            "action_following_gt_k1": float(np.mean([e["action_following"]["k1"]["ground_truth"] for e in e0])),
-            "action_following_gt_k4": float(np.mean([e["action_following"]["k4"]["ground_truth"] for e in e0])),
+            "action_following_engine_k1": over_frames("k1", "engine"),
+            "action_following_engine_k4": over_frames("k4", "engine"),
+            "action_following_gt_k1": over_frames("k1", "ground_truth"),
+            "action_following_gt_k4": over_frames("k4", "ground_truth"),
             "frames_1_16_mode": res["context"]["mode"],
             "context_video_frames": first,
         }
