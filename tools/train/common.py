@@ -269,6 +269,14 @@ def load_params(ckpt_dir, prefix):
     return {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + ".")}
 
 
+def update(opt, params, loss, max_norm=1.0):
+    """One optimizer step on loss: gradients, clipped to max_norm, then the step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
+
+
 # ------------------------------------------------------------------------------------------------
 # Logging and timing
 # ------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ Here (tools/train/README.md, "DMD"):
 import copy
 
 import torch
+
+import common
 import torch.nn.functional as F
 
 # noise levels of the score evaluation (Self-Forcing: timesteps 20..980 of 1000)
@@ -86,7 +88,13 @@ class DMD:
         if getattr(self.critic, "decoder", None) is not None:
             self.critic.decoder.requires_grad_(False)
         self.critic_params = params_of(self.critic)
-        self.opt_c = make_opt(self.critic_params, args.critic_lr or args.lr)
+        self.critic_lr_ratio = (args.critic_lr or args.lr) / args.lr
+        self.opt_c = make_opt(self.critic_params, args.lr * self.critic_lr_ratio)
+
+    def set_lr(self, lr):
+        """The critic follows the generator's schedule (warmup, anneal) at --critic-lr / --lr of it."""
+        for g in self.opt_c.param_groups:
+            g["lr"] = lr * self.critic_lr_ratio
 
     def step(self, model, opt, params, ds, args, sample_sig, mask, rope, amp, gen, dev):
         """One rollout, one generator update and args.critic_steps critic updates. Returns (generator
@@ -108,18 +116,12 @@ class DMD:
         if args.dmd_reg > 0:
             real = td.make_batch(ds, args.batch, args.clip, args, sample_sig, gen, dev)
             loss = loss + args.dmd_reg * td.loss_of(model, real, args, mask, rope, amp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        common.update(opt, params, loss)
         # the critic learns the generator's distribution: the flow loss on its (detached) samples
         closs = 0.0
         for _ in range(args.critic_steps):
             bc = td.noise_clips(b["base"], sample.detach(), args, sample_sig, gen)
             lc = td.loss_of(self.critic, bc, args, mask, rope, amp, change_weight=1.0)
-            self.opt_c.zero_grad(set_to_none=True)
-            lc.backward()
-            torch.nn.utils.clip_grad_norm_(self.critic_params, 1.0)
-            self.opt_c.step()
+            common.update(self.opt_c, self.critic_params, lc)
             closs += lc.item() / max(1, args.critic_steps)
         return loss, closs

@@ -164,10 +164,7 @@ def main(argv=None):
             y = decode(z).float()
         mse = F.mse_loss(y, x)
         loss = mse + 0.5 * F.l1_loss(y, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
-        opt.step()
+        common.update(opt, ae.parameters(), loss)
         step += 1
         acc["loss"] += loss.item()
         acc["mse"] += mse.item()

@@ -505,7 +505,8 @@ def main(argv=None):
     n_all = common.count_params(model)
     print(f"model: DiT+text+action {n_dit / 1e6:.2f}M, decoder {(n_all - n_dit) / 1e6:.2f}M, total {n_all / 1e6:.2f}M "
           f"params = {n_all * 2 / 2**20:.2f} MiB as fp16; latents {args.latent_channels}x{latent_hw[0]}x{latent_hw[1]}, "
-          f"chunk {args.chunk}, window {args.window}, device {dev}", flush=True)
+          f"chunk {args.chunk}, window {args.window}, device {dev}"
+          f"{f' ({torch.cuda.get_device_name(dev)})' if dev.type == 'cuda' else ''}", flush=True)
 
     # data
     files = common.episode_files(args.data)
@@ -578,8 +579,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         if distill is not None:
-            for g in distill.opt_c.param_groups:
-                g["lr"] = lr * (args.critic_lr or args.lr) / args.lr
+            distill.set_lr(lr)
             loss, closs = distill.step(model, opt, params, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
             c_acc += closs
         else:
@@ -587,10 +587,7 @@ def main(argv=None):
                 pool = rollout_pool(model, ds_train, args, sample_sig, mask, rope, amp, gen, dev)
             b = make_batch(ds_train, args.batch, args.clip, args, sample_sig, gen, dev, pool)
             loss = loss_of(model, b, args, mask, rope, amp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            common.update(opt, params, loss)
         step += 1
         acc += loss.item()
         n_acc += 1
