@@ -348,6 +348,7 @@ static void test_session_args(void) {
     api->session_params_init(&sp);
     CHECK(sp.size == sizeof sp);
     CHECK(sp.window_frames == -2 && sp.sink_frames == -1 && sp.max_cache_frames == 0 && sp.abort_cb == NULL);
+    CHECK(sp.action_guidance < 0); /* the model's */
     wm_session *s = (wm_session *)(uintptr_t)1;
     CHECK_ST(api->session_new(NULL, &sp, &s), WM_ERR_INVALID_ARGUMENT);
     CHECK(s == NULL);
@@ -358,6 +359,13 @@ static void test_session_args(void) {
     api->session_params_init(&sp);
     sp.window_frames = 1; /* smaller than one chunk of 2 latent frames */
     CHECK_FAILS(api->session_new(g_model, &sp, &s));
+    CHECK(s == NULL);
+    api->session_params_init(&sp);
+    sp.action_guidance = NAN;
+    CHECK_ST(api->session_new(g_model, &sp, &s), WM_ERR_INVALID_ARGUMENT);
+    sp.action_guidance = 20.5f;
+    CHECK_ST(api->session_new(g_model, &sp, &s), WM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(api->last_error(), "action_guidance") != NULL);
     CHECK(s == NULL);
     api->session_free(NULL);
 
@@ -504,6 +512,40 @@ static void test_reference_run(void) {
 
 /* Save after chunk 0, continue in another session from the snapshot: the same frames as the
  * uninterrupted run. The snapshot size never changes. */
+/* Action guidance (wm_session_params.action_guidance) over the model's default of 0: 0 reproduces
+ * the reference run exactly, 2 changes it; with neutral actions only, guidance has nothing to
+ * strengthen (v_idle = v), so w 2 equals w 0. */
+static void run_guided(float w, int neutral, uint8_t *dst) {
+    wm_session_params sp;
+    api->session_params_init(&sp);
+    sp.seed = 42;
+    sp.action_guidance = w;
+    wm_session *s = NULL;
+    CHECK_OK(api->session_new(g_model, &sp, &s));
+    if (!s) return;
+    CHECK_OK(api->session_set_prompt_text(s, "red green"));
+    wm_action idle;
+    memset(&idle, 0, sizeof idle);
+    for (int64_t i = 0; i < REF_FRAMES; i++) {
+        wm_action a = neutral ? idle : action_of(i);
+        CHECK_OK(api->session_push_action(s, &a));
+    }
+    read_frames(s, dst, REF_FRAMES, 0);
+    api->session_free(s);
+}
+
+static void test_action_guidance(void) {
+    static uint8_t a[REF_FRAMES * FRAME], b[REF_FRAMES * FRAME];
+    run_guided(0.0f, 0, a);
+    CHECK(memcmp(a, g_ref, sizeof a) == 0);
+    run_guided(2.0f, 0, b);
+    CHECK(memcmp(a, b, (size_t)CHUNK0 * FRAME) != 0); /* the first chunk already differs */
+    run_guided(0.0f, 1, a);
+    run_guided(2.0f, 1, b);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    printf("action guidance: ok\n");
+}
+
 static void test_state(void) {
     wm_session *a = new_session(42, -2, -1, 0);
     wm_session *b = new_session(999, -2, -1, 0); /* the snapshot carries the seed, the prompt, the cache */
@@ -696,6 +738,7 @@ int main(void) {
         test_model_info();
         test_session_args();
         test_reference_run();
+        test_action_guidance();
         test_state();
         test_abort();
         test_cache_policies();

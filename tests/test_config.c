@@ -155,6 +155,14 @@ static void test_full(void) {
     CHECK_STATUS(wm_config_parse(&c, fe, strlen(fe), NULL), WM_OK);
     CHECK(c.sampler == WM_SAMPLER_FLOW_EULER);
     wm_config_free(&c);
+    const char *ag = "{\"sampler\": \"flow_euler\", \"action_buttons\": [\"up\"], \"action_guidance\": 1.5,"
+                     " \"action_guidance_steps\": 2}";
+    CHECK_STATUS(wm_config_parse(&c, ag, strlen(ag), NULL), WM_OK);
+    CHECK(c.action_guidance == 1.5f && c.action_guidance_steps == 2);
+    wm_config_free(&c);
+    CHECK_STATUS(wm_config_parse(&c, fe, strlen(fe), NULL), WM_OK);
+    CHECK(c.action_guidance == 0.0f && c.action_guidance_steps >= c.n_steps); /* off by default */
+    wm_config_free(&c);
     const char *bad = "{\"sampler\": \"euler\"}";
     CHECK_STATUS(wm_config_parse(&c, bad, strlen(bad), NULL), WM_ERR_CONFIG);
     CHECK(strstr(wm_get_error(), "flow_euler") != NULL);
@@ -293,6 +301,14 @@ static const bad_case BAD[] = {
     {"{\"decoder\": {\"image_channels\": 4}}", WM_ERR_CONFIG, "'decoder.image_channels'"},
     {"{\"decoder\": {\"image_channels\": \"rgb\"}}", WM_ERR_CONFIG, "'decoder.image_channels'"},
     {"{\"decoder\": {\"channel\": [1, 2, 3, 4]}}", WM_ERR_CONFIG, "unknown key 'decoder.channel'"},
+    /* action guidance: a range, and only where there are actions and a per-chunk sampler */
+    {"{\"action_buttons\": [\"up\"], \"action_guidance\": -1}", WM_ERR_CONFIG, "'action_guidance'"},
+    {"{\"action_buttons\": [\"up\"], \"action_guidance\": 21}", WM_ERR_CONFIG, "'action_guidance'"},
+    {"{\"action_buttons\": [\"up\"], \"action_guidance\": \"1\"}", WM_ERR_CONFIG, "'action_guidance'"},
+    {"{\"action_buttons\": [\"up\"], \"action_guidance_steps\": 0}", WM_ERR_CONFIG, "'action_guidance_steps'"},
+    {"{\"action_guidance\": 1}", WM_ERR_CONFIG, "needs an action-conditioned model"},
+    {"{\"sampler\": \"rolling_forcing\", \"denoising_step_list\": [1000, 500], \"local_attn_size\": 12,"
+     " \"sink_size\": 3, \"action_buttons\": [\"up\"], \"action_guidance\": 1}", WM_ERR_CONFIG, "rolling_forcing"},
     /* name */
     {"{\"name\": \"\"}", WM_ERR_CONFIG, "'name'"},
     {"{\"name\": \"0123456789012345678901234567890123456789012345678901234567890123\"}", WM_ERR_CONFIG, "'name'"},

@@ -42,10 +42,8 @@ static int float_value(const char *flag, const char *v, float *out) {
         wm_cli_usage_error("%s needs a value", flag);
         return 0;
     }
-    char *end = NULL;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (end == v || *end || errno || !isfinite(d)) {
+    double d;
+    if (!wm_cli_parse_double(v, -HUGE_VAL, HUGE_VAL, &d)) {
         wm_cli_usage_error("%s: '%s' is not a number", flag, v);
         return 0;
     }

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,15 @@ int wm_cli_parse_u64(const char *s, uint64_t *out) {
     if (*s == '-') return 0;
     unsigned long long v = strtoull(s, &end, 0);
     if (end == s || *end || errno) return 0;
+    *out = v;
+    return 1;
+}
+
+int wm_cli_parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return 0;
     *out = v;
     return 1;
 }

@@ -16,5 +16,7 @@ int wm_cli_runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 
 /* Whole-string integer parses; 0 on junk, overflow or out of [lo, hi]. */
 int wm_cli_parse_ll(const char *s, long long lo, long long hi, long long *out);
 int wm_cli_parse_u64(const char *s, uint64_t *out);
+/* Whole-string finite number in [lo, hi]; 0 otherwise. */
+int wm_cli_parse_double(const char *s, double lo, double hi, double *out);
 
 #endif

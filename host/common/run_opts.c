@@ -19,6 +19,7 @@ void wm_run_opts_init(wm_run_opts *o, int argc, char **argv, unsigned takes, lon
     o->backend = WM_BACKEND_AUTO;
     o->window = -2;
     o->sinks = -1;
+    o->action_guidance = -1.0f;
     o->argc = argc;
     o->argv = argv;
 }
@@ -79,6 +80,15 @@ int wm_run_opts_parse(wm_run_opts *o, int *i) {
     if (!strcmp(a, "--plugin")) return wm_run_opts_str(o, i, &o->plugin);
     if (!strcmp(a, "--model")) return wm_run_opts_str(o, i, &o->model);
     if (!strcmp(a, "--seed")) return wm_run_opts_u64(o, i, &o->seed);
+    if (!strcmp(a, "--action-guidance")) {
+        const char *val = value(o, i);
+        double w;
+        if (!val) return -1;
+        if (!wm_cli_parse_double(val, 0.0, 20.0, &w))
+            return wm_cli_usage_error("--action-guidance: '%s' is not a number in [0, 20]", val), -1;
+        o->action_guidance = (float)w;
+        return 1;
+    }
     if (!strcmp(a, "--random-weights")) {
         o->random_weights = 1;
         /* an optional SEED follows */
@@ -153,6 +163,7 @@ void wm_run_opts_model_params(const wm_run_opts *o, wm_model_params *mp) {
 
 void wm_run_opts_session_params(const wm_run_opts *o, wm_session_params *sp) {
     sp->seed = o->seed;
+    sp->action_guidance = o->action_guidance;
     if (o->takes & WM_RUN_OPT_CACHE) {
         sp->window_frames = o->window;
         sp->sink_frames = o->sinks;

@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 /* The options a tool takes beyond the ones every tool does (--plugin, --model, --random-weights,
- * --backend, --threads, --seed and the acceleration flags): an option of a group the tool leaves out
+ * --backend, --threads, --seed, --action-guidance and the acceleration flags): an option of a group the tool leaves out
  * is not recognised, so that it stays an unknown option of that tool. */
 enum {
     WM_RUN_OPT_PROMPT = 1 << 0,    /* --prompt TEXT, --prompt-embedding FILE */
@@ -40,6 +40,7 @@ typedef struct wm_run_opts {
     int backend, threads;
     int window, sinks;       /* -2 / -1: the model's own policy */
     int max_cache;           /* 0: the model's capacity of the unbounded policy */
+    float action_guidance;   /* --action-guidance W; < 0: the model's */
     int quiet, verbose;
     const char *json, *label; /* NULL when not given */
     /* the acceleration flags, by their index in argv (checked while parsing) */

@@ -61,6 +61,7 @@ static void usage(FILE *f) {
         "  --prompt-embedding F    safetensors file with tensor \"prompt\" [L, text_dim] (embedding models;\n"
         "                          default one zero token)\n"
         "  --seed N                noise seed of both sessions (default 0)\n"
+        "  --action-guidance W     action guidance of both sessions (default: the model's; 0 = off)\n"
         "  --action-seed N         seed of the scripted random walk (default 1)\n"
         "  --actions FILE          action script instead of the random walk (wm-run's syntax, actions.h)\n"
         "  --save-actions FILE     write the actions used, one line per frame, in that syntax\n"
@@ -439,6 +440,8 @@ static cJSON *build_json(const options *o, const run *r) {
     cJSON_AddNumberToObject(set, "time_upscale", info->time_upscale);
     cJSON_AddNumberToObject(set, "frames", (double)o->opts.frames);
     cJSON_AddNumberToObject(set, "seed", (double)o->opts.seed);
+    cJSON_AddNumberToObject(set, "action_guidance",
+                            o->opts.action_guidance < 0 ? info->action_guidance : o->opts.action_guidance);
     if (r->prompt)
         cJSON_AddStringToObject(set, "prompt", r->prompt);
     else

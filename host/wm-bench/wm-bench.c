@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "run_opts.h"
 #include "wm.h"
+#include "wm_host.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -44,7 +45,7 @@ static double pct(const double *sorted, int n, double p) {
 static void usage(FILE *f) {
     fprintf(f, "usage: wm-bench --model DIR|config.json [--random-weights] [--chunks N] [--warmup N]\n"
                "                [--backend cpu|cuda|auto] [--threads N] [--window W] [--sinks S] [--max-cache N]\n"
-               "                [--seed N] [--json FILE] [--label TEXT] [--plugin PATH] [--profile OUT.json]\n"
+               "                [--seed N] [--action-guidance W] [--json FILE] [--label TEXT] [--plugin PATH] [--profile OUT.json]\n"
                "                [acceleration flags]\n%s",
             wm_accel_args_help);
 }
@@ -113,6 +114,7 @@ int main(int argc, char **argv) {
     wm_run_opts_apply_accel(&o.opts, &sp.accel); /* over the plugin's defaults */
     char accel_desc[160];
     wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
+    const float guidance = sp.action_guidance < 0 ? info.action_guidance : sp.action_guidance; /* in effect */
     wm_session *s = NULL;
     if (api->session_new(m, &sp, &s) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
     wm_status st;
@@ -138,6 +140,12 @@ int main(int argc, char **argv) {
     int done = 0;
     for (int c = 0; c < total; c++) {
         int nf = 0;
+        /* a player's input: one button held, the next one every 8 video frames - so that what runs
+         * per action (action guidance, where the model has it) is measured as in play */
+        for (int64_t f = c ? wm_host_frames_after_chunk(&info, c - 1) : 0; info.n_buttons > 0 && f < wm_host_frames_after_chunk(&info, c); f++) {
+            wm_action a = {.buttons = 1u << (unsigned)((f / 8) % info.n_buttons)};
+            if (api->session_push_action(s, &a) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
+        }
         if (api->session_generate(s, &nf) != WM_OK) {
             snprintf(stopped, sizeof stopped, "chunk %d: %s", c, api->last_error());
             fprintf(stderr, "wm-bench: %s\n", stopped);
@@ -191,7 +199,7 @@ int main(int argc, char **argv) {
     if (!out) { fprintf(stderr, "wm-bench: cannot write %s\n", json_path); return 1; }
     fprintf(out,
             "{\n  \"label\": \"%s\", \"accel\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"build\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"cpus_online\": %ld,\n"
-            "  \"model\": \"%s\", \"random_weights\": %d, \"n_params\": %lld,\n"
+            "  \"model\": \"%s\", \"random_weights\": %d, \"n_params\": %lld, \"denoising_steps\": %d, \"action_guidance\": %g, \"action_guidance_steps\": %d,\n"
             "  \"latent\": [%d, %d, %d], \"frames_per_chunk\": %d, \"time_upscale\": %d, \"width\": %d, \"height\": %d,\n"
             "  \"chunks\": %d, \"warmup\": %d,\n"
             "  \"chunk_ms\": {\"mean\": %.3f, \"p50\": %.3f, \"p99\": %.3f, \"min\": %.3f, \"max\": %.3f},\n"
@@ -200,7 +208,7 @@ int main(int argc, char **argv) {
             "  \"cache_tokens_end\": %lld, \"cache_capacity_bytes\": %lld, \"peak_rss_mb\": %.1f,\n"
             "  \"backend_mb\": %.1f, \"backend_peak_mb\": %.1f,\n  \"chunk_ms_all\": [",
             label, accel_desc, info.device_name ? info.device_name : "", getenv("WM_COMMIT") ? getenv("WM_COMMIT") : "unknown", date, api->build_info(), info.backend == WM_BACKEND_CUDA ? "cuda" : "cpu", threads, ncpu, info.name,
-            random_weights, (long long)info.n_params, info.latent_channels, info.latent_height, info.latent_width,
+            random_weights, (long long)info.n_params, info.denoising_steps, guidance, info.action_guidance_steps, info.latent_channels, info.latent_height, info.latent_width,
             info.latent_frames_per_chunk, info.time_upscale, info.width, info.height, chunks, warmup, sum / chunks,
             pct(sorted, chunks, 0.5), pct(sorted, chunks, 0.99), sorted[0], sorted[chunks - 1], sum_dit / chunks,
             sum_dec / chunks, video_frames / (sum / 1000.0), chunks * info.latent_frames_per_chunk / (sum / 1000.0),

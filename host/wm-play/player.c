@@ -99,6 +99,7 @@ int player_open(player *p, const wm_api *api, const player_options *o) {
     wm_session_params sp;
     api->session_params_init(&sp);
     sp.seed = o->seed;
+    sp.action_guidance = o->action_guidance;
     sp.abort_cb = o->abort_cb;
     sp.abort_user_data = o->abort_user_data;
     if (o->accel) sp.accel = *o->accel;
@@ -118,6 +119,7 @@ int player_open(player *p, const wm_api *api, const player_options *o) {
     p->tl.random_weights = o->random_weights;
     p->tl.weight_seed = o->weight_seed;
     p->tl.seed = o->seed;
+    p->tl.action_guidance = o->action_guidance;
     p->tl.backend = strdup(wm_host_backend_name(p->info.backend));
 
     int kind = p->info.prompt_kind == WM_PROMPT_TEXT ? TIMELINE_PROMPT_TEXT

@@ -19,6 +19,7 @@ typedef struct player_options {
     int backend; /* wm_backend_kind */
     int threads;
     uint64_t seed;
+    float action_guidance; /* wm_session_params.action_guidance: < 0 = the model's */
     const char *prompt; /* text models */
     const char
         *prompt_embedding; /* embedding models: safetensors with tensor "prompt"; NULL = a zero token */

@@ -191,6 +191,7 @@ int timeline_write(const timeline *t, const wm_model_info *info, const char *pat
     cJSON_AddStringToObject(root, "weight_seed", hex);
     snprintf(hex, sizeof hex, "%" PRIu64, t->seed);
     cJSON_AddStringToObject(root, "seed", hex);
+    cJSON_AddNumberToObject(root, "action_guidance", t->action_guidance);
     cJSON_AddStringToObject(root, "backend", t->backend ? t->backend : "auto");
     cJSON_AddNumberToObject(root, "width", info->width);
     cJSON_AddNumberToObject(root, "height", info->height);
@@ -369,6 +370,14 @@ int timeline_read(timeline *t, const char *path, char *err, size_t err_size) {
     if (!get_u64(root, "seed", &t->seed) || !get_u64(root, "weight_seed", &t->weight_seed)) {
         fail(err, err_size, "%s: missing or malformed seed / weight_seed", path);
         goto done;
+    }
+    t->action_guidance = -1.0f;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "action_guidance"))) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble <= 20.0)) {
+            fail(err, err_size, "%s: key action_guidance must be a number <= 20", path);
+            goto done;
+        }
+        t->action_guidance = (float)v->valuedouble;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "backend")) && cJSON_IsString(v))
         t->backend = strdup(v->valuestring);

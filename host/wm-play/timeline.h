@@ -5,6 +5,7 @@
  *     "format": "wm-play-replay", "version": 1,
  *     "model": "/abs/assets/demo/config.json", "model_name": "demo",
  *     "random_weights": true, "weight_seed": 0, "backend": "cpu", "seed": 0,
+ *     "action_guidance": -1,                           the session's (optional: absent = -1, the model's)
  *     "width": 192, "height": 128, "fps": 16,
  *     "video": "rec.mp4", "first_frame": 37, "frames": 120,
  *     "prompts": [{"frame": 0, "text": "a walk"}, {"frame": 45, "text": "the city at night"}],
@@ -52,6 +53,7 @@ typedef struct timeline {
     int random_weights;
     uint64_t weight_seed;
     uint64_t seed;
+    float action_guidance; /* the session's (wm_session_params); < 0 = the model's */
     char *backend;
     int width, height;
     double fps;

@@ -90,6 +90,8 @@ static void usage(FILE *f) {
             "  --backend cpu|cuda|auto  compute backend (default auto: CUDA when a device is present)\n"
             "  --threads N              CPU threads (default 0 = all cores)\n"
             "  --seed N                 noise seed (default 0)\n"
+            "  --action-guidance W      response to the controls: v + W (v - v_idle) on the model's guided\n"
+            "                           steps (default: the model's config, 1 for the shipped game; 0 = off)\n"
             "  --prompt TEXT            prompt of a text model (default: the first preset, else empty)\n"
             "  --prompt-embedding FILE  embedding models: safetensors with tensor \"prompt\" [L, text_dim]\n"
             "  --input-map FILE         input map (default: <model dir>/input.map, input_maps/<name>.map,\n"
@@ -1191,6 +1193,7 @@ int main(int argc, char **argv) {
         o->opts.random_weights = o->opts.random_weights || a->replay.random_weights;
         o->opts.weight_seed = a->replay.weight_seed;
         o->opts.seed = a->replay.seed;
+        o->opts.action_guidance = a->replay.action_guidance;
         if (o->opts.backend == WM_BACKEND_AUTO && a->replay.backend) {
             const int b = wm_host_backend_parse(a->replay.backend);
             if (b > 0) o->opts.backend = b;
@@ -1240,6 +1243,7 @@ int main(int argc, char **argv) {
                          .backend = o->opts.backend,
                          .threads = o->opts.threads,
                          .seed = o->opts.seed,
+                         .action_guidance = o->opts.action_guidance,
                          .prompt = o->opts.prompt,
                          .prompt_embedding = o->opts.prompt_embedding,
                          .log = on_log,

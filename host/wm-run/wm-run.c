@@ -60,6 +60,8 @@ static void usage(FILE *f) {
         "  --prompt-embedding F    safetensors file with tensor \"prompt\" [L, text_dim]\n"
         "                          (default: one zero token)\n"
         "  --seed N                noise seed (default 0)\n"
+        "  --action-guidance W     action guidance in [0, 20] (default: the model's config; 0 = off;\n"
+        "                          docs/MODEL.md section 2)\n"
         "  --actions FILE          action script, one line per frame: BUTTONS AXES... [MOUSE_DX MOUSE_DY]\n"
         "                          BUTTONS = names joined by '+', or '-' for none; '#' starts a comment;\n"
         "                          the last line is held after the end of the file\n"
@@ -294,6 +296,9 @@ static void print_info(const wm_model_info *info, const char *path, int random_w
     printf("%s\nmouse      %s\n", info->n_axes ? "" : " none", info->has_mouse ? "yes" : "no");
     printf("cache      window %d, sinks %d, capacity %d latent frames (-1 = unbounded)\n",
            info->window_frames, info->sink_frames, info->max_cache_frames);
+    printf("sampler    %d denoising steps; action guidance %g", info->denoising_steps, info->action_guidance);
+    if (info->action_guidance > 0) printf(" on the first %d", info->action_guidance_steps);
+    printf("%s\n", info->action_guidance > 0 ? "" : " (off)");
     printf("backend    %s (available:%s%s)\n", backend_name(info->backend),
            info->backends_available & (1u << WM_BACKEND_CPU) ? " cpu" : "",
            info->backends_available & (1u << WM_BACKEND_CUDA) ? " cuda" : "");

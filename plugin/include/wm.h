@@ -106,6 +106,9 @@ typedef struct wm_model_info {
     int window_frames, sink_frames;   /* default cache policy (-1 = unbounded) */
     int max_cache_frames;
     const char *device_name;          /* the backend's device, e.g. "NVIDIA H100 80GB HBM3" */
+    float action_guidance;            /* the config's default (wm_session_params.action_guidance); 0 = off */
+    int action_guidance_steps;        /* denoising steps it applies to, from the first */
+    int denoising_steps;
 } wm_model_info;
 
 /* The FAST-AR accelerations (docs/ACCEL.md), each independent; all off = dense attention.
@@ -154,6 +157,12 @@ typedef struct wm_session_params {
     wm_abort_fn abort_cb;
     void *abort_user_data;
     wm_accel_params accel;   /* session_params_init: every module off, defaults filled in */
+    /* Action guidance (docs/MODEL.md section 2): on the model's guided denoising steps the velocity
+     * becomes v + w (v - v_idle), v_idle being the same forward under the neutral action (no button,
+     * axes and mouse at 0); it strengthens the response to the controls at the cost of one more
+     * forward per guided step (none while the chunk's actions are all neutral). < 0 (default): the
+     * model's config.json ("action_guidance", 0 when absent); 0 = off; at most 20. */
+    float action_guidance;
 } wm_session_params;
 
 /* One video frame's input. Buttons outside the model's n_buttons, axes outside [-1,1] and

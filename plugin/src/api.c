@@ -59,6 +59,7 @@ static void session_params_init(wm_session_params *p) {
     p->size = sizeof *p;
     p->window_frames = -2;
     p->sink_frames = -1;
+    p->action_guidance = -1.0f;
     wm_accel_defaults(&p->accel);
 }
 

@@ -51,6 +51,8 @@ void wm_config_defaults(wm_config *cfg) {
     cfg->warp_denoising_step = 1;
     cfg->timestep_shift = 5.0f;
     cfg->context_noise = 0;
+    cfg->action_guidance = 0;
+    cfg->action_guidance_steps = WM_MAX_STEPS;
     cfg->local_attn_size = -1;
     cfg->sink_size = 0;
     cfg->recache_on_prompt_switch = 0;
@@ -277,7 +279,8 @@ enum {
     K_NAME, K_DIM, K_FFN_DIM, K_NUM_HEADS, K_NUM_LAYERS, K_PATCH_SIZE, K_IN_DIM, K_OUT_DIM, K_TEXT_DIM, K_TEXT_LEN,
     K_FREQ_DIM, K_EPS, K_MODEL_TYPE, K_QK_NORM, K_CROSS_ATTN_NORM, K_WINDOW_SIZE, K_LATENT_HEIGHT, K_LATENT_WIDTH,
     K_NUM_FRAME_PER_BLOCK, K_DENOISING_STEP_LIST, K_WARP_DENOISING_STEP, K_TIMESTEP_SHIFT, K_CONTEXT_NOISE,
-    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_RECACHE, K_SAMPLER, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
+    K_LOCAL_ATTN_SIZE, K_SINK_SIZE, K_RECACHE, K_SAMPLER, K_MAX_CACHE_FRAMES, K_FPS, K_ACTION_GUIDANCE,
+    K_ACTION_GUIDANCE_STEPS, K_ACTION_BUTTONS, K_ACTION_AXES, K_ACTION_MOUSE,
     K_TEXT_ENCODER, K_DECODER, K_COUNT
 };
 
@@ -285,7 +288,8 @@ static const char *const KEY_NAMES[K_COUNT] = {
     "name", "dim", "ffn_dim", "num_heads", "num_layers", "patch_size", "in_dim", "out_dim", "text_dim", "text_len",
     "freq_dim", "eps", "model_type", "qk_norm", "cross_attn_norm", "window_size", "latent_height", "latent_width",
     "num_frame_per_block", "denoising_step_list", "warp_denoising_step", "timestep_shift", "context_noise",
-    "local_attn_size", "sink_size", "recache_on_prompt_switch", "sampler", "max_cache_frames", "fps", "action_buttons", "action_axes", "action_mouse",
+    "local_attn_size", "sink_size", "recache_on_prompt_switch", "sampler", "max_cache_frames", "fps", "action_guidance",
+    "action_guidance_steps", "action_buttons", "action_axes", "action_mouse",
     "text_encoder", "decoder",
 };
 
@@ -381,6 +385,8 @@ static wm_status parse_key(wm_config *cfg, int k, const cJSON *v, const char *la
         return WM_OK;
     case K_MAX_CACHE_FRAMES: return get_int(v, label, key, 1, CFG_MAX_FRAMES, &cfg->max_cache_frames);
     case K_FPS: return get_float(v, label, key, 0, 1, 1000, &cfg->fps);
+    case K_ACTION_GUIDANCE: return get_float(v, label, key, 0, 0, WM_MAX_ACTION_GUIDANCE, &cfg->action_guidance);
+    case K_ACTION_GUIDANCE_STEPS: return get_int(v, label, key, 1, WM_MAX_STEPS, &cfg->action_guidance_steps);
     case K_ACTION_BUTTONS: return get_names(v, label, key, WM_MAX_BUTTONS, cfg->button_names, &cfg->n_buttons);
     case K_ACTION_AXES: return get_names(v, label, key, WM_MAX_AXES, cfg->axis_names, &cfg->n_axes);
     case K_ACTION_MOUSE: return get_bool(v, label, key, &cfg->action_mouse);
@@ -428,6 +434,12 @@ static wm_status check_cross(const wm_config *c, const char *label) {
                                 "\"rolling_forcing\"",
                                 label);
     }
+    if (c->action_guidance > 0 && wm_config_action_dim(c) == 0)
+        return wm_set_error(WM_ERR_CONFIG, "%s: key 'action_guidance' = %g needs an action-conditioned model (key 'action_buttons', "
+                            "'action_axes' or 'action_mouse')", label, c->action_guidance);
+    if (c->action_guidance > 0 && c->sampler == WM_SAMPLER_ROLLING_FORCING)
+        return wm_set_error(WM_ERR_CONFIG, "%s: key 'action_guidance' does not combine with key 'sampler' = \"rolling_forcing\"",
+                            label);
     if (c->max_cache_frames < c->num_frame_per_block)
         return wm_set_error(WM_ERR_CONFIG, "%s: key 'max_cache_frames' = %d is less than key 'num_frame_per_block' = %d",
                             label, c->max_cache_frames, c->num_frame_per_block);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #define WM_MAX_STEPS 16
+#define WM_MAX_ACTION_GUIDANCE 20.0 /* action guidance scale beyond this is an error, not a setting */
 #define WM_MAX_NAME 64
 
 typedef struct wm_decoder_config {
@@ -46,6 +47,9 @@ typedef struct wm_config {
     int sampler;                  /* wm_sampler_kind */
     int max_cache_frames;
     float fps;
+    /* action guidance (MODEL.md section 2): v + w (v - v_idle) on the first action_guidance_steps steps */
+    float action_guidance;      /* w; 0 = off (default) */
+    int action_guidance_steps;  /* steps guided, from the first; default every step (WM_MAX_STEPS) */
     /* actions */
     int n_buttons, n_axes, action_mouse;
     char button_names[WM_MAX_BUTTONS][WM_MAX_NAME];

@@ -38,6 +38,7 @@ struct wm_session {
     void *abort_user_data;
     /* the self-attention cache and its policy (cache.h) */
     int window, sinks; /* latent frames; window -1 = unbounded */
+    float guidance;    /* action guidance w of this session (config or session params) */
     int cap_frames;    /* frames of rows each store holds (policy plus one chunk) */
     int tpf;           /* tokens per latent frame */
     wm_cache cache;

@@ -139,6 +139,9 @@ void wm_model_info_fill(const wm_model *m, wm_model_info *info) {
     i.sink_frames = c->sink_size;
     i.max_cache_frames = c->max_cache_frames;
     i.device_name = m->be->device_name;
+    i.action_guidance = c->action_guidance;
+    i.denoising_steps = c->n_steps;
+    i.action_guidance_steps = c->action_guidance_steps < c->n_steps ? c->action_guidance_steps : c->n_steps;
     /* copy only what the caller's struct has room for (older hosts have smaller structs) */
     memcpy(info, &i, caller < sizeof i ? caller : sizeof i);
 }

@@ -1,5 +1,6 @@
 /* sampler.c - the Self-Forcing streaming loop for one chunk (docs/MODEL.md section 2): few-step
- * flow denoising with re-noising between steps, then a clean pass that commits the chunk's K/V. */
+ * flow denoising with re-noising (or Euler steps) between steps, optionally with action guidance,
+ * then a clean pass that commits the chunk's K/V. */
 #include "engine.h"
 
 #include "rng.h"
@@ -101,10 +102,13 @@ wm_status wm_sampler_chunk(wm_session *s) {
     float acts[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)];
     const int nsteps = wm_sampler_timesteps(c, t);
     const float *actions = NULL;
+    int guided = 0; /* action guidance this chunk: on, and some action is not neutral (else v_idle = v) */
     if (wm_config_action_dim(c) > 0) {
         wm_sampler_chunk_actions(s, acts, F);
         actions = acts;
+        for (int i = 0; s->guidance > 0 && i < F * wm_config_action_dim(c); i++) guided |= acts[i] != 0.0f;
     }
+    static const float idle[64 * (WM_MAX_BUTTONS + WM_MAX_AXES + 2)]; /* the neutral action: zeros */
     wm_take_failure(); /* start clean: only this chunk's op failures count */
     be->noise(be, s->x, n, s->seed, stream);
     for (int k = 0; k < nsteps; k++) {
@@ -113,6 +117,12 @@ wm_status wm_sampler_chunk(wm_session *s) {
         wm_attn_plan plan;
         wm_accel_plan(s, k, nsteps, &plan);
         wm_dit_forward(&m->dit, &s->work, s->v, s->x, tf, actions, F, frame0, s->cache.kv, &plan, s->ctx);
+        if (guided && k < c->action_guidance_steps) {
+            /* action guidance: the same forward under the neutral action, into eps (free until the
+             * re-noising below), then v += w (v - v_idle) */
+            wm_dit_forward(&m->dit, &s->work, s->eps, s->x, tf, idle, F, frame0, s->cache.kv, &plan, s->ctx);
+            be->axpby(be, s->v, -s->guidance, s->eps, 1.0f + s->guidance, n);
+        }
         wm_status fail = wm_take_failure();
         if (fail != WM_OK) return fail; /* the op's message is set; nothing was committed */
         const float sigma = wm_sampler_sigma(c, t[k]);

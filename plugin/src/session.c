@@ -32,6 +32,14 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     if (rolling && c->n_steps * F > 64)
         return wm_set_error(WM_ERR_UNSUPPORTED, "rolling_forcing: a window of %d steps x %d frames > 64 frames is not supported",
                             c->n_steps, F);
+    const float guidance = p->action_guidance < 0 ? c->action_guidance : p->action_guidance;
+    if (!isfinite(p->action_guidance) || guidance > WM_MAX_ACTION_GUIDANCE)
+        return wm_set_error(WM_ERR_INVALID_ARGUMENT, "session_new: action_guidance %g (use < 0 for the model's %g, 0 off, or up to %g)",
+                            p->action_guidance, c->action_guidance, WM_MAX_ACTION_GUIDANCE);
+    if (guidance > 0 && (wm_config_action_dim(c) == 0 || rolling))
+        return wm_set_error(WM_ERR_UNSUPPORTED, "session_new: action_guidance %g needs an action-conditioned model whose sampler "
+                            "is not rolling_forcing ('%s' has %d action inputs, sampler %s)", guidance, c->name,
+                            wm_config_action_dim(c), rolling ? "rolling_forcing" : "per chunk");
     int window = p->window_frames == -2 ? c->local_attn_size : p->window_frames;
     /* the model's default sinks belong to its window: an unbounded cache keeps every frame anyway */
     int sinks = p->sink_frames == -1 ? (window < 0 ? 0 : c->sink_size) : p->sink_frames;
@@ -56,6 +64,7 @@ wm_status wm_session_new_impl(wm_model *m, const wm_session_params *p, wm_sessio
     wm_session *s = calloc(1, sizeof *s);
     if (!s) return wm_set_error(WM_ERR_OUT_OF_MEMORY, "out of memory for the session");
     s->m = m;
+    s->guidance = guidance;
     /* a backend of the session's own (its stream, handles, scratch) that shares the model's weights,
      * so that sessions may run on different threads (wm.h); a backend without one is shared */
     wm_backend *be = m->be->fork ? m->be->fork(m->be) : m->be;

@@ -211,6 +211,20 @@ CASES = {
         prompt_text="a red car on the road", prompt_len=None, actions="world",
         switches=[{"chunk": 3, "prompt_text": "snow forest"}],
     ),
+    # Action guidance (MODEL.md 2) on the Euler sampler: w 1.5 on the first 3 of 4 steps; latent frame 2's
+    # video frames (5-8) hold the neutral action, so that chunk runs unguided (v_idle = v).
+    "action_guidance": dict(
+        config=base_config(
+            name="action_guidance", dim=32, num_heads=2, ffn_dim=48, latent_height=4, latent_width=4,
+            num_frame_per_block=1, denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=False,
+            timestep_shift=1.0, local_attn_size=4, sampler="flow_euler", action_guidance=1.5,
+            action_guidance_steps=3, action_buttons=["up", "down", "left", "right"], action_axes=["throttle"],
+            action_mouse=True, text_encoder=TEXT_ENCODER,
+            decoder={"channels": [8, 8, 8, 4], "space_upscale": [True, False, False],
+                     "time_upscale": [True, True], "image_channels": 3}),
+        dtype=torch.float32, weight_seed=8008, seed=0x0000000000A11D0E, n_chunks=5,
+        prompt_text="a red car on the road", prompt_len=None, actions="world", neutral_video_frames=(5, 9),
+    ),
     # BF16 weights, cache pass at timestep context_noise 10, unwarped custom steps, unbounded,
     # full-length embedding prompt, decoder with time_upscale [false, true] (2x) and 8x space.
     "bf16_ctxnoise": dict(
@@ -255,6 +269,9 @@ def make_case(out_dir, name, spec):
         n_video = cfg.time_upscale * (n_lat - 1) + 1
         # a few frames short of the video: the last action repeats (MODEL.md 8)
         actions = world_actions(n_video - 4, np.random.default_rng(spec["weight_seed"]))
+        lo, hi = spec.get("neutral_video_frames", (0, 0))
+        for i in range(lo, hi):
+            actions[i] = [0, [0.0] * len(cfg.action_axes), 0.0, 0.0]
     window = cfg.local_attn_size
     case = {"seed": spec["seed"], "n_chunks": spec["n_chunks"], "window_frames": window,
             "sink_frames": cfg.sink_size if window != -1 else 0, "max_cache_frames": cfg.max_cache_frames,

@@ -613,6 +613,25 @@ def world_golden_depends_on_actions_and_prompt():
     assert (other["latents"][0] - exp["latents.0"]).abs().max() > 1e-2, "prompt has no effect"
 
 
+@check
+def action_guidance_golden():
+    """The action_guidance golden: its first velocity is (1 + w) v(actions) - w v(neutral), each taken
+    from an unguided rollout; without guidance, or guiding all 4 steps instead of 3, the rollout
+    differs."""
+    d, case = load_case("action_guidance")
+    exp = load_file(os.path.join(d, "expected.safetensors"))
+    w = wm_ref.Config.load(d).action_guidance
+    r_c, plain = rollout_with(d, case, action_guidance=0.0)
+    r_u, _ = rollout_with(d, dict(case, actions=[]), action_guidance=0.0)
+    close(exp["debug.c0.v0"], (1 + w) * r_c.debug["v0"] - w * r_u.debug["v0"], 1e-5, "guided v0")
+    assert (plain["latents"][0] - exp["latents.0"]).abs().max() > 1e-2, "guidance has no effect"
+    r_all = wm_ref.Rollout(d, case["seed"], case["prompt_text"], case["actions"], window=case["window_frames"],
+                           sinks=case["sink_frames"], capacity=case["max_cache_frames"])
+    r_all.guided_steps = 4
+    all4 = r_all.run(case["n_chunks"])
+    assert (all4["latents"][0] - exp["latents.0"]).abs().max() > 1e-3, "the 4th step is guided too"
+
+
 def main():
     import time
     torch.set_num_threads(1)  # the models are tiny: threads only add overhead

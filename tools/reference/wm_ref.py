@@ -84,7 +84,7 @@ CONFIG_DEFAULTS = dict(
     name=None, latent_height=60, latent_width=104, num_frame_per_block=3,
     denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=True, timestep_shift=5.0,
     context_noise=0, local_attn_size=-1, sink_size=0, recache_on_prompt_switch=False, max_cache_frames=21, fps=16,
-    sampler="self_forcing", action_buttons=[], action_axes=[], action_mouse=False, text_encoder=None, decoder=None,
+    sampler="self_forcing", action_guidance=0.0, action_guidance_steps=None, action_buttons=[], action_axes=[], action_mouse=False, text_encoder=None, decoder=None,
 )
 
 
@@ -115,6 +115,8 @@ class Config(dict):
         assert cfg.latent_height % cfg.patch_size[1] == 0 and cfg.latent_width % cfg.patch_size[2] == 0
         if cfg.sampler not in ("self_forcing", "flow_euler", "rolling_forcing"):
             raise ValueError(f"config.json: sampler {cfg.sampler!r} (self_forcing, flow_euler or rolling_forcing)")
+        if cfg.action_guidance and (cfg.action_dim == 0 or cfg.sampler == "rolling_forcing"):
+            raise ValueError("config.json: action_guidance needs an action-conditioned model and a per-chunk sampler")
         if cfg.sampler == "rolling_forcing":  # its spans are fixed by the step count (docs/CONVERT.md)
             F, n = cfg.num_frame_per_block, len(cfg.denoising_step_list)
             if cfg.local_attn_size != (n + 2) * F or cfg.sink_size != F or cfg.recache_on_prompt_switch:
@@ -658,10 +660,11 @@ def fp32(x):
 class Rollout:
     """The Self-Forcing streaming loop over chunks of num_frame_per_block latent frames.
     prompt: text or an embedding [L, text_dim]; actions: one (buttons, [axes], dx, dy) per video
-    frame (the last repeats); window/sinks/capacity default to the config's policy."""
+    frame (the last repeats); window/sinks/capacity default to the config's policy, action_guidance
+    to the config's action_guidance (wm_session_params.action_guidance)."""
 
     def __init__(self, model_dir_or_model, seed, prompt=None, actions=None, window=None, sinks=None,
-                 capacity=None, cache_factory=None):
+                 capacity=None, cache_factory=None, action_guidance=None):
         self.model = (model_dir_or_model if isinstance(model_dir_or_model, CausalWanModel)
                       else load_model(model_dir_or_model))
         cfg = self.cfg = self.model.cfg
@@ -676,6 +679,8 @@ class Rollout:
         factory = cache_factory or (lambda: KVCache(cfg.num_layers, window, sinks, capacity))
         self.cache = factory()
         self.timesteps = denoising_timesteps(cfg)
+        self.guidance = float(cfg.action_guidance if action_guidance is None else action_guidance)
+        self.guided_steps = cfg.action_guidance_steps or len(self.timesteps)
         self.decoder = StreamingDecoder(self.model.decoder) if cfg.decoder else None
         self.chunk = 0
         self.debug = {}
@@ -703,11 +708,15 @@ class Rollout:
                 cache.begin_chunk(start, Fr)
                 self._dit(x0, np.float32(self.cfg.context_noise), start, commit=True)
 
-    def _dit(self, x, t, start, commit):
+    def _acts(self, start, Fr):
+        return (latent_frame_actions(self.cfg, self.actions, start, Fr)
+                if hasattr(self.model, "action_embedding") else None)
+
+    def _dit(self, x, t, start, commit, acts=None):
         Fr = x.shape[0]
         frames = list(range(start, start + Fr))
-        acts = (latent_frame_actions(self.cfg, self.actions, start, Fr)
-                if hasattr(self.model, "action_embedding") else None)
+        if acts is None:
+            acts = self._acts(start, Fr)
         pending = {}
         v = self.model(x, torch.full((Fr,), float(t), dtype=torch.float32), start, self.ctx_kv,
                        self.cache.attend_fn(frames, commit, pending), acts)
@@ -725,8 +734,15 @@ class Rollout:
         if c == 0:
             self.debug["noise0"] = x.clone()
         ts = self.timesteps
+        acts = self._acts(start, Fr)
+        # action guidance (MODEL.md 2): v + w (v - v_idle) on the first guided steps, v_idle the same
+        # forward under the neutral action; skipped when the chunk's actions are all neutral (v_idle = v)
+        guided = self.guidance > 0 and acts is not None and bool((acts != 0).any())
         for k, t in enumerate(ts):
             v = self._dit(x, t, start, commit=False)
+            if guided and k < self.guided_steps:
+                v_idle = self._dit(x, t, start, commit=False, acts=torch.zeros_like(acts))
+                v = fp32(1.0 + self.guidance) * v - fp32(self.guidance) * v_idle
             if c == 0 and k == 0:
                 self.debug["v0"] = v.clone()
             sig = fp32(sigma_of(t, cfg.timestep_shift))
