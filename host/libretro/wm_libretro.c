@@ -28,6 +28,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -386,6 +387,12 @@ RETRO_EXPORT bool retro_load_game(const struct retro_game_info *game) {
     wm_session_params sp;
     g.api->session_params_init(&sp);
     sp.seed = env_u64("WM_SEED", 0);
+    const char *ag = getenv("WM_ACTION_GUIDANCE"); /* default: the model's; a bad value fails session_new */
+    if (ag && *ag) {
+        char *end;
+        sp.action_guidance = strtof(ag, &end);
+        if (end == ag || *end) sp.action_guidance = NAN; /* not a number: refused, with the plugin's message */
+    }
     if ((st = g.api->session_new(g.model, &sp, &g.session)) != WM_OK) {
         core_log(RETRO_LOG_ERROR, "session: %s", g.api->last_error());
         unload();

@@ -35,7 +35,7 @@ The frame size is the model's (config.json: latent size x 8); the ground truth i
     .venv/bin/python tools/eval/fidelity.py            # quick (~2-3 min on 2 cores)
     .venv/bin/python tools/eval/fidelity.py --full     # 2000-frame stability run (~12 min)
     options: --frames N --look-frames N --threads N --build DIR --model DIR --out-dir DIR --name NAME
-             --context N | --no-context --check
+             --context N | --no-context --check --action-guidance W --more-episodes
 
 Writes OUT_DIR/fidelity.json and fidelity.png (quick) or fidelity_full.json / fidelity_full.png.
 --check exits 1 on absurd results (NaN, ground-truth action accuracy < 90 %), never on the model's
@@ -127,6 +127,8 @@ class Runner:
         cmd = [self.wm_run, "--model", self.args.model, "--frames", str(len(acts)), "--prompt", prompt,
                "--seed", str(seed), "--actions", ap, "--backend", "cpu", "--threads",
                str(self.args.threads), "--out", rgb, "--quiet"]
+        if self.args.action_guidance is not None:
+            cmd += ["--action-guidance", str(self.args.action_guidance)]
         if prefill is not None:
             lat = os.path.join(self.work, tag + "_ctx.lat")
             np.ascontiguousarray(prefill, dtype=np.float32).tofile(lat)
@@ -155,11 +157,16 @@ def set_size(w, h):
     _HANN = np.outer(np.hanning(H), np.hanning(W)).astype(np.float32)
 
 
-def model_frame_size(model):
-    """(width, height, latent frames per chunk) of a model folder or config.json."""
+def model_config(model):
+    """config.json of a model folder (or the file itself)."""
     path = os.path.join(model, "config.json") if os.path.isdir(model) else model
     with open(path) as f:
-        cfg = json.load(f)
+        return json.load(f)
+
+
+def model_frame_size(model):
+    """(width, height, latent frames per chunk) of a model folder or config.json."""
+    cfg = model_config(model)
     up = 2 ** sum(bool(u) for u in cfg.get("decoder", {}).get("space_upscale", [True, True, True]))
     return cfg["latent_width"] * up, cfg["latent_height"] * up, cfg.get("num_frame_per_block", 3)
 
@@ -328,6 +335,11 @@ def main():
                     help="latent frames of real context (1 + 4(n-1) video frames) when the model folder has "
                          "encoder.safetensors (default 4 = 13 frames, as train_dit.py's validation)")
     ap.add_argument("--no-context", action="store_true", help="from scratch even with an encoder file")
+    ap.add_argument("--action-guidance", type=float, default=None,
+                    help="the engine's action guidance (wm-run --action-guidance; default: the model's config)")
+    ap.add_argument("--more-episodes", action="store_true",
+                    help="4 more held-out episodes of 128 frames (forest night, snow day, forest dusk rain, volcanic "
+                         "day) after the two standard ones; the summary is then over all six")
     args = ap.parse_args()
     frames = args.frames or (2000 if args.full else 128)
     look_frames = args.look_frames or (32 if args.full else 16)
@@ -349,8 +361,13 @@ def main():
         encoder = load_context_encoder(enc_path, args.threads) if use_ctx else None
         # held-out seeds: the training data used wm-gamegen run seeds near 1; these world seeds are far away
         episodes = [(90001, "forest day clear", frames), (90002, "desert dusk clear", min(frames, 128))]
+        if args.more_episodes:
+            episodes += [(90003, "forest night clear", min(frames, 128)), (90004, "snow day clear", min(frames, 128)),
+                         (90005, "forest dusk rain", min(frames, 128)), (90006, "volcanic day clear", min(frames, 128))]
         res = {"model": os.path.relpath(args.model, ROOT), "mode": "full" if args.full else "quick",
                "threads": args.threads, "backend": "cpu", "frame_size": [w, h],
+               "action_guidance": (args.action_guidance if args.action_guidance is not None
+                                   else model_config(args.model).get("action_guidance", 0.0)),
                "action_script": "right x8, down x8, left x8, up x8, torch x1, idle x7; repeated",
                "episodes": []}
         if use_ctx:

@@ -39,6 +39,9 @@ def build_config(a, vocab, latent_hw, dec_cfg):
         "warp_denoising_step": True, "timestep_shift": float(a["shift"]), "context_noise": 0,
         # plain flow matching, not distilled: Euler steps (MODEL.md 2), not Self-Forcing's re-noising
         "sampler": "flow_euler",
+        # the engine's action guidance (MODEL.md 2; tools/train/README.md: what it does for the game)
+        "action_guidance": float(a.get("action_guidance", 0.0)),
+        "action_guidance_steps": int(a.get("action_guidance_steps", len(a["sample_steps"]))),
         "local_attn_size": a["window"], "sink_size": a["sinks"] if a["window"] > 0 else 0,
         "max_cache_frames": max(21, a["window"]), "fps": 16,
         "action_buttons": list(common.BUTTONS), "action_axes": [], "action_mouse": False,
@@ -91,6 +94,8 @@ _ARCH_OF_CONFIG = {"name": "name", "dim": "dim", "ffn": "ffn_dim", "heads": "num
                    "text_dim": "text_dim", "text_len": "text_len", "chunk": "num_frame_per_block",
                    "window": "local_attn_size", "sinks": "sink_size", "sample_steps": "denoising_step_list",
                    "shift": "timestep_shift"}
+# keys that exports before action guidance lack (train_dit.py's defaults fill them in)
+_OPTIONAL_ARCH_OF_CONFIG = ("action_guidance", "action_guidance_steps")
 
 
 def load_exported(model_dir):
@@ -108,6 +113,7 @@ def load_exported(model_dir):
     if missing or "text_encoder" not in config:
         raise SystemExit(f"{cfg_path}: not a tools/train export (missing {missing or ['text_encoder']})")
     arch = {a: config[c] for a, c in _ARCH_OF_CONFIG.items()}
+    arch.update({a: config[a] for a in _OPTIONAL_ARCH_OF_CONFIG if a in config})
     weights = {k: v.float() for k, v in load_file(w_path).items()}
     return {"arch": arch, "config": config, "weights": weights}
 

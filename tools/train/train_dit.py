@@ -349,7 +349,7 @@ def lr_at(args, step, minutes):
 # ------------------------------------------------------------------------------------------------
 # what a checkpoint fixes (resume keeps them) and what each run's command line sets
 ARCH_KEYS = ["name", "dim", "ffn", "heads", "layers", "text_dim", "text_len", "chunk", "window", "sinks",
-             "sample_steps", "shift", "latent_channels", "clip"]
+             "sample_steps", "shift", "latent_channels", "clip", "action_guidance", "action_guidance_steps"]
 OBJECTIVE_KEYS = ["p_clean", "ctx_aug", "change_weight", "rollout_ctx", "rollout_every", "rollout_pool", "dmd",
                   "teacher", "critic_steps", "critic_lr", "critic_from", "dmd_reg"]
 
@@ -388,6 +388,10 @@ def main(argv=None):
     ap.add_argument("--sinks", type=int, default=0)
     ap.add_argument("--sample-steps", default="1000,750,500,250", help="denoising_step_list")
     ap.add_argument("--shift", type=float, default=1.0, help="timestep_shift (sampler and training levels)")
+    ap.add_argument("--action-guidance", type=float, default=1.5,
+                    help="the engine's action guidance w, written into the exported config.json (training and its "
+                         "rollouts are unguided; docs/MODEL.md 2)")
+    ap.add_argument("--action-guidance-steps", type=int, default=2, help="the denoising steps it guides, from the first")
     # objective
     ap.add_argument("--p-clean", type=float, default=0.5, help="share of clips with a clean context copy")
     ap.add_argument("--ctx-aug", type=float, default=0.05, help="max noise std on the clean context")
