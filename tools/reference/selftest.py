@@ -625,10 +625,7 @@ def action_guidance_golden():
     r_u, _ = rollout_with(d, dict(case, actions=[]), action_guidance=0.0)
     close(exp["debug.c0.v0"], (1 + w) * r_c.debug["v0"] - w * r_u.debug["v0"], 1e-5, "guided v0")
     assert (plain["latents"][0] - exp["latents.0"]).abs().max() > 1e-2, "guidance has no effect"
-    r_all = wm_ref.Rollout(d, case["seed"], case["prompt_text"], case["actions"], window=case["window_frames"],
-                           sinks=case["sink_frames"], capacity=case["max_cache_frames"])
-    r_all.guided_steps = 4
-    all4 = r_all.run(case["n_chunks"])
+    _, all4 = rollout_with(d, case, action_guidance_steps=4)
     assert (all4["latents"][0] - exp["latents.0"]).abs().max() > 1e-3, "the 4th step is guided too"
 
 

@@ -661,10 +661,10 @@ class Rollout:
     """The Self-Forcing streaming loop over chunks of num_frame_per_block latent frames.
     prompt: text or an embedding [L, text_dim]; actions: one (buttons, [axes], dx, dy) per video
     frame (the last repeats); window/sinks/capacity default to the config's policy, action_guidance
-    to the config's action_guidance (wm_session_params.action_guidance)."""
+    and action_guidance_steps to the config's (wm_session_params.action_guidance overrides the first)."""
 
     def __init__(self, model_dir_or_model, seed, prompt=None, actions=None, window=None, sinks=None,
-                 capacity=None, cache_factory=None, action_guidance=None):
+                 capacity=None, cache_factory=None, action_guidance=None, action_guidance_steps=None):
         self.model = (model_dir_or_model if isinstance(model_dir_or_model, CausalWanModel)
                       else load_model(model_dir_or_model))
         cfg = self.cfg = self.model.cfg
@@ -680,7 +680,7 @@ class Rollout:
         self.cache = factory()
         self.timesteps = denoising_timesteps(cfg)
         self.guidance = float(cfg.action_guidance if action_guidance is None else action_guidance)
-        self.guided_steps = cfg.action_guidance_steps or len(self.timesteps)
+        self.guided_steps = action_guidance_steps or cfg.action_guidance_steps or len(self.timesteps)
         self.decoder = StreamingDecoder(self.model.decoder) if cfg.decoder else None
         self.chunk = 0
         self.debug = {}

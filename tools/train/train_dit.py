@@ -388,7 +388,7 @@ def main(argv=None):
     ap.add_argument("--sinks", type=int, default=0)
     ap.add_argument("--sample-steps", default="1000,750,500,250", help="denoising_step_list")
     ap.add_argument("--shift", type=float, default=1.0, help="timestep_shift (sampler and training levels)")
-    ap.add_argument("--action-guidance", type=float, default=1.5,
+    ap.add_argument("--action-guidance", type=float, default=0.75,
                     help="the engine's action guidance w, written into the exported config.json (training and its "
                          "rollouts are unguided; docs/MODEL.md 2)")
     ap.add_argument("--action-guidance-steps", type=int, default=2, help="the denoising steps it guides, from the first")
