@@ -975,9 +975,14 @@ static int run_window(app *a) {
                 len += (size_t)snprintf(text + len, sizeof text - len,
                                         "fps %.1f shown / %.1f generated   queue %d\n", shown_fps, gen_fps,
                                         a->ring_len);
+                const float guidance = o->opts.action_guidance < 0 ? info->action_guidance : o->opts.action_guidance;
                 len += (size_t)snprintf(text + len, sizeof text - len,
-                                        "chunk %.1f ms (DiT %.1f + decode %.1f)\n", s->last_chunk_ms,
+                                        "chunk %.1f ms (DiT %.1f + decode %.1f)", s->last_chunk_ms,
                                         s->last_dit_ms, s->last_decode_ms);
+                if (guidance > 0) /* docs/MODEL.md section 2: one more forward per guided step */
+                    len += (size_t)snprintf(text + len, sizeof text - len, "   action guidance %g (%d of %d steps)",
+                                            guidance, info->action_guidance_steps, info->denoising_steps);
+                len += (size_t)snprintf(text + len, sizeof text - len, "\n");
                 len += (size_t)snprintf(text + len, sizeof text - len,
                                         "input latency %.0f ms to generated, %.0f ms to shown\n",
                                         a->lat_gen_ms, a->lat_show_ms);
