@@ -84,8 +84,8 @@ int wm_run_opts_parse(wm_run_opts *o, int *i) {
         const char *val = value(o, i);
         double w;
         if (!val) return -1;
-        if (!wm_cli_parse_double(val, 0.0, 20.0, &w))
-            return wm_cli_usage_error("--action-guidance: '%s' is not a number in [0, 20]", val), -1;
+        if (!wm_cli_parse_double(val, 0.0, WM_MAX_ACTION_GUIDANCE, &w))
+            return wm_cli_usage_error("--action-guidance: '%s' is not a number in [0, %g]", val, WM_MAX_ACTION_GUIDANCE), -1;
         o->action_guidance = (float)w;
         return 1;
     }

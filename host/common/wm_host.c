@@ -171,3 +171,7 @@ double wm_host_now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+float wm_host_action_guidance(const wm_model_info *info, float requested) {
+    return requested < 0 ? info->action_guidance : requested;
+}

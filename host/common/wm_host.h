@@ -36,6 +36,10 @@ int wm_host_backend_parse(const char *name);
  * frames u*(f-1)+1 .. u*f, latent frame 0 yields frame 0 (docs/MODEL.md section 8). */
 int64_t wm_host_frames_after_chunk(const wm_model_info *info, int64_t c);
 
+/* The action guidance a session runs with: `requested` (wm_session_params.action_guidance), or the
+ * model's default when it is < 0 (docs/MODEL.md section 2). */
+float wm_host_action_guidance(const wm_model_info *info, float requested);
+
 /* 64-bit FNV-1a of a frame, the replay check. */
 uint64_t wm_host_hash(const void *data, size_t n);
 

@@ -441,7 +441,7 @@ static cJSON *build_json(const options *o, const run *r) {
     cJSON_AddNumberToObject(set, "frames", (double)o->opts.frames);
     cJSON_AddNumberToObject(set, "seed", (double)o->opts.seed);
     cJSON_AddNumberToObject(set, "action_guidance",
-                            o->opts.action_guidance < 0 ? info->action_guidance : o->opts.action_guidance);
+                            wm_host_action_guidance(info, o->opts.action_guidance));
     if (r->prompt)
         cJSON_AddStringToObject(set, "prompt", r->prompt);
     else

@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
     wm_run_opts_apply_accel(&o.opts, &sp.accel); /* over the plugin's defaults */
     char accel_desc[160];
     wm_accel_describe(&sp.accel, accel_desc, sizeof accel_desc);
-    const float guidance = sp.action_guidance < 0 ? info.action_guidance : sp.action_guidance; /* in effect */
+    const float guidance = wm_host_action_guidance(&info, sp.action_guidance);
     wm_session *s = NULL;
     if (api->session_new(m, &sp, &s) != WM_OK) { fprintf(stderr, "wm-bench: %s\n", api->last_error()); return 1; }
     wm_status st;

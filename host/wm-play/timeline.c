@@ -373,8 +373,8 @@ int timeline_read(timeline *t, const char *path, char *err, size_t err_size) {
     }
     t->action_guidance = -1.0f;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "action_guidance"))) {
-        if (!cJSON_IsNumber(v) || !(v->valuedouble <= 20.0)) {
-            fail(err, err_size, "%s: key action_guidance must be a number <= 20", path);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble <= WM_MAX_ACTION_GUIDANCE)) {
+            fail(err, err_size, "%s: key action_guidance must be a number <= %g", path, WM_MAX_ACTION_GUIDANCE);
             goto done;
         }
         t->action_guidance = (float)v->valuedouble;

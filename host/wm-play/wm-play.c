@@ -975,7 +975,7 @@ static int run_window(app *a) {
                 len += (size_t)snprintf(text + len, sizeof text - len,
                                         "fps %.1f shown / %.1f generated   queue %d\n", shown_fps, gen_fps,
                                         a->ring_len);
-                const float guidance = o->opts.action_guidance < 0 ? info->action_guidance : o->opts.action_guidance;
+                const float guidance = wm_host_action_guidance(info, o->opts.action_guidance);
                 len += (size_t)snprintf(text + len, sizeof text - len,
                                         "chunk %.1f ms (DiT %.1f + decode %.1f)", s->last_chunk_ms,
                                         s->last_dit_ms, s->last_decode_ms);

@@ -38,6 +38,7 @@ extern "C" {
 #define WM_GET_API_SYMBOL "wm_get_api"
 #define WM_MAX_AXES 8
 #define WM_MAX_BUTTONS 32
+#define WM_MAX_ACTION_GUIDANCE 20.0f /* wm_session_params.action_guidance and config "action_guidance" */
 
 typedef enum wm_status {
     WM_OK = 0,

@@ -6,7 +6,6 @@
 #include <stdint.h>
 
 #define WM_MAX_STEPS 16
-#define WM_MAX_ACTION_GUIDANCE 20.0 /* action guidance scale beyond this is an error, not a setting */
 #define WM_MAX_NAME 64
 
 typedef struct wm_decoder_config {

@@ -60,6 +60,10 @@ SPEED = 4.0          # commanded camera speed in pixels per frame (tile / 4)
 BIOMES = ["forest", "desert", "snow", "volcanic"]
 TIMES = ["day", "dusk", "night"]
 DIRS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+# held-out episodes (world seed, prompt): the two standard ones, then --more-episodes' four (the training
+# data used wm-gamegen run seeds near 1; these world seeds are far away)
+EPISODES = [(90001, "forest day clear"), (90002, "desert dusk clear"), (90003, "forest night clear"),
+            (90004, "snow day clear"), (90005, "forest dusk rain"), (90006, "volcanic day clear")]
 
 
 # ----------------------------------------------------------------------------------------- episodes
@@ -359,11 +363,9 @@ def main():
     try:
         R = Runner(args, work)
         encoder = load_context_encoder(enc_path, args.threads) if use_ctx else None
-        # held-out seeds: the training data used wm-gamegen run seeds near 1; these world seeds are far away
-        episodes = [(90001, "forest day clear", frames), (90002, "desert dusk clear", min(frames, 128))]
-        if args.more_episodes:
-            episodes += [(90003, "forest night clear", min(frames, 128)), (90004, "snow day clear", min(frames, 128)),
-                         (90005, "forest dusk rain", min(frames, 128)), (90006, "volcanic day clear", min(frames, 128))]
+        # the first episode is the long one in --full; the others 128 frames at most
+        episodes = [(s, p, frames if i == 0 else min(frames, 128))
+                    for i, (s, p) in enumerate(EPISODES[:6 if args.more_episodes else 2])]
         res = {"model": os.path.relpath(args.model, ROOT), "mode": "full" if args.full else "quick",
                "threads": args.threads, "backend": "cpu", "frame_size": [w, h],
                "action_guidance": (args.action_guidance if args.action_guidance is not None

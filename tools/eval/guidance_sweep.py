@@ -32,8 +32,6 @@ import common  # noqa: E402
 from common import wm_ref  # noqa: E402
 from engine_check import read_actions  # noqa: E402
 
-EPISODES = [(90001, "forest day clear"), (90002, "desert dusk clear"), (90003, "forest night clear"),
-            (90004, "snow day clear"), (90005, "forest dusk rain"), (90006, "volcanic day clear")]
 
 
 def main():
@@ -68,7 +66,7 @@ def main():
     actions = read_actions(act_file, cfg.action_buttons)
     results = []
     for e in a.episodes:
-        seed, prompt = EPISODES[e]
+        seed, prompt = fd.EPISODES[e]
         gt, _ = runner.gt_episode(seed, prompt, acts, "ep")
         z = torch.from_numpy(fd.encode_context(enc, gt[:first], n_ctx))
         for steps, w in [(s, w) for s in a.steps for w in a.w]:
